@@ -1,0 +1,1 @@
+"""The WebSocket ↔ Kafka gateway."""

@@ -1,0 +1,323 @@
+"""The gateway's HTTP and WebSocket app (Starlette on uvicorn).
+
+``/ws/analyze``: optional JSON ``start`` message, then binary int16 PCM frames; results come back as JSON.
+Errors are documented in schemas.errors; none of them affects another session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from gateway import metrics
+from gateway.bridge import KafkaBridge
+from moodstream.settings import Settings
+from schemas import encode
+from schemas import errors as E
+from schemas.records import SAMPLE_RATE, AudioFrame, FusedResult, Record, SessionControl, SessionEnded, SessionOptions
+from schemas.topics import AUDIO
+from schemas.websocket import CLIENT_MESSAGE, EndMessage, ErrorMessage, PingMessage, Pong, SessionStarted, StartMessage
+
+log = logging.getLogger("moodstream.gateway")
+STATIC = Path(__file__).parent / "static"
+
+
+def now_ms() -> float:
+    return time.time() * 1000.0
+
+
+class SessionClosed(Exception):
+    """Raised inside a session to close the socket with a documented error."""
+
+    def __init__(self, error: E.ErrorCode, detail: str = "") -> None:
+        super().__init__(detail or error.meaning)
+        self.error = error
+        self.detail = detail or error.meaning
+
+
+class ClientSession:
+    """One WebSocket session: client audio to the audio topic, the session's events back to the client."""
+
+    def __init__(self, ws: WebSocket, bridge: KafkaBridge, settings: Settings) -> None:
+        self.ws = ws
+        self.bridge = bridge
+        self.settings = settings
+        self.session_id = uuid.uuid4().hex
+        self.seq = 0
+        self.next_sample = 0
+        self.started_at = time.monotonic()
+        self.outbox: asyncio.Queue[Record] = asyncio.Queue(maxsize=10_000)
+        self.ending = False
+        self.ended_record: SessionEnded | None = None
+        self.delivered: set[tuple[int, int]] = set()
+        self.final_utterances: set[int] = set()
+        self.utterance_last_frame_ms: dict[int, float] = {}
+
+    # wire helpers ---------------------------------------------------------------------------------------------------
+    async def send_json(self, message: dict) -> None:
+        if self.ws.application_state == WebSocketState.CONNECTED:
+            await self.ws.send_text(json.dumps(message, separators=(",", ":")))
+            metrics.EVENTS_SENT.labels(message.get("type", "?")).inc()
+
+    async def send_error(self, error: E.ErrorCode, detail: str = "", fatal: bool = False) -> None:
+        await self.send_json(ErrorMessage(code=error.code, message=detail or error.meaning, fatal=fatal).model_dump())
+
+    def produce_control(self, action: str, reason: str = "client", options: SessionOptions | None = None) -> None:
+        record = SessionControl(
+            session_id=self.session_id,
+            action=action,  # type: ignore[arg-type]
+            next_seq=self.seq,
+            options=options or SessionOptions(),
+            reason=reason,  # type: ignore[arg-type]
+            at_ms=now_ms(),
+        )
+        self.bridge.produce(AUDIO.name, self.session_id, encode(record))
+
+    # lifecycle ------------------------------------------------------------------------------------------------------
+    async def run(self, first: dict) -> None:
+        options = SessionOptions()
+        pending_frame: bytes | None = None
+        if first.get("type") == "websocket.receive" and first.get("text") is not None:
+            start = self.parse_text(first["text"])
+            if not isinstance(start, StartMessage):
+                raise SessionClosed(E.BAD_START, 'the first text message must be {"type":"start",...}')
+            if start.sample_rate != SAMPLE_RATE:
+                raise SessionClosed(E.BAD_START, f"sample_rate must be {SAMPLE_RATE}, got {start.sample_rate}")
+            options = start.options
+        elif first.get("bytes") is not None:
+            pending_frame = first["bytes"]
+        self.bridge.subscribe(self.session_id, self.on_event)
+        try:
+            self.produce_control("start", options=options)
+            await self.send_json(
+                SessionStarted(
+                    session_id=self.session_id, resume_token=self.session_id, max_frame_ms=self.settings.max_frame_ms
+                ).model_dump()
+            )
+            sender = asyncio.create_task(self.relay_events(), name=f"relay-{self.session_id}")
+            try:
+                if pending_frame is not None:
+                    await self.on_audio(pending_frame)
+                await self.receive_loop()
+                await asyncio.wait_for(asyncio.shield(sender), self.settings.session_end_grace_s)
+            except TimeoutError:
+                log.warning(
+                    "session %s: results incomplete after %.0fs grace",
+                    self.session_id,
+                    self.settings.session_end_grace_s,
+                )
+            finally:
+                sender.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sender
+        finally:
+            self.bridge.unsubscribe(self.session_id)
+
+    async def receive_loop(self) -> None:
+        """Client → Kafka until the client ends, leaves, idles out or hits the duration limit."""
+        while not self.ending:
+            remaining = self.settings.max_session_s - (time.monotonic() - self.started_at)
+            if remaining <= 0:
+                await self.send_error(E.MAX_DURATION)
+                self.end("max_duration")
+                return
+            try:
+                message = await asyncio.wait_for(self.ws.receive(), min(self.settings.idle_timeout_s, remaining))
+            except TimeoutError:
+                if time.monotonic() - self.started_at >= self.settings.max_session_s:
+                    continue
+                await self.send_error(E.IDLE_TIMEOUT)
+                self.end("idle")
+                return
+            if message["type"] == "websocket.disconnect":
+                # The partial utterance is still processed; its result stays on the events topic.
+                self.end("disconnect")
+                raise WebSocketDisconnect(message.get("code", 1000))
+            if message.get("bytes") is not None:
+                await self.on_audio(message["bytes"])
+            elif message.get("text") is not None:
+                parsed = self.parse_text(message["text"])
+                if isinstance(parsed, PingMessage):
+                    await self.send_json(Pong().model_dump())
+                elif isinstance(parsed, EndMessage):
+                    self.end("client")
+                elif isinstance(parsed, StartMessage):
+                    await self.send_error(E.BAD_MESSAGE, "start is only allowed as the first message")
+                else:
+                    await self.send_error(E.BAD_MESSAGE, parsed)
+
+    def end(self, reason: str) -> None:
+        if not self.ending:
+            self.ending = True
+            self.produce_control("end", reason=reason)
+
+    def parse_text(self, text: str) -> StartMessage | EndMessage | PingMessage | str:
+        """A client message, or a string saying why it is not one."""
+        try:
+            return CLIENT_MESSAGE.validate_json(text)
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            return f"bad client message: {first['msg']} at {'.'.join(map(str, first['loc'])) or 'top level'}"
+
+    async def on_audio(self, pcm: bytes) -> None:
+        if len(pcm) > self.settings.max_frame_bytes:
+            raise SessionClosed(E.FRAME_TOO_LARGE, f"frame of {len(pcm)} bytes exceeds {self.settings.max_frame_bytes}")
+        if len(pcm) % 2 or not pcm:
+            await self.send_error(E.ODD_FRAME, f"frame of {len(pcm)} bytes dropped: int16 frames have an even size")
+            return
+        frame = AudioFrame(
+            session_id=self.session_id, seq=self.seq, start_sample=self.next_sample, received_at_ms=now_ms(), pcm=pcm
+        )
+        try:
+            self.bridge.produce(AUDIO.name, self.session_id, encode(frame))
+        except BufferError:
+            await self.send_error(E.TOO_FAST, f"frame {self.seq} dropped: the server's audio queue is full")
+            return
+        self.seq += 1
+        self.next_sample += len(pcm) // 2
+        metrics.FRAMES.inc()
+        metrics.AUDIO_BYTES.inc(len(pcm))
+
+    # Kafka → client ----------------------------------------------------------------------------------------------
+    def on_event(self, record: Record) -> None:
+        """Called on the loop by the bridge for each record of this session."""
+        try:
+            self.outbox.put_nowait(record)
+        except asyncio.QueueFull:
+            log.error("session %s: outbox full, event dropped", self.session_id)
+
+    async def relay_events(self) -> None:
+        """Forward events in order; drop replayed duplicates; return after session.ended and its results."""
+        while True:
+            record = await self.outbox.get()
+            if isinstance(record, FusedResult):
+                key = (record.utterance_seq, record.revision)
+                if key in self.delivered:
+                    metrics.DUPLICATES_DROPPED.inc()
+                    continue
+                self.delivered.add(key)
+                if record.final:
+                    self.final_utterances.add(record.utterance_seq)
+                origin = record.latencies_ms.get("last_frame_received_at_ms")
+                if origin:
+                    metrics.E2E_SECONDS.observe(max(0.0, now_ms() - origin) / 1000)
+            if isinstance(record, SessionEnded):
+                if self.ended_record is not None:
+                    metrics.DUPLICATES_DROPPED.inc()
+                    continue
+                self.ended_record = record
+            else:
+                await self.send_json(record.model_dump(mode="json"))
+            if self.ended_record is not None and self.results_complete():
+                await self.send_json(self.ended_record.model_dump(mode="json"))
+                return
+
+    def results_complete(self) -> bool:
+        assert self.ended_record is not None
+        return all(seq in self.final_utterances for seq in range(self.ended_record.utterances))
+
+
+def create_app(settings: Settings) -> Starlette:
+    bridge = KafkaBridge(settings)
+    open_sessions: set[ClientSession] = set()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        bridge.start(asyncio.get_running_loop())
+        log.info("gateway %s up on %s:%s", settings.instance_id, settings.host, settings.port)
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(bridge.stop)
+
+    async def healthz(_request: Request) -> Response:
+        return JSONResponse({"status": "ok", "instance": settings.instance_id})
+
+    async def readyz(_request: Request) -> Response:
+        checks = bridge.readiness()
+        ready = all(checks.values())
+        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+    async def metrics_endpoint(_request: Request) -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        metrics.QUEUE_DEPTH.set(len(bridge.producer))
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    async def index(_request: Request) -> Response:
+        return FileResponse(STATIC / "index.html")
+
+    async def analyze(ws: WebSocket) -> None:
+        await ws.accept()
+        session = ClientSession(ws, bridge, settings)
+        try:
+            if len(open_sessions) >= settings.max_sessions:
+                raise SessionClosed(
+                    E.OVER_CAPACITY, f"this gateway holds its limit of {settings.max_sessions} sessions"
+                )
+            if not bridge.ready:
+                raise SessionClosed(E.BROKER_UNAVAILABLE, f"not ready: {bridge.readiness()}")
+            open_sessions.add(session)
+            metrics.SESSIONS.set(len(open_sessions))
+            metrics.SESSIONS_TOTAL.inc()
+            first = await asyncio.wait_for(ws.receive(), settings.idle_timeout_s)
+            if first["type"] == "websocket.disconnect":
+                return
+            await session.run(first)
+            await ws.close(1000)
+        except SessionClosed as closed:
+            metrics.REJECTED.labels(closed.error.code).inc()
+            if session.session_id in bridge._subscribers:
+                session.end("server")
+            with contextlib.suppress(Exception):
+                await session.send_error(closed.error, closed.detail, fatal=True)
+                await ws.close(closed.error.close_code or 1011, reason=closed.error.code)
+        except (WebSocketDisconnect, TimeoutError):
+            pass
+        except Exception:
+            log.exception("session %s failed", session.session_id)
+            metrics.REJECTED.labels(E.INTERNAL.code).inc()
+            with contextlib.suppress(Exception):
+                await ws.close(E.INTERNAL.close_code or 1011, reason=E.INTERNAL.code)
+        finally:
+            open_sessions.discard(session)
+            metrics.SESSIONS.set(len(open_sessions))
+
+    return Starlette(
+        routes=[
+            Route("/", index),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/metrics", metrics_endpoint),
+            WebSocketRoute("/ws/analyze", analyze),
+        ],
+        lifespan=lifespan,
+    )
+
+
+def run_gateway(settings: Settings) -> None:
+    import uvicorn
+
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        ws="websockets-sansio",
+        ws_max_size=max(settings.max_frame_bytes * 4, 65536),
+        lifespan="on",
+        access_log=False,
+    )

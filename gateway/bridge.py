@@ -1,0 +1,202 @@
+"""Kafka side of the gateway: one producer for audio, one consumer that relays events to the sockets that own them.
+
+The events consumer joins no consumer group: every gateway instance reads every partition of the events topic from
+its end and keeps only the records of sessions it holds. That is what lets any instance serve a client that
+reconnects (resume) and needs no per-instance topic; its cost, each instance reading all events, is small because
+events are a few hundred bytes per utterance, not audio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from confluent_kafka import OFFSET_END, Consumer, KafkaError, Producer, TopicPartition
+
+from gateway import metrics
+from moodstream.settings import Settings
+from schemas import SchemaError, decode
+from schemas.records import BY_SCHEMA, Record, WorkerHeartbeat
+from schemas.topics import AUDIO, EVENTS, HEALTH
+
+log = logging.getLogger("moodstream.gateway")
+
+EVENT_TYPES = tuple(BY_SCHEMA[name] for name in EVENTS.schemas)
+Subscriber = Callable[[Record], None]
+
+
+@dataclass
+class WorkerSeen:
+    partitions: frozenset[int]
+    seen_at: float
+
+
+class KafkaBridge:
+    """Producer and events consumer, each driven by its own thread; callbacks land on the asyncio loop."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._subscribers: dict[str, Subscriber] = {}
+        self._workers: dict[str, WorkerSeen] = {}
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.broker_ok = False
+        self.consumer_assigned = False
+        base = settings.kafka_config()
+        self.producer = Producer(
+            base
+            | {
+                # Audio must not wait for a batch to fill: a few ms of linger, then send.
+                "linger.ms": 2,
+                "enable.idempotence": True,
+                "acks": "all",
+                "compression.type": "none",
+                "queue.buffering.max.kbytes": 65536,
+                "message.timeout.ms": 30000,
+                "error_cb": self._on_kafka_error,
+            }
+        )
+        self.consumer = Consumer(
+            base
+            | {
+                "group.id": f"moodstream-gateway-{settings.instance_id}",  # never joined: partitions are assigned
+                "enable.auto.commit": False,
+                "fetch.wait.max.ms": 10,
+                "error_cb": self._on_kafka_error,
+            }
+        )
+
+    # lifecycle ---------------------------------------------------------------------------------------------------
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        for target, name in ((self._producer_loop, "kafka-producer"), (self._consumer_loop, "kafka-events")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(5)
+        self.producer.flush(5)
+        self.consumer.close()
+
+    # producing ---------------------------------------------------------------------------------------------------
+    def produce(
+        self, topic: str, key: str, value: bytes, on_ack: Callable[[KafkaError | None], None] | None = None
+    ) -> None:
+        """Queue a record; raises BufferError when the local queue is full (the caller throttles the client)."""
+        sent_at = time.perf_counter()
+
+        def delivered(err: KafkaError | None, _msg: object) -> None:
+            if err is None:
+                metrics.ACK_SECONDS.observe(time.perf_counter() - sent_at)
+                self.broker_ok = True
+            else:
+                metrics.PRODUCE_ERRORS.inc()
+            if on_ack is not None and self._loop is not None:
+                self._loop.call_soon_threadsafe(on_ack, err)
+
+        self.producer.produce(topic, value=value, key=key.encode(), on_delivery=delivered)
+
+    # routing -----------------------------------------------------------------------------------------------------
+    def subscribe(self, session_id: str, callback: Subscriber) -> None:
+        self._subscribers[session_id] = callback
+
+    def unsubscribe(self, session_id: str) -> None:
+        self._subscribers.pop(session_id, None)
+
+    # readiness ---------------------------------------------------------------------------------------------------
+    def workers_ready(self) -> bool:
+        """Live workers own every partition of the audio topic between them."""
+        cutoff = time.monotonic() - self.settings.worker_stale_s
+        owned: set[int] = set()
+        for seen in self._workers.values():
+            if seen.seen_at >= cutoff:
+                owned |= seen.partitions
+        return owned >= set(range(AUDIO.partitions))
+
+    def readiness(self) -> dict[str, bool]:
+        return {
+            "broker": self.broker_ok,
+            "events_consumer": self.consumer_assigned,
+            "workers": self.workers_ready(),
+        }
+
+    @property
+    def ready(self) -> bool:
+        return all(self.readiness().values())
+
+    # threads -----------------------------------------------------------------------------------------------------
+    def _on_kafka_error(self, err: KafkaError) -> None:
+        if err.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE):
+            if self.broker_ok:
+                log.warning("broker unreachable: %s", err)
+            self.broker_ok = False
+
+    def _producer_loop(self) -> None:
+        next_check = 0.0
+        while not self._stop.is_set():
+            self.producer.poll(0.05)
+            if time.monotonic() >= next_check:
+                next_check = time.monotonic() + 2.0
+                try:
+                    self.producer.list_topics(AUDIO.name, timeout=2.0)
+                    self.broker_ok = True
+                except Exception:  # noqa: BLE001
+                    self.broker_ok = False
+
+    def _assign_at_end(self) -> None:
+        """Assign every events and health partition at its current end (explicit offsets, no group)."""
+        assignment = []
+        for spec in (EVENTS, HEALTH):
+            for partition in range(spec.partitions):
+                _low, high = self.consumer.get_watermark_offsets(TopicPartition(spec.name, partition), timeout=5.0)
+                start = high if spec is EVENTS else max(0, high - 50)  # recent heartbeats tell who is alive
+                assignment.append(TopicPartition(spec.name, partition, start if start >= 0 else OFFSET_END))
+        self.consumer.assign(assignment)
+        self.consumer_assigned = True
+
+    def _consumer_loop(self) -> None:
+        while not self._stop.is_set() and not self.consumer_assigned:
+            try:
+                self._assign_at_end()
+            except Exception as exc:  # noqa: BLE001 - broker not up yet: retry
+                log.info("events consumer waiting for the broker: %s", exc)
+                self._stop.wait(1.0)
+        while not self._stop.is_set():
+            msg = self.consumer.poll(0.1)
+            if msg is None:
+                continue
+            if msg.error():
+                if msg.error().code() != KafkaError._PARTITION_EOF:
+                    log.warning("events consumer: %s", msg.error())
+                continue
+            if msg.topic() == HEALTH.name:
+                self._on_heartbeat(msg.value())
+                continue
+            session_id = (msg.key() or b"").decode("utf-8", "replace")
+            callback = self._subscribers.get(session_id)
+            if callback is None:
+                continue
+            try:
+                record = decode(msg.value(), EVENT_TYPES)
+            except SchemaError as exc:
+                metrics.BAD_EVENTS.inc()
+                log.warning("undecodable event for session %s: %s", session_id, exc)
+                continue
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(callback, record)
+
+    def _on_heartbeat(self, raw: bytes) -> None:
+        try:
+            beat = decode(raw, (WorkerHeartbeat,))
+        except SchemaError:
+            return
+        age_s = max(0.0, time.time() - beat.at_ms / 1000)
+        self._workers[beat.worker_id] = WorkerSeen(frozenset(beat.audio_partitions), time.monotonic() - age_s)

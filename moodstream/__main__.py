@@ -1,0 +1,3 @@
+from moodstream.cli import main
+
+main()

@@ -1,0 +1,137 @@
+"""The ``moodstream`` command: one CLI for the whole system."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from moodstream.logs import setup_logging
+from moodstream.settings import Settings
+
+
+def load_settings(**overrides: object) -> Settings:
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """moodstream: live speech in, fused text + acoustic sentiment out, over Kafka."""
+
+
+@main.command()
+@click.option("--port", type=int, help="Gateway port (default 8000).")
+@click.option("--host", help="Gateway bind address (default 127.0.0.1).")
+@click.option("--workers", type=int, help="Processor worker processes.")
+def up(port: int | None, host: str | None, workers: int | None) -> None:
+    """Start the whole service: embedded broker (unless KAFKA_BOOTSTRAP_SERVERS is set), workers and gateway."""
+    from moodstream.supervisor import run_up
+
+    settings = load_settings(port=port, host=host, workers=workers)
+    setup_logging(settings.log_level, settings.log_json)
+    sys.exit(run_up(settings))
+
+
+@main.command()
+@click.option("--port", type=int, default=0, help="Port (0 picks a free one).")
+def broker(port: int) -> None:
+    """Run the embedded tansu broker with the contract's topics until Ctrl-C."""
+    import signal
+    import threading
+
+    from moodstream.broker import EmbeddedBroker, ensure_topics
+
+    setup_logging()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with EmbeddedBroker(port) as embedded:
+        ensure_topics({"bootstrap.servers": embedded.bootstrap})
+        click.echo(f"KAFKA_BOOTSTRAP_SERVERS={embedded.bootstrap}")
+        try:
+            while not stop.wait(0.5):
+                if embedded.process is None or embedded.process.poll() is not None:
+                    raise click.ClickException("tansu exited")
+        except KeyboardInterrupt:
+            pass
+
+
+@main.command()
+@click.option("--port", type=int, help="Port (default 8000).")
+@click.option("--host", help="Bind address (default 127.0.0.1).")
+def gateway(port: int | None, host: str | None) -> None:
+    """Run one gateway instance (needs KAFKA_BOOTSTRAP_SERVERS)."""
+    from gateway.app import run_gateway
+
+    settings = load_settings(port=port, host=host)
+    setup_logging(settings.log_level, settings.log_json)
+    run_gateway(settings)
+
+
+@main.command()
+def worker() -> None:
+    """Run one processor worker (needs KAFKA_BOOTSTRAP_SERVERS); start more to scale out."""
+    from processors.worker import run_worker
+
+    settings = load_settings()
+    setup_logging(settings.log_level, settings.log_json)
+    sys.argv = [sys.argv[0]]  # faust's Worker parses argv; ours are already consumed
+    run_worker(settings)
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--url", default="ws://127.0.0.1:8000/ws/analyze", show_default=True)
+@click.option("--fast", is_flag=True, help="Send as fast as the server admits instead of real time.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write every server message as JSONL.")
+@click.option("--frame-ms", default=20, show_default=True, help="Frame length sent.")
+def stream(file: Path, url: str, fast: bool, out: Path | None, frame_ms: int) -> None:
+    """Stream an audio file (any format, resampled to 16 kHz mono) and print the results."""
+    from producers.audio import load_pcm16
+    from producers.client import stream_pcm
+
+    pcm = load_pcm16(file)
+    sink = out.open("w") if out else None
+
+    def show(message: dict) -> None:
+        if sink:
+            sink.write(json.dumps(message) + "\n")
+        if message.get("type") != "level":
+            click.echo(json.dumps(message))
+
+    try:
+        asyncio.run(stream_pcm(url, pcm, frame_ms=frame_ms, realtime=not fast, on_message=show))
+    finally:
+        if sink:
+            sink.close()
+
+
+@main.command()
+@click.argument("topic")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of a pretty view.")
+@click.option("--from-beginning", is_flag=True, help="Start at the oldest record instead of the newest.")
+@click.option("--max-records", type=int, default=0, help="Stop after this many records (0: never).")
+def tail(topic: str, as_json: bool, from_beginning: bool, max_records: int) -> None:
+    """Print the records of a topic as they arrive (needs KAFKA_BOOTSTRAP_SERVERS)."""
+    from moodstream.tail import tail_topic
+
+    tail_topic(load_settings(), topic, as_json=as_json, from_beginning=from_beginning, max_records=max_records)
+
+
+@main.command()
+@click.option("--check", is_flag=True, help="Exit 1 if the checked-in JSON Schema files differ from the models.")
+def schemas(check: bool) -> None:
+    """Regenerate (or check) the JSON Schema files in schemas/json."""
+    from schemas.jsonschema import main as generate
+
+    sys.exit(generate(["--check"] if check else []))
+
+
+@main.command(name="config")
+def config_table() -> None:
+    """Print every setting as a markdown table."""
+    from moodstream.settings import settings_table
+
+    click.echo(settings_table())

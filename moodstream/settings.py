@@ -1,0 +1,83 @@
+"""The one settings object: every knob, read from environment variables (``MOODSTREAM_*``) and CLI flags.
+
+``KAFKA_BOOTSTRAP_SERVERS`` is also read without the prefix: when set, nothing is embedded and that cluster is used.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """moodstream configuration. Field descriptions are the documentation (README's configuration table)."""
+
+    model_config = SettingsConfigDict(env_prefix="MOODSTREAM_", extra="ignore")
+
+    kafka_bootstrap_servers: str | None = Field(
+        None,
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "MOODSTREAM_KAFKA_BOOTSTRAP_SERVERS"),
+        description="Kafka bootstrap servers (host:port,…). Unset: `moodstream up` embeds a tansu broker.",
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Kafka security protocol (managed clusters use SASL_SSL)."
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="SASL mechanism when the protocol is SASL_*."
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user name.")
+    kafka_sasl_password: str | None = Field(None, description="SASL password.")
+    kafka_ssl_cafile: str | None = Field(None, description="CA bundle to verify the brokers' TLS certificates.")
+    kafka_session_timeout_ms: int = Field(
+        10_000, ge=1_000, description="Consumer-group session timeout; a dead worker's partitions move after it."
+    )
+    kafka_heartbeat_interval_ms: int = Field(1_000, ge=100, description="Consumer-group heartbeat interval.")
+    broker_port: int = Field(0, ge=0, le=65535, description="Embedded broker port (0 picks a free one).")
+    host: str = Field("127.0.0.1", description="Gateway bind address; loopback only unless you set it.")
+    port: int = Field(8000, ge=0, le=65535, description="Gateway HTTP/WebSocket port.")
+    workers: int = Field(1, ge=1, le=16, description="Processor worker processes `moodstream up` starts.")
+    instance_id: str = Field(
+        default_factory=lambda: uuid.uuid4().hex[:12], description="This process's id in logs and heartbeats."
+    )
+    max_sessions: int = Field(64, ge=1, description="Concurrent sessions per gateway; over it: close 1013.")
+    max_frame_ms: int = Field(200, ge=20, description="Largest binary frame accepted, in ms of audio.")
+    idle_timeout_s: float = Field(30.0, gt=0, description="A session with no audio for this long is ended.")
+    max_session_s: float = Field(4 * 3600.0, gt=0, description="Longest session; then it is ended normally.")
+    session_end_grace_s: float = Field(
+        20.0, gt=0, description="After an end, how long the gateway waits for the last results before closing."
+    )
+    worker_heartbeat_s: float = Field(2.0, gt=0, description="How often workers publish a heartbeat.")
+    worker_stale_s: float = Field(10.0, gt=0, description="A heartbeat older than this no longer counts as ready.")
+    level_window_ms: int = Field(500, ge=20, description="Audio-level stage: ms of audio per level event.")
+    log_level: str = Field("INFO", description="Log level of every process.")
+    log_json: bool = Field(False, description="JSON log lines (one object per line) instead of plain text.")
+
+    @property
+    def max_frame_bytes(self) -> int:
+        return 16_000 * 2 * self.max_frame_ms // 1000
+
+    def kafka_config(self) -> dict[str, str]:
+        """librdkafka (confluent-kafka) connection settings, security included."""
+        if not self.kafka_bootstrap_servers:
+            raise RuntimeError("KAFKA_BOOTSTRAP_SERVERS is not set (start the broker with `moodstream up`)")
+        config = {"bootstrap.servers": self.kafka_bootstrap_servers, "security.protocol": self.kafka_security_protocol}
+        if self.kafka_sasl_mechanism:
+            config["sasl.mechanism"] = self.kafka_sasl_mechanism
+            config["sasl.username"] = self.kafka_sasl_username or ""
+            config["sasl.password"] = self.kafka_sasl_password or ""
+        if self.kafka_ssl_cafile:
+            config["ssl.ca.location"] = self.kafka_ssl_cafile
+        return config
+
+
+def settings_table() -> str:
+    """Markdown table of every setting (the README's configuration section is this output)."""
+    rows = ["| env var | default | meaning |", "| --- | --- | --- |"]
+    for name, field in Settings.model_fields.items():
+        env = "KAFKA_BOOTSTRAP_SERVERS" if name == "kafka_bootstrap_servers" else f"MOODSTREAM_{name.upper()}"
+        default = "random" if field.default_factory else field.default
+        rows.append(f"| `{env}` | `{default}` | {field.description} |")
+    return "\n".join(rows)

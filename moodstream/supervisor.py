@@ -1,0 +1,131 @@
+"""``moodstream up``: broker (unless external), processor workers and gateway as supervised child processes.
+
+Any child that dies takes the whole stack down (reported, non-zero exit): the service never runs half alive.
+SIGINT/SIGTERM stop children in reverse order (gateway, workers, broker) and wait for them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import httpx
+
+from moodstream.broker import EmbeddedBroker, _die_with_parent, ensure_topics
+from moodstream.settings import Settings
+
+log = logging.getLogger("moodstream.up")
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes]
+
+
+class Stack:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.broker: EmbeddedBroker | None = None
+        self.children: list[Child] = []
+        self._stopping = False
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["KAFKA_BOOTSTRAP_SERVERS"] = self.settings.kafka_bootstrap_servers or ""
+        for name, value in self.settings.model_dump().items():
+            if name not in ("kafka_bootstrap_servers", "instance_id") and value is not None:
+                env[f"MOODSTREAM_{name.upper()}"] = str(value)
+        env.pop("MOODSTREAM_INSTANCE_ID", None)
+        return env
+
+    def spawn(self, name: str, *args: str) -> None:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "moodstream", *args], env=self.env(), preexec_fn=_die_with_parent
+        )
+        self.children.append(Child(name, process))
+        log.info("started %s (pid %d)", name, process.pid)
+
+    def start(self) -> None:
+        if not self.settings.kafka_bootstrap_servers:
+            self.broker = EmbeddedBroker(self.settings.broker_port).start()
+            self.settings = self.settings.model_copy(update={"kafka_bootstrap_servers": self.broker.bootstrap})
+            print(f"embedded Kafka broker (tansu) on {self.broker.bootstrap}", flush=True)
+        ensure_topics(self.settings.kafka_config())
+        for index in range(self.settings.workers):
+            self.spawn(f"worker-{index}", "worker")
+        self.spawn("gateway", "gateway")
+
+    def wait_ready(self, timeout_s: float = 120.0) -> bool:
+        url = f"http://{self.settings.host}:{self.settings.port}/readyz"
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and not self._stopping:
+            if self.dead_child():
+                return False
+            try:
+                if httpx.get(url, timeout=1.0).status_code == 200:
+                    return True
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.25)
+        return False
+
+    def dead_child(self) -> Child | None:
+        return next((c for c in self.children if c.process.poll() is not None), None)
+
+    def stop(self) -> None:
+        self._stopping = True
+        for child in reversed(self.children):
+            if child.process.poll() is None:
+                child.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for child in reversed(self.children):
+            try:
+                child.process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop in time; killing it", child.name)
+                child.process.kill()
+                child.process.wait()
+        if self.broker:
+            self.broker.stop()
+
+
+def run_up(settings: Settings) -> int:
+    stack = Stack(settings)
+
+    def on_signal(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        stack.start()
+        if not stack.wait_ready():
+            dead = stack.dead_child()
+            print(f"moodstream: {dead.name if dead else 'the stack'} failed to start", file=sys.stderr, flush=True)
+            return 1
+        host = stack.settings.host
+        print(
+            f"moodstream ready\n  WebSocket: ws://{host}:{settings.port}/ws/analyze\n"
+            f"  demo page: http://{host}:{settings.port}/\n  press Ctrl-C to stop",
+            flush=True,
+        )
+        while True:
+            dead = stack.dead_child()
+            if dead:
+                print(
+                    f"moodstream: {dead.name} exited with code {dead.process.returncode}; stopping the stack",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                return 1
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        print("moodstream: stopping", flush=True)
+        return 0
+    finally:
+        stack.stop()

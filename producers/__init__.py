@@ -1,0 +1,1 @@
+"""Clients that produce audio: file and microphone streamers, the client library, load generators."""

@@ -1,0 +1,321 @@
+"""Versioned records: every message that crosses a process boundary (Kafka topics and the WebSocket).
+
+Each record class names its schema and version. The codec (schemas.codec) frames them on Kafka; records that
+carry audio keep the PCM out of the JSON and ship it as raw bytes after the header.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+SAMPLE_RATE = 16_000
+"""The only sample rate the protocol accepts: 16 kHz mono int16 little-endian PCM."""
+
+SessionId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+SentimentLabel = Literal["negative", "neutral", "positive"]
+
+
+class Record(BaseModel):
+    """Base of every record: immutable, unknown fields rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    SCHEMA: ClassVar[str]
+    """Schema name, unique across the contract."""
+    VERSION: ClassVar[int]
+    """Schema version; bumped on any incompatible change."""
+    BINARY_FIELD: ClassVar[str | None] = None
+    """Name of the bytes field shipped raw after the JSON header, if any."""
+
+
+class PcmRecord(Record):
+    """A record that carries 16 kHz mono int16 PCM."""
+
+    BINARY_FIELD: ClassVar[str | None] = "pcm"
+
+    @field_validator("pcm", check_fields=False)
+    @classmethod
+    def _whole_samples(cls, value: bytes) -> bytes:
+        if len(value) % 2:
+            raise ValueError("pcm must hold whole int16 samples (an even byte count)")
+        return value
+
+
+class SessionOptions(BaseModel):
+    """Per-session options a client may set in its start message."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    language: str = "en"
+    """Spoken language (only English models ship today)."""
+    fusion_alpha: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    """Weight of the text score in late fusion; None uses the server default."""
+
+
+class AudioFrame(PcmRecord):
+    """A slice of client audio as received by the gateway."""
+
+    SCHEMA: ClassVar[str] = "audio_frame"
+    VERSION: ClassVar[int] = 1
+
+    session_id: SessionId
+    seq: Annotated[int, Field(ge=0)]
+    """Frame number within the session, from 0, without gaps."""
+    start_sample: Annotated[int, Field(ge=0)]
+    """Offset of the first sample in session time (samples since the session started)."""
+    received_at_ms: float
+    """Gateway wall clock (Unix ms) when the frame arrived; the start of end-to-end latency."""
+    pcm: bytes = Field(repr=False)
+
+
+class SessionControl(Record):
+    """Start or end of a session, on the audio topic in order with its frames."""
+
+    SCHEMA: ClassVar[str] = "session_control"
+    VERSION: ClassVar[int] = 1
+
+    session_id: SessionId
+    action: Literal["start", "end"]
+    next_seq: Annotated[int, Field(ge=0)]
+    """For start 0 (or the resume point); for end the number of frames sent."""
+    options: SessionOptions = SessionOptions()
+    reason: Literal["client", "disconnect", "idle", "max_duration", "server"] = "client"
+    """Why an end was sent."""
+    at_ms: float
+    """Gateway wall clock (Unix ms)."""
+
+
+class Utterance(PcmRecord):
+    """One finished stretch of speech, cut by the endpointer."""
+
+    SCHEMA: ClassVar[str] = "utterance"
+    VERSION: ClassVar[int] = 1
+
+    session_id: SessionId
+    utterance_seq: Annotated[int, Field(ge=0)]
+    start_ms: Annotated[float, Field(ge=0)]
+    end_ms: Annotated[float, Field(ge=0)]
+    end_reason: Literal["silence", "max_length", "session_end"]
+    last_frame_received_at_ms: float
+    """Gateway receipt time of the frame that closed the utterance (latency origin)."""
+    pcm: bytes = Field(repr=False)
+
+
+class AcousticWindow(PcmRecord):
+    """A short slice of an utterance in progress, for provisional acoustic scores."""
+
+    SCHEMA: ClassVar[str] = "acoustic_window"
+    VERSION: ClassVar[int] = 1
+
+    session_id: SessionId
+    utterance_seq: Annotated[int, Field(ge=0)]
+    window_seq: Annotated[int, Field(ge=0)] | None
+    """Window number inside the utterance; None for the whole-utterance window."""
+    start_ms: float
+    end_ms: float
+    received_at_ms: float
+    pcm: bytes = Field(repr=False)
+
+
+class SentimentScores(BaseModel):
+    """Three-way sentiment distribution."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    negative: Probability
+    neutral: Probability
+    positive: Probability
+
+
+class AcousticScore(Record):
+    """Acoustic emotion of a window (provisional) or of a whole utterance."""
+
+    SCHEMA: ClassVar[str] = "acoustic_score"
+    VERSION: ClassVar[int] = 1
+
+    type: Literal["acoustic"] = "acoustic"
+    session_id: SessionId
+    utterance_seq: Annotated[int, Field(ge=0)]
+    window_seq: Annotated[int, Field(ge=0)] | None
+    start_ms: float
+    end_ms: float
+    sentiment: SentimentScores
+    emotions: dict[str, Probability]
+    """Eight-way RAVDESS emotion probabilities."""
+    model_version: str
+    compute_ms: float
+    received_at_ms: float
+
+
+class Transcript(Record):
+    """ASR output for one utterance."""
+
+    SCHEMA: ClassVar[str] = "transcript"
+    VERSION: ClassVar[int] = 1
+
+    session_id: SessionId
+    utterance_seq: Annotated[int, Field(ge=0)]
+    start_ms: float
+    end_ms: float
+    text: str
+    rejected: bool
+    """True when the hallucination guard dropped the text (then text is empty)."""
+    reject_reason: str | None = None
+    avg_logprob: float | None = None
+    no_speech_prob: float | None = None
+    model_id: str
+    compute_ms: float
+    last_frame_received_at_ms: float
+
+
+class TextScore(Record):
+    """Text sentiment of one transcript."""
+
+    SCHEMA: ClassVar[str] = "text_score"
+    VERSION: ClassVar[int] = 1
+
+    session_id: SessionId
+    utterance_seq: Annotated[int, Field(ge=0)]
+    text: str
+    has_text: bool
+    """False when there was no usable transcript; then the scores are uniform and ignored by fusion."""
+    sentiment: SentimentScores
+    label: SentimentLabel
+    model_version: str
+    compute_ms: float
+
+
+class FusionWeights(BaseModel):
+    """The weights late fusion used."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    text: Probability
+    audio: Probability
+
+
+class FusedResult(Record):
+    """The per-utterance result a client receives."""
+
+    SCHEMA: ClassVar[str] = "fused_result"
+    VERSION: ClassVar[int] = 1
+
+    type: Literal["utterance"] = "utterance"
+    session_id: SessionId
+    utterance_seq: Annotated[int, Field(ge=0)]
+    revision: Annotated[int, Field(ge=0)] = 0
+    """0 for the first result of an utterance; higher when a late stage updates it."""
+    final: bool
+    """False while degraded (for example acoustic-only because ASR was late)."""
+    start_ms: float
+    end_ms: float
+    text: str
+    text_sentiment: SentimentScores | None
+    audio_sentiment: SentimentScores | None
+    fused_score: Annotated[float, Field(ge=-1.0, le=1.0)]
+    fused_label: SentimentLabel
+    weights: FusionWeights
+    latencies_ms: dict[str, float]
+    model_versions: dict[str, str]
+
+
+class AudioLevel(Record):
+    """Loudness of a stretch of session audio: the first stage's simple, real output."""
+
+    SCHEMA: ClassVar[str] = "audio_level"
+    VERSION: ClassVar[int] = 1
+
+    type: Literal["level"] = "level"
+    session_id: SessionId
+    start_ms: float
+    end_ms: float
+    rms_dbfs: float
+    peak_dbfs: float
+
+
+class VadEvent(Record):
+    """Speech started or stopped."""
+
+    SCHEMA: ClassVar[str] = "vad_event"
+    VERSION: ClassVar[int] = 1
+
+    type: Literal["vad.speech_start", "vad.speech_end"]
+    session_id: SessionId
+    utterance_seq: Annotated[int, Field(ge=0)]
+    at_ms: float
+
+
+class SessionEnded(Record):
+    """The processors have flushed the session; `utterances` results are (or will be) on the events topic."""
+
+    SCHEMA: ClassVar[str] = "session_ended"
+    VERSION: ClassVar[int] = 1
+
+    type: Literal["session.ended"] = "session.ended"
+    session_id: SessionId
+    utterances: Annotated[int, Field(ge=0)]
+    reason: str
+    duration_ms: float
+
+
+class ErrorEvent(Record):
+    """An error concerning one session, with a documented code (see schemas.errors)."""
+
+    SCHEMA: ClassVar[str] = "error_event"
+    VERSION: ClassVar[int] = 1
+
+    type: Literal["error"] = "error"
+    session_id: SessionId
+    code: str
+    message: str
+
+
+class WorkerHeartbeat(Record):
+    """A processor worker is alive and owns these partitions of the audio topic."""
+
+    SCHEMA: ClassVar[str] = "worker_heartbeat"
+    VERSION: ClassVar[int] = 1
+
+    worker_id: str
+    audio_partitions: list[int]
+    at_ms: float
+    models: dict[str, str] = {}
+
+
+class DeadLetter(Record):
+    """A record a consumer could not decode or process; the raw value travels as the payload."""
+
+    SCHEMA: ClassVar[str] = "dead_letter"
+    VERSION: ClassVar[int] = 1
+    BINARY_FIELD: ClassVar[str | None] = "value"
+
+    source_topic: str
+    partition: int
+    offset: int
+    key: str | None
+    error: str
+    consumer: str
+    at_ms: float
+    value: bytes = Field(repr=False)
+
+
+RECORD_TYPES: tuple[type[Record], ...] = (
+    AudioFrame,
+    SessionControl,
+    Utterance,
+    AcousticWindow,
+    AcousticScore,
+    Transcript,
+    TextScore,
+    FusedResult,
+    AudioLevel,
+    VadEvent,
+    SessionEnded,
+    ErrorEvent,
+    WorkerHeartbeat,
+    DeadLetter,
+)
+BY_SCHEMA: dict[str, type[Record]] = {r.SCHEMA: r for r in RECORD_TYPES}

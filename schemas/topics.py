@@ -1,0 +1,69 @@
+"""Every Kafka topic of the system: its name, partition count, key and the record schemas it carries.
+
+All session-scoped topics share one partition count and are keyed by the session id (UTF-8), so every record of
+a session lands on the same partition number of every topic (co-partitioning): a worker that owns partition p of
+the audio topic also owns partition p of the downstream topics it joins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SESSION_PARTITIONS = 8
+"""Partitions of every session-keyed topic; the most processor workers one stage can usefully run."""
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """One topic of the wire contract."""
+
+    name: str
+    """Kafka topic name."""
+    partitions: int
+    """Partition count the broker must create it with."""
+    key: str
+    """What the record key is."""
+    schemas: tuple[str, ...]
+    """Schema names (see schemas.records) of the records it carries."""
+    retention_ms: int | None = None
+    """Topic retention; None leaves the broker default."""
+
+
+AUDIO = TopicSpec(
+    "moodstream.audio",
+    SESSION_PARTITIONS,
+    "session id",
+    ("audio_frame", "session_control"),
+    retention_ms=3_600_000,
+)
+UTTERANCES = TopicSpec("moodstream.utterances", SESSION_PARTITIONS, "session id", ("utterance",))
+ACOUSTIC_WINDOWS = TopicSpec("moodstream.acoustic-windows", SESSION_PARTITIONS, "session id", ("acoustic_window",))
+ACOUSTIC_SCORES = TopicSpec("moodstream.acoustic-scores", SESSION_PARTITIONS, "session id", ("acoustic_score",))
+TRANSCRIPTS = TopicSpec("moodstream.transcripts", SESSION_PARTITIONS, "session id", ("transcript",))
+TEXT_SCORES = TopicSpec("moodstream.text-scores", SESSION_PARTITIONS, "session id", ("text_score",))
+EVENTS = TopicSpec(
+    "moodstream.events",
+    SESSION_PARTITIONS,
+    "session id",
+    ("audio_level", "vad_event", "acoustic_score", "fused_result", "session_ended", "error_event"),
+)
+"""Everything a client sees about its session, in order per session; gateways relay it, analytics read it."""
+HEALTH = TopicSpec("moodstream.health", 1, "worker id", ("worker_heartbeat",), retention_ms=600_000)
+DEAD_LETTER = TopicSpec("moodstream.dead-letter", 1, "source topic", ("dead_letter",))
+
+ALL_TOPICS: tuple[TopicSpec, ...] = (
+    AUDIO,
+    UTTERANCES,
+    ACOUSTIC_WINDOWS,
+    ACOUSTIC_SCORES,
+    TRANSCRIPTS,
+    TEXT_SCORES,
+    EVENTS,
+    HEALTH,
+    DEAD_LETTER,
+)
+
+
+def topic(name: str) -> TopicSpec:
+    """The spec of a topic by name (KeyError if it is not part of the contract)."""
+    return {t.name: t for t in ALL_TOPICS}[name]

@@ -1,0 +1,75 @@
+"""The ``/ws/analyze`` protocol: JSON text messages from the client (binary frames are raw PCM).
+
+Server-to-client messages are the ``type``-tagged records of the events topic (schemas.records) plus the few
+defined here that only the gateway emits.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from schemas.records import SessionOptions
+
+
+class ClientMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StartMessage(ClientMessage):
+    """Optional first message: declares the audio format and session options."""
+
+    type: Literal["start"]
+    sample_rate: int = 16_000
+    """Must be 16000."""
+    encoding: Literal["pcm_s16le"] = "pcm_s16le"
+    resume_token: str | None = None
+    """Token from an earlier ``session.started`` to continue that session after a reconnect."""
+    options: SessionOptions = SessionOptions()
+
+
+class EndMessage(ClientMessage):
+    """Finish the open utterance, deliver its result, then close."""
+
+    type: Literal["end"]
+
+
+class PingMessage(ClientMessage):
+    """Liveness check; answered with ``pong``."""
+
+    type: Literal["ping"]
+
+
+AnyClientMessage = Annotated[StartMessage | EndMessage | PingMessage, Field(discriminator="type")]
+CLIENT_MESSAGE = TypeAdapter(AnyClientMessage)
+
+
+class SessionStarted(BaseModel):
+    """First server message of every session."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["session.started"] = "session.started"
+    session_id: str
+    resume_token: str
+    sample_rate: int = 16_000
+    max_frame_ms: int
+    """Largest frame the gateway accepts."""
+
+
+class Pong(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["pong"] = "pong"
+
+
+class ErrorMessage(BaseModel):
+    """An error sent by the gateway itself (codes in schemas.errors)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["error"] = "error"
+    code: str
+    message: str
+    fatal: bool = False
