@@ -1,0 +1,96 @@
+"""Shared fixtures: a real tansu broker for the whole test session, and real worker/gateway processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import numpy as np
+import pytest
+
+from moodstream.broker import EmbeddedBroker, ensure_topics, free_port
+
+# Short group timeouts: a consumer-group join waits about half the session timeout.
+TEST_ENV = {
+    "MOODSTREAM_KAFKA_SESSION_TIMEOUT_MS": "6000",
+    "MOODSTREAM_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
+    "MOODSTREAM_WORKER_HEARTBEAT_S": "0.5",
+    "MOODSTREAM_LOG_LEVEL": "WARNING",
+}
+
+
+@pytest.fixture(scope="session")
+def kafka() -> Iterator[str]:
+    with EmbeddedBroker() as broker:
+        ensure_topics({"bootstrap.servers": broker.bootstrap})
+        yield broker.bootstrap
+
+
+def process_env(bootstrap: str | None, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOODSTREAM_") and k != "KAFKA_BOOTSTRAP_SERVERS"}
+    env |= TEST_ENV | extra
+    if bootstrap:
+        env["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
+    return env
+
+
+def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "moodstream", *args], env=env)
+
+
+def wait_ready(base_url: str, processes: list[subprocess.Popen[bytes]], timeout_s: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for process in processes:
+            if process.poll() is not None:
+                raise RuntimeError(f"{process.args} exited with {process.returncode}")
+        try:
+            if httpx.get(f"{base_url}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{base_url} not ready within {timeout_s}s")
+
+
+def stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@dataclass
+class Stack:
+    bootstrap: str
+    http: str
+    ws: str
+
+
+@pytest.fixture(scope="session")
+def stack(kafka: str) -> Iterator[Stack]:
+    """One processor worker and one gateway, as real processes, on the session broker."""
+    port = free_port()
+    worker = spawn(["worker"], process_env(kafka))
+    gateway = spawn(["gateway", "--port", str(port)], process_env(kafka))
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", [worker, gateway])
+        yield Stack(kafka, f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/ws/analyze")
+    finally:
+        stop([gateway, worker])
+
+
+def tone(seconds: float, amplitude: float, freq: float = 440.0, rate: int = 16_000) -> bytes:
+    """A sine of the given peak amplitude (fraction of full scale) as int16 PCM."""
+    t = np.arange(int(seconds * rate)) / rate
+    return (np.sin(2 * np.pi * freq * t) * amplitude * 32767).astype("<i2").tobytes()

@@ -1,0 +1,84 @@
+"""End to end over real sockets: WebSocket → gateway → Kafka (tansu) → Faust worker → events → the same socket."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+
+from producers.client import stream_pcm
+from schemas import decode
+from schemas.records import DeadLetter
+from schemas.topics import AUDIO, DEAD_LETTER
+from tests.conftest import Stack, tone
+
+
+def levels(messages: list[dict]) -> list[dict]:
+    return [m for m in messages if m["type"] == "level"]
+
+
+async def test_each_session_gets_its_own_events_in_order(stack: Stack) -> None:
+    loud, quiet = tone(1.5, 1.0), tone(1.0, 0.1)
+    a, b = await asyncio.gather(
+        stream_pcm(stack.ws, loud, frame_ms=20, realtime=False),
+        stream_pcm(stack.ws, quiet, frame_ms=40, realtime=False),
+    )
+    for messages, windows, rms in ((a, 3, -3.01), (b, 2, -23.01)):
+        assert messages[0]["type"] == "session.started"
+        assert messages[-1]["type"] == "session.ended"
+        session = messages[0]["session_id"]
+        assert all(m["session_id"] == session for m in messages), "a client received another session's event"
+        got = levels(messages)
+        assert [(m["start_ms"], m["end_ms"]) for m in got] == [(i * 500.0, (i + 1) * 500.0) for i in range(windows)]
+        assert all(m["rms_dbfs"] == pytest.approx(rms, abs=0.05) for m in got)
+        assert messages[-1]["duration_ms"] == windows * 500.0
+    assert a[0]["session_id"] != b[0]["session_id"]
+
+
+async def test_invalid_record_goes_to_dead_letter_and_worker_keeps_serving(stack: Stack) -> None:
+    marker = f"garbage-{time.time_ns()}".encode()
+    producer = Producer({"bootstrap.servers": stack.bootstrap})
+    producer.produce(AUDIO.name, key=b"bogus-session", value=marker)
+    producer.flush(10)
+
+    messages = await stream_pcm(stack.ws, tone(0.5, 0.5), realtime=False)
+    assert messages[-1]["type"] == "session.ended"
+    assert len(levels(messages)) == 1
+
+    consumer = Consumer({"bootstrap.servers": stack.bootstrap, "group.id": f"t-{time.time_ns()}"})
+    consumer.assign([TopicPartition(DEAD_LETTER.name, 0, OFFSET_BEGINNING)])
+    found = None
+    deadline = time.monotonic() + 20
+    while found is None and time.monotonic() < deadline:
+        msg = consumer.poll(0.5)
+        if msg is None or msg.error():
+            continue
+        letter = decode(msg.value(), (DeadLetter,))
+        if letter.value == marker:
+            found = letter
+    consumer.close()
+    assert found is not None, "the invalid record never reached the dead-letter topic"
+    assert found.source_topic == AUDIO.name and found.key == "bogus-session"
+    assert "magic" in found.error
+
+
+async def test_metrics_and_health_endpoints(stack: Stack) -> None:
+    import httpx
+
+    async with httpx.AsyncClient() as client:
+        assert (await client.get(f"{stack.http}/healthz")).status_code == 200
+        ready = (await client.get(f"{stack.http}/readyz")).json()
+        assert ready == {"ready": True, "checks": {"broker": True, "events_consumer": True, "workers": True}}
+        body = (await client.get(f"{stack.http}/metrics")).text
+        assert "moodstream_gateway_frame_ack_seconds_bucket" in body
+        page = await client.get(f"{stack.http}/")
+        assert page.status_code == 200 and "/ws/analyze" in page.text
+
+
+def test_results_are_json_objects_with_a_type(stack: Stack) -> None:
+    messages = asyncio.run(stream_pcm(stack.ws, tone(0.6, 0.3), realtime=False))
+    assert all(isinstance(m, dict) and isinstance(m.get("type"), str) for m in messages)
+    json.dumps(messages)

@@ -1,0 +1,49 @@
+"""`moodstream up` starts the whole stack on an embedded broker, and Ctrl-C leaves no process behind."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import psutil
+
+from moodstream.broker import free_port
+from tests.conftest import process_env, wait_ready
+
+
+def test_up_is_ready_then_ctrl_c_leaves_nothing_behind() -> None:
+    port = free_port()
+    up = subprocess.Popen([sys.executable, "-m", "moodstream", "up", "--port", str(port)], env=process_env(None))
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", [up], timeout_s=120)
+        assert httpx.get(f"http://127.0.0.1:{port}/readyz").json()["ready"] is True
+        family = psutil.Process(up.pid).children(recursive=True)
+        names = " ".join(" ".join(p.cmdline()) for p in family)
+        assert "tansu" in names and " worker" in names and " gateway" in names
+        up.send_signal(signal.SIGINT)
+        assert up.wait(30) == 0
+        _gone, alive = psutil.wait_procs(family, timeout=10)
+        assert alive == [], f"left behind: {[p.cmdline() for p in alive]}"
+    finally:
+        if up.poll() is None:
+            up.kill()
+
+
+def test_up_stops_everything_when_a_child_dies() -> None:
+    port = free_port()
+    up = subprocess.Popen([sys.executable, "-m", "moodstream", "up", "--port", str(port)], env=process_env(None))
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", [up], timeout_s=120)
+        family = psutil.Process(up.pid).children(recursive=True)
+        worker = next(p for p in family if "worker" in " ".join(p.cmdline()))
+        worker.kill()
+        assert up.wait(30) == 1  # reported and not left half alive
+        _gone, alive = psutil.wait_procs(family, timeout=10)
+        assert alive == []
+    finally:
+        if up.poll() is None:
+            up.kill()
+    time.sleep(0.1)
