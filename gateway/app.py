@@ -62,7 +62,7 @@ class ClientSession:
         self.outbox: asyncio.Queue[Record] = asyncio.Queue(maxsize=10_000)
         self.ending = False
         self.ended_record: SessionEnded | None = None
-        self.delivered: set[tuple[int, int]] = set()
+        self.delivered: set[tuple[object, ...]] = set()
         self.final_utterances: set[int] = set()
         self.utterance_last_frame_ms: dict[int, float] = {}
 
@@ -203,21 +203,18 @@ class ClientSession:
         """Forward events in order; drop replayed duplicates; return after session.ended and its results."""
         while True:
             record = await self.outbox.get()
+            identity = record.identity()
+            if identity in self.delivered:  # a replay after a worker crash: never show it twice
+                metrics.DUPLICATES_DROPPED.inc()
+                continue
+            self.delivered.add(identity)
             if isinstance(record, FusedResult):
-                key = (record.utterance_seq, record.revision)
-                if key in self.delivered:
-                    metrics.DUPLICATES_DROPPED.inc()
-                    continue
-                self.delivered.add(key)
                 if record.final:
                     self.final_utterances.add(record.utterance_seq)
                 origin = record.latencies_ms.get("last_frame_received_at_ms")
                 if origin:
                     metrics.E2E_SECONDS.observe(max(0.0, now_ms() - origin) / 1000)
             if isinstance(record, SessionEnded):
-                if self.ended_record is not None:
-                    metrics.DUPLICATES_DROPPED.inc()
-                    continue
                 self.ended_record = record
             else:
                 await self.send_json(record.model_dump(mode="json"))
@@ -227,6 +224,8 @@ class ClientSession:
 
     def results_complete(self) -> bool:
         assert self.ended_record is not None
+        if not self.ended_record.awaiting_results:
+            return True
         return all(seq in self.final_utterances for seq in range(self.ended_record.utterances))
 
 

@@ -53,6 +53,9 @@ class KafkaBridge:
             | {
                 # Audio must not wait for a batch to fill: a few ms of linger, then send.
                 "linger.ms": 2,
+                # Same key → partition mapping as the Java client and Faust/aiokafka (murmur2), so a session's
+                # audio and everything the workers derive from it share a partition number.
+                "partitioner": "murmur2_random",
                 "enable.idempotence": True,
                 "acks": "all",
                 "compression.type": "none",

@@ -135,3 +135,19 @@ def config_table() -> None:
     from moodstream.settings import settings_table
 
     click.echo(settings_table())
+
+
+@main.group()
+def bench() -> None:
+    """Benchmarks: each prints one JSON object as its last line."""
+
+
+@bench.command(name="vad")
+@click.option("--prompts", default=200, show_default=True, help="Asterisk prompts in the labelled stream.")
+@click.option("--seed", default=7, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Only the JSON line.")
+def bench_vad(prompts: int, seed: int, as_json: bool) -> None:
+    """Endpointing accuracy (frame accuracy, boundary F1) and VAD ms per 32 ms window on one thread."""
+    from moodstream.bench.vad import main as run
+
+    run(prompts, seed, as_json)

@@ -7,18 +7,17 @@ dead-letter topic and the agent moves on, so bad input never kills a worker.
 from __future__ import annotations
 
 import logging
+import ssl
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import faust
 
 from moodstream.settings import Settings
-from processors.level import LevelMeter
-from schemas import SchemaError, decode, encode
-from schemas.records import AudioFrame, AudioLevel, DeadLetter, Record, SessionControl, SessionEnded, WorkerHeartbeat
-from schemas.topics import AUDIO, DEAD_LETTER, EVENTS, HEALTH
+from schemas import encode
+from schemas.records import DeadLetter, Record, WorkerHeartbeat
+from schemas.topics import AUDIO, DEAD_LETTER, HEALTH, TopicSpec
 
 log = logging.getLogger("moodstream.worker")
 
@@ -38,8 +37,6 @@ def faust_credentials(settings: Settings) -> Any:
     protocol = settings.kafka_security_protocol
     if protocol == "PLAINTEXT":
         return None
-    import ssl
-
     context = ssl.create_default_context(cafile=settings.kafka_ssl_cafile) if "SSL" in protocol else None
     if protocol.startswith("SASL"):
         return faust.SASLCredentials(
@@ -52,16 +49,39 @@ def faust_credentials(settings: Settings) -> Any:
 
 
 @dataclass
-class SessionState:
-    """What the audio stage keeps per session on this worker."""
+class StageContext:
+    """What every stage's agents share: the app, settings, and helpers to send and dead-letter."""
 
-    meter: LevelMeter
-    last_seen: float = field(default_factory=time.monotonic)
-    samples: int = 0
+    app: faust.App
+    settings: Settings
+
+    def topic(self, spec: TopicSpec) -> faust.TopicT:
+        return self.app.topic(spec.name, partitions=spec.partitions)
+
+    async def emit(self, spec: TopicSpec, record: Record, key: str) -> None:
+        await self.topic(spec).send(key=key.encode(), value=encode(record))
+
+    async def dead_letter(self, event: faust.EventT, consumer: str, error: Exception) -> None:
+        message = event.message
+        key = message.key.decode("utf-8", "replace") if isinstance(message.key, bytes) else None
+        log.warning("dead-lettering %s[%s]@%s: %s", message.topic, message.partition, message.offset, error)
+        record = DeadLetter(
+            source_topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            key=key,
+            error=str(error)[:2000],
+            consumer=consumer,
+            at_ms=now_ms(),
+            value=bytes(message.value or b"")[:1_000_000],
+        )
+        await self.emit(DEAD_LETTER, record, message.topic)
 
 
 def create_app(settings: Settings) -> faust.App:
     """Build the worker app with every stage registered."""
+    from processors import audio_stage
+
     app = faust.App(
         APP_ID,
         broker=faust_broker_url(settings),
@@ -78,92 +98,24 @@ def create_app(settings: Settings) -> faust.App:
         producer_linger=0.002,
         web_enabled=False,
         store="memory://",
+        table_standby_replicas=0,
     )
-    audio_topic = app.topic(AUDIO.name, partitions=AUDIO.partitions)
-    events_topic = app.topic(EVENTS.name, partitions=EVENTS.partitions)
-    health_topic = app.topic(HEALTH.name, partitions=HEALTH.partitions)
-    dead_letter_topic = app.topic(DEAD_LETTER.name, partitions=DEAD_LETTER.partitions)
-
-    async def dead_letter(event: faust.EventT, consumer: str, error: Exception) -> None:
-        message = event.message
-        key = message.key.decode("utf-8", "replace") if isinstance(message.key, bytes) else None
-        log.warning("dead-lettering %s[%s]@%s: %s", message.topic, message.partition, message.offset, error)
-        record = DeadLetter(
-            source_topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
-            key=key,
-            error=str(error)[:2000],
-            consumer=consumer,
-            at_ms=now_ms(),
-            value=bytes(message.value or b"")[:1_000_000],
-        )
-        await dead_letter_topic.send(key=message.topic.encode(), value=encode(record))
-
-    async def emit(topic: faust.TopicT, record: Record, session_id: str) -> None:
-        await topic.send(key=session_id.encode(), value=encode(record))
-
-    sessions: dict[str, SessionState] = {}
-
-    @app.agent(audio_topic, name="audio-level")
-    async def audio_level(stream: faust.StreamT) -> None:
-        """Audio frames in; a level event per window and session.ended out."""
-        async for event in stream.events():
-            try:
-                record = decode(event.value, (AudioFrame, SessionControl))
-            except SchemaError as exc:
-                await dead_letter(event, "audio-level", exc)
-                continue
-            try:
-                await handle_audio(record)
-            except Exception as exc:
-                log.exception("audio-level failed on session %s", getattr(record, "session_id", "?"))
-                await dead_letter(event, "audio-level", exc)
-
-    async def handle_audio(record: AudioFrame | SessionControl) -> None:
-        sid = record.session_id
-        if isinstance(record, SessionControl):
-            if record.action == "start":
-                sessions[sid] = SessionState(LevelMeter(settings.level_window_ms))
-                return
-            state = sessions.pop(sid, None)
-            if state is not None:
-                reading = state.meter.flush()
-                if reading is not None:
-                    await emit(events_topic, AudioLevel(session_id=sid, **reading.__dict__), sid)
-            duration = (state.samples if state else 0) / 16.0
-            await emit(
-                events_topic,
-                SessionEnded(session_id=sid, utterances=0, reason=record.reason, duration_ms=duration),
-                sid,
-            )
-            return
-        state = sessions.get(sid)
-        if state is None:  # frames of a session whose start this worker did not see (rebalance): adopt it
-            state = sessions[sid] = SessionState(LevelMeter(settings.level_window_ms))
-        state.last_seen = time.monotonic()
-        state.samples = record.start_sample + len(record.pcm) // 2
-        for reading in state.meter.feed(record.pcm, record.start_sample):
-            await emit(events_topic, AudioLevel(session_id=sid, **reading.__dict__), sid)
+    context = StageContext(app, settings)
+    models = audio_stage.register(context)
 
     @app.timer(interval=settings.worker_heartbeat_s)
     async def heartbeat() -> None:
         assignment = app.consumer.assignment() if app.consumer else set()
         partitions = sorted(tp.partition for tp in assignment if tp.topic == AUDIO.name)
-        beat = WorkerHeartbeat(worker_id=settings.instance_id, audio_partitions=partitions, at_ms=now_ms())
-        await health_topic.send(key=settings.instance_id.encode(), value=encode(beat))
-
-    @app.timer(interval=30.0)
-    async def expire_idle_sessions() -> None:
-        # A session whose end never came (its gateway died) is dropped after a few idle timeouts.
-        cutoff = time.monotonic() - 4 * settings.idle_timeout_s
-        for sid in [s for s, st in sessions.items() if st.last_seen < cutoff]:
-            sessions.pop(sid, None)
+        beat = WorkerHeartbeat(
+            worker_id=settings.instance_id, audio_partitions=partitions, at_ms=now_ms(), models=models
+        )
+        await context.emit(HEALTH, beat, settings.instance_id)
 
     return app
 
 
-def run_worker(settings: Settings, extra_args: Iterable[str] = ()) -> None:
+def run_worker(settings: Settings) -> None:
     """Run one worker process until SIGINT/SIGTERM."""
     from faust.worker import Worker
 

@@ -21,6 +21,12 @@ SentimentLabel = Literal["negative", "neutral", "positive"]
 class Record(BaseModel):
     """Base of every record: immutable, unknown fields rejected."""
 
+    def identity(self) -> tuple[object, ...]:
+        """What makes this record unique within its session: a replayed duplicate has the same identity."""
+        return (self.SCHEMA, *(getattr(self, f) for f in self.IDENTITY))
+
+    IDENTITY: ClassVar[tuple[str, ...]] = ()
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     SCHEMA: ClassVar[str]
@@ -99,6 +105,10 @@ class Utterance(PcmRecord):
     start_ms: Annotated[float, Field(ge=0)]
     end_ms: Annotated[float, Field(ge=0)]
     end_reason: Literal["silence", "max_length", "session_end"]
+    pcm_start_ms: Annotated[float, Field(ge=0)]
+    """Session time of the first PCM sample (the PCM has padding around start_ms..end_ms)."""
+    gated: Literal["too_short", "too_quiet"] | None = None
+    """Set when the anti-hallucination gate keeps this utterance from ASR."""
     last_frame_received_at_ms: float
     """Gateway receipt time of the frame that closed the utterance (latency origin)."""
     pcm: bytes = Field(repr=False)
@@ -135,6 +145,7 @@ class AcousticScore(Record):
 
     SCHEMA: ClassVar[str] = "acoustic_score"
     VERSION: ClassVar[int] = 1
+    IDENTITY: ClassVar[tuple[str, ...]] = ("utterance_seq", "window_seq")
 
     type: Literal["acoustic"] = "acoustic"
     session_id: SessionId
@@ -202,6 +213,7 @@ class FusedResult(Record):
 
     SCHEMA: ClassVar[str] = "fused_result"
     VERSION: ClassVar[int] = 1
+    IDENTITY: ClassVar[tuple[str, ...]] = ("utterance_seq", "revision")
 
     type: Literal["utterance"] = "utterance"
     session_id: SessionId
@@ -227,6 +239,7 @@ class AudioLevel(Record):
 
     SCHEMA: ClassVar[str] = "audio_level"
     VERSION: ClassVar[int] = 1
+    IDENTITY: ClassVar[tuple[str, ...]] = ("start_ms",)
 
     type: Literal["level"] = "level"
     session_id: SessionId
@@ -241,6 +254,7 @@ class VadEvent(Record):
 
     SCHEMA: ClassVar[str] = "vad_event"
     VERSION: ClassVar[int] = 1
+    IDENTITY: ClassVar[tuple[str, ...]] = ("type", "utterance_seq")
 
     type: Literal["vad.speech_start", "vad.speech_end"]
     session_id: SessionId
@@ -253,10 +267,13 @@ class SessionEnded(Record):
 
     SCHEMA: ClassVar[str] = "session_ended"
     VERSION: ClassVar[int] = 1
+    IDENTITY: ClassVar[tuple[str, ...]] = ()
 
     type: Literal["session.ended"] = "session.ended"
     session_id: SessionId
     utterances: Annotated[int, Field(ge=0)]
+    awaiting_results: bool = False
+    """True when an `utterance` result will follow for each of the `utterances` (a fusion stage runs)."""
     reason: str
     duration_ms: float
 
@@ -266,6 +283,7 @@ class ErrorEvent(Record):
 
     SCHEMA: ClassVar[str] = "error_event"
     VERSION: ClassVar[int] = 1
+    IDENTITY: ClassVar[tuple[str, ...]] = ("code", "message")
 
     type: Literal["error"] = "error"
     session_id: SessionId

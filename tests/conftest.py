@@ -94,3 +94,23 @@ def tone(seconds: float, amplitude: float, freq: float = 440.0, rate: int = 16_0
     """A sine of the given peak amplitude (fraction of full scale) as int16 PCM."""
     t = np.arange(int(seconds * rate)) / rate
     return (np.sin(2 * np.pi * freq * t) * amplitude * 32767).astype("<i2").tobytes()
+
+
+def read_session_records(bootstrap: str, spec, session_id: str, expected, timeout_s: float = 10.0) -> list:
+    """Every record of one session on a topic, from the beginning, until the topic is quiet."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    from schemas import decode
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"test-{time.time_ns()}"})
+    consumer.assign([TopicPartition(spec.name, p, OFFSET_BEGINNING) for p in range(spec.partitions)])
+    records, deadline, quiet_since = [], time.monotonic() + timeout_s, time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - quiet_since < 2.0:
+        msg = consumer.poll(0.2)
+        if msg is None or msg.error():
+            continue
+        quiet_since = time.monotonic()
+        if (msg.key() or b"").decode() == session_id:
+            records.append(decode(msg.value(), expected))
+    consumer.close()
+    return records

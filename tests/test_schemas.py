@@ -49,6 +49,8 @@ def test_every_record_type_round_trips() -> None:
             start_ms=10,
             end_ms=900,
             end_reason="silence",
+            pcm_start_ms=0,
+            gated="too_quiet",
             last_frame_received_at_ms=5,
             pcm=PCM,
         ),

@@ -1,0 +1,84 @@
+"""The audio stage over a real broker: VAD events to the client, utterances and acoustic windows to their topics,
+and no utterance lost or doubled when the worker is killed in the middle of one."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from pathlib import Path
+
+from moodstream.broker import EmbeddedBroker, ensure_topics, free_port
+from producers.audio import load_pcm16
+from producers.client import stream_pcm
+from schemas.records import AcousticWindow, Utterance
+from schemas.topics import ACOUSTIC_WINDOWS, UTTERANCES
+from tests.conftest import Stack, process_env, read_session_records, spawn, stop, wait_ready
+
+DATA = Path(__file__).parent / "data"
+SPEECH = load_pcm16(DATA / "three_prompts.wav")
+TRUTH = json.loads((DATA / "three_prompts.json").read_text())
+
+
+def vad_events(messages: list[dict]) -> list[tuple[str, int]]:
+    return [(m["type"], m["utterance_seq"]) for m in messages if m["type"].startswith("vad.")]
+
+
+def assert_utterances_match_truth(utterances: list[Utterance]) -> None:
+    by_seq = {u.utterance_seq: u for u in utterances}
+    assert sorted(by_seq) == [0, 1, 2]
+    for seq, truth in enumerate(TRUTH):
+        start_ms, end_ms = truth["speech_ms"]
+        assert abs(by_seq[seq].start_ms - start_ms) <= 200 and abs(by_seq[seq].end_ms - end_ms) <= 200
+        assert len(by_seq[seq].pcm) // 32 >= end_ms - start_ms  # the PCM covers the speech
+
+
+async def test_speech_yields_vad_events_utterances_and_acoustic_windows(stack: Stack) -> None:
+    messages = await stream_pcm(stack.ws, SPEECH, frame_ms=40, realtime=False)
+    session = messages[0]["session_id"]
+    assert vad_events(messages) == [
+        ("vad.speech_start", 0), ("vad.speech_end", 0),
+        ("vad.speech_start", 1), ("vad.speech_end", 1),
+        ("vad.speech_start", 2), ("vad.speech_end", 2),
+    ]  # fmt: skip
+    assert messages[-1]["type"] == "session.ended" and messages[-1]["utterances"] == 3
+    utterances = await asyncio.to_thread(read_session_records, stack.bootstrap, UTTERANCES, session, (Utterance,))
+    assert_utterances_match_truth(utterances)
+    assert len(utterances) == 3
+    windows = await asyncio.to_thread(
+        read_session_records, stack.bootstrap, ACOUSTIC_WINDOWS, session, (AcousticWindow,)
+    )
+    assert {w.utterance_seq for w in windows} == {0, 1, 2}
+    assert all(len(w.pcm) == 16000 for w in windows)
+
+
+async def test_worker_killed_mid_utterance_loses_nothing_and_client_sees_no_duplicate() -> None:
+    with EmbeddedBroker() as broker:
+        ensure_topics({"bootstrap.servers": broker.bootstrap})
+        env = process_env(broker.bootstrap)
+        port = free_port()
+        first = spawn(["worker"], env)
+        gateway = spawn(["gateway", "--port", str(port)], env)
+        replacement = None
+        try:
+            await asyncio.to_thread(wait_ready, f"http://127.0.0.1:{port}", [first, gateway])
+            client = asyncio.create_task(
+                stream_pcm(f"ws://127.0.0.1:{port}/ws/analyze", SPEECH, frame_ms=20, realtime=True)
+            )
+            await asyncio.sleep(5.0)  # inside the long second prompt (speech 2.7 s – 8.1 s)
+            first.send_signal(signal.SIGKILL)
+            first.wait()
+            replacement = spawn(["worker"], env)
+            messages = await asyncio.wait_for(client, 90)
+            session = messages[0]["session_id"]
+            events = vad_events(messages)
+            assert sorted(set(events)) == sorted(events), "the client saw a duplicate"
+            assert {seq for _type, seq in events} == {0, 1, 2}
+            assert ("vad.speech_end", 1) in events and ("vad.speech_end", 2) in events
+            assert messages[-1]["type"] == "session.ended" and messages[-1]["utterances"] == 3
+            utterances = await asyncio.to_thread(
+                read_session_records, broker.bootstrap, UTTERANCES, session, (Utterance,)
+            )
+            assert_utterances_match_truth(utterances)  # every utterance there, none renumbered
+        finally:
+            stop([p for p in (gateway, first, replacement) if p is not None])
