@@ -1,0 +1,9 @@
+"""Model artifacts shipped with moodstream, and the scripts that train and export them (training needs the
+``train`` extra; serving never imports those scripts)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+MODELS_DIR = Path(__file__).parent
+TEXT_MODEL_DIR = MODELS_DIR / "text"

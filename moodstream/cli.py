@@ -151,3 +151,19 @@ def bench_vad(prompts: int, seed: int, as_json: bool) -> None:
     from moodstream.bench.vad import main as run
 
     run(prompts, seed, as_json)
+
+
+@bench.command(name="text")
+@click.option(
+    "--tsv",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="Header, then sentence<TAB>label (1 positive, 0 negative), e.g. SST-2 dev.tsv.",
+)
+@click.option("--model-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None)
+@click.option("--json", "as_json", is_flag=True, help="Only the JSON line.")
+def bench_text(tsv: Path, model_dir: Path | None, as_json: bool) -> None:
+    """Text sentiment accuracy, ms per sentence at batch 1 (p50/p95), sentences/s at batch 8; one thread."""
+    from moodstream.bench.text import main as run
+
+    run(tsv, model_dir, as_json)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import itertools
 import json
 import math
 import random
@@ -279,6 +280,66 @@ def export_and_evaluate(
     return report
 
 
+def held_out_split(sst2: Path, options: TrainOptions) -> tuple[list[str], list[int]]:
+    """The train rows the training run held out (same seed, same shuffle)."""
+    sentences, labels = read_tsv(sst2 / "train.tsv")
+    indices = list(range(len(sentences)))
+    random.Random(options.seed).shuffle(indices)
+    held = indices[: options.validation_size]
+    return [sentences[i] for i in held], [labels[i] for i in held]
+
+
+def calibrate(args: argparse.Namespace) -> None:
+    """Fit a softmax temperature on held-out train rows (never on dev) and write calibration.json."""
+    import onnxruntime as ort
+    from tokenizers import Tokenizer
+
+    out = Path(args.out)
+    sentences, labels = held_out_split(Path(args.sst2), TrainOptions())
+    session = ort.InferenceSession(str(out / ONNX_INT8), providers=["CPUExecutionProvider"])
+    tokenizer = Tokenizer.from_file(str(out / TOKENIZER))
+    tokenizer.enable_truncation(128)
+    tokenizer.enable_padding()
+    margins = []
+    for start in range(0, len(sentences), 64):
+        batch = tokenizer.encode_batch(sentences[start : start + 64])
+        ids = np.array([e.ids for e in batch], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in batch], dtype=np.int64)
+        logits = session.run(["logits"], {"input_ids": ids, "attention_mask": mask})[0]
+        margins.extend((logits[:, 1] - logits[:, 0]).tolist())
+    margin = np.array(margins)
+    target = np.array(labels, dtype=np.float64)
+
+    def nll(temperature: float) -> float:
+        p = np.clip(1 / (1 + np.exp(-margin / temperature)), 1e-7, 1 - 1e-7)
+        return float(-np.mean(target * np.log(p) + (1 - target) * np.log(1 - p)))
+
+    def ece(temperature: float, bins: int = 10) -> float:
+        p = 1 / (1 + np.exp(-margin / temperature))
+        confidence = np.maximum(p, 1 - p)
+        correct = (p >= 0.5) == (target == 1)
+        edges = np.linspace(0.5, 1.0, bins + 1)
+        total = 0.0
+        for lo, hi in itertools.pairwise(edges):
+            inside = (confidence >= lo) & (confidence < hi if hi < 1 else confidence <= hi)
+            if inside.any():
+                total += inside.mean() * abs(confidence[inside].mean() - correct[inside].mean())
+        return float(total)
+
+    grid = np.exp(np.linspace(np.log(0.25), np.log(8.0), 400))
+    best = float(grid[np.argmin([nll(t) for t in grid])])
+    report = {
+        "temperature": round(best, 4),
+        "fitted_on": f"{len(labels)} held-out SST-2 train rows (seed {TrainOptions().seed})",
+        "nll_before": round(nll(1.0), 4),
+        "nll_after": round(nll(best), 4),
+        "ece_before": round(ece(1.0), 4),
+        "ece_after": round(ece(best), 4),
+    }
+    (out / "calibration.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report))
+
+
 def export_command(args: argparse.Namespace) -> None:
     dev_sentences, dev_labels = read_tsv(Path(args.dev)) if args.dev else ([], [])
     checkpoint = Path(args.checkpoint)
@@ -310,6 +371,10 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--learning-rate", type=float, default=TrainOptions.learning_rate)
     t.add_argument("--threads", type=int, default=TrainOptions.threads)
     t.set_defaults(func=train)
+    c = sub.add_parser("calibrate", help="fit the temperature on held-out train rows; writes calibration.json")
+    c.add_argument("--sst2", required=True)
+    c.add_argument("--out", default=str(Path(__file__).parent))
+    c.set_defaults(func=calibrate)
     e = sub.add_parser("export", help="export a sequence-classification checkpoint to ONNX int8")
     e.add_argument("checkpoint", help="local checkpoint folder or hub name")
     e.add_argument("--out", required=True)

@@ -1,0 +1,120 @@
+"""Text sentiment: a fine-tuned BERT-family encoder (ONNX int8) on tokenizers + onnxruntime. No torch.
+
+Binary SST-2 logits become calibrated negative/positive probabilities (temperature scaling fitted on held-out
+training data, stored beside the model); a neutral band around 50/50 turns them into the three-way scores fusion
+uses. Empty or rejected transcripts get an explicit "no text" result rather than a guess.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+from models import TEXT_MODEL_DIR
+
+MODEL_FILE = "model.int8.onnx"
+TOKENIZER_FILE = "tokenizer.json"
+CALIBRATION_FILE = "calibration.json"
+
+
+@dataclass(frozen=True)
+class TextSentimentOptions:
+    """Text classifier settings."""
+
+    model_dir: Path = TEXT_MODEL_DIR
+    """Folder with model.int8.onnx, tokenizer.json and optionally calibration.json."""
+    max_tokens: int = 128
+    """Longer transcripts are truncated (SST-2 sentences rarely exceed 60 tokens)."""
+    neutral_band: float = 0.4
+    """|p(positive) − p(negative)| below this gives neutral mass; 0 disables the neutral class."""
+    threads: int = 1
+    """onnxruntime intra-op threads."""
+
+
+@dataclass(frozen=True)
+class TextSentiment:
+    """Sentiment of one text."""
+
+    has_text: bool
+    """False for empty or rejected transcripts: the scores are then uniform and mean nothing."""
+    negative: float
+    neutral: float
+    positive: float
+    p_positive: float
+    """Calibrated binary probability of positive (before the neutral band)."""
+
+    @property
+    def label(self) -> str:
+        scores = {"negative": self.negative, "neutral": self.neutral, "positive": self.positive}
+        return max(scores, key=scores.__getitem__)
+
+
+NO_TEXT = TextSentiment(False, 1 / 3, 1 / 3, 1 / 3, 0.5)
+
+
+class TextClassifier:
+    """Batching sentiment classifier; thread-compatible (one call at a time per instance)."""
+
+    def __init__(self, options: TextSentimentOptions | None = None) -> None:
+        self.options = options or TextSentimentOptions()
+        model_dir = Path(self.options.model_dir)
+        session_options = ort.SessionOptions()
+        session_options.intra_op_num_threads = self.options.threads
+        session_options.inter_op_num_threads = 1
+        session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        session_options.log_severity_level = 3
+        self.session = ort.InferenceSession(
+            str(model_dir / MODEL_FILE), session_options, providers=["CPUExecutionProvider"]
+        )
+        self.tokenizer = Tokenizer.from_file(str(model_dir / TOKENIZER_FILE))
+        self.tokenizer.enable_truncation(self.options.max_tokens)
+        self.tokenizer.enable_padding()
+        calibration = model_dir / CALIBRATION_FILE
+        self.temperature = float(json.loads(calibration.read_text())["temperature"]) if calibration.exists() else 1.0
+        self.version = model_dir.name + ":" + _short_hash(model_dir / MODEL_FILE)
+
+    def logits(self, texts: list[str]) -> np.ndarray:
+        encodings = self.tokenizer.encode_batch(texts)
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        return self.session.run(["logits"], {"input_ids": ids, "attention_mask": mask})[0]
+
+    def classify(self, texts: list[str]) -> list[TextSentiment]:
+        """Scores for each text, in order; blank texts get NO_TEXT."""
+        results: list[TextSentiment | None] = [None if t.strip() else NO_TEXT for t in texts]
+        real = [i for i, r in enumerate(results) if r is None]
+        if real:
+            logits = self.logits([texts[i].strip() for i in real]) / self.temperature
+            margin = logits[:, 1] - logits[:, 0]
+            p_pos = 1.0 / (1.0 + np.exp(-margin))
+            for i, p in zip(real, p_pos, strict=True):
+                results[i] = self._three_way(float(p))
+        return results  # type: ignore[return-value]
+
+    def _three_way(self, p_pos: float) -> TextSentiment:
+        band = self.options.neutral_band
+        margin = abs(2 * p_pos - 1)
+        neutral = max(0.0, 1.0 - margin / band) if band > 0 else 0.0
+        return TextSentiment(True, (1 - neutral) * (1 - p_pos), neutral, (1 - neutral) * p_pos, p_pos)
+
+
+def _short_hash(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:12]
+
+
+def timed_classify(classifier: TextClassifier, texts: list[str]) -> tuple[list[TextSentiment], float]:
+    started = time.perf_counter()
+    results = classifier.classify(texts)
+    return results, (time.perf_counter() - started) * 1000
