@@ -167,3 +167,29 @@ def bench_text(tsv: Path, model_dir: Path | None, as_json: bool) -> None:
     from moodstream.bench.text import main as run
 
     run(tsv, model_dir, as_json)
+
+
+@bench.command(name="asr")
+@click.option(
+    "--data",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder of audio files plus transcripts.tsv (file<TAB>text).",
+)
+@click.option(
+    "--make-asterisk",
+    type=int,
+    default=0,
+    help="First write this many Debian asterisk prompts into --data (needs the apt packages).",
+)
+@click.option("--seed", type=int, default=1, show_default=True, help="Which prompts --make-asterisk samples.")
+@click.option("--limit", type=int, default=0, help="Use only the first N files.")
+@click.option("--json", "as_json", is_flag=True, help="Only the JSON line.")
+def bench_asr(data: Path, make_asterisk: int, seed: int, limit: int, as_json: bool) -> None:
+    """Production ASR vs faster-whisper's default transcribe(): WER and ms per utterance, one thread each."""
+    from moodstream.bench.asr import main as run
+    from moodstream.bench.asr import make_asterisk_folder
+
+    if make_asterisk:
+        make_asterisk_folder(data, make_asterisk, seed)
+    run(data, limit, as_json)

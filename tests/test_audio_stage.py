@@ -11,8 +11,8 @@ from pathlib import Path
 from moodstream.broker import EmbeddedBroker, ensure_topics, free_port
 from producers.audio import load_pcm16
 from producers.client import stream_pcm
-from schemas.records import AcousticWindow, Utterance
-from schemas.topics import ACOUSTIC_WINDOWS, UTTERANCES
+from schemas.records import AcousticWindow, TextScore, Transcript, Utterance
+from schemas.topics import ACOUSTIC_WINDOWS, TEXT_SCORES, TRANSCRIPTS, UTTERANCES
 from tests.conftest import Stack, process_env, read_session_records, spawn, stop, wait_ready
 
 DATA = Path(__file__).parent / "data"
@@ -50,6 +50,16 @@ async def test_speech_yields_vad_events_utterances_and_acoustic_windows(stack: S
     )
     assert {w.utterance_seq for w in windows} == {0, 1, 2}
     assert all(len(w.pcm) == 16000 for w in windows)
+    transcripts = await asyncio.to_thread(
+        read_session_records, stack.bootstrap, TRANSCRIPTS, session, (Transcript,), 30.0
+    )
+    assert [t.text for t in sorted(transcripts, key=lambda t: t.utterance_seq)] == [
+        "Goodbye!",
+        "That agent is already logged on. Please enter your agent number followed by the pound key.",
+        "There are currently.",
+    ]
+    scores = await asyncio.to_thread(read_session_records, stack.bootstrap, TEXT_SCORES, session, (TextScore,), 30.0)
+    assert sorted(s.utterance_seq for s in scores) == [0, 1, 2] and all(s.has_text for s in scores)
 
 
 async def test_worker_killed_mid_utterance_loses_nothing_and_client_sees_no_duplicate() -> None:

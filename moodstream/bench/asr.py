@@ -1,0 +1,98 @@
+"""`moodstream bench asr --data DIR`: the production ASR path against faster-whisper's default `transcribe()`.
+
+DIR holds audio files (wav, flac, g722, … any rate; resampled on load) and `transcripts.tsv` (header, then
+`file<TAB>text`). Both paths run in the same process on the same files with one CPU thread each.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+import sys
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+
+from moodstream.bench.speech import asterisk_prompts
+from moodstream.bench.wer import wer
+from processors.transcriber import Transcriber, TranscriberOptions
+from producers.audio import load_pcm16
+
+
+def make_asterisk_folder(out: Path, count: int = 120, seed: int = 1) -> Path:
+    """Write `count` asterisk prompts (seeded sample) as 16 kHz wav files plus transcripts.tsv."""
+    out.mkdir(parents=True, exist_ok=True)
+    prompts = asterisk_prompts()
+    random.Random(seed).shuffle(prompts)
+    rows = []
+    for prompt in prompts[:count]:
+        name = prompt.path.stem + ".wav"
+        with wave.open(str(out / name), "wb") as handle:
+            handle.setnchannels(1)
+            handle.setsampwidth(2)
+            handle.setframerate(16000)
+            handle.writeframes(load_pcm16(prompt.path))
+        rows.append((name, " ".join(prompt.text.split())))
+    with (out / "transcripts.tsv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
+        writer.writerow(("file", "text"))
+        writer.writerows(rows)
+    return out
+
+
+def read_folder(data: Path) -> list[tuple[Path, str]]:
+    with (data / "transcripts.tsv").open(newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+        next(reader)
+        return [(data / row[0], row[1]) for row in reader if row]
+
+
+def run(data: Path, limit: int = 0) -> dict:
+    items = read_folder(data)[: limit or None]
+    audios = [np.frombuffer(load_pcm16(path), dtype="<i2").astype(np.float32) / 32768 for path, _ in items]
+    references = [text for _, text in items]
+    transcriber = Transcriber(TranscriberOptions(cpu_threads=1))
+    transcriber.transcribe(audios[0])  # warm-up, both paths share the model
+    ours, our_ms, paths = [], [], {"adaptive": 0, "adaptive-cut": 0, "full-window": 0}
+    rejected = 0
+    for audio in audios:
+        result = transcriber.transcribe(audio)
+        ours.append(result.raw_text)  # WER of what the decoder produced; the guard is measured separately
+        rejected += result.rejected
+        our_ms.append(result.compute_ms)
+        paths[result.path] += 1
+    default_model = transcriber._whisper
+    theirs, their_ms = [], []
+    for audio in audios:
+        started = time.perf_counter()
+        segments, _info = default_model.transcribe(audio, language="en")
+        theirs.append(" ".join(s.text.strip() for s in segments))
+        their_ms.append((time.perf_counter() - started) * 1000)
+    result = {
+        "benchmark": "asr",
+        "files": len(items),
+        "audio_s_mean": round(float(np.mean([len(a) for a in audios])) / 16000, 2),
+        "model": transcriber.model_id,
+        "wer": round(wer(references, ours), 4),
+        "default_wer": round(wer(references, theirs), 4),
+        "ms_mean": round(float(np.mean(our_ms)), 1),
+        "ms_p95": round(float(np.percentile(our_ms, 95)), 1),
+        "default_ms_mean": round(float(np.mean(their_ms)), 1),
+        "default_ms_p95": round(float(np.percentile(their_ms, 95)), 1),
+        "paths": paths,
+        "rejected_by_guard": rejected,
+        "threads": 1,
+    }
+    result["cost_ratio"] = round(result["ms_mean"] / result["default_ms_mean"], 4)
+    return result
+
+
+def main(data: Path, limit: int, as_json: bool) -> None:
+    result = run(data, limit)
+    if not as_json:
+        for key, value in result.items():
+            print(f"{key:>18}: {value}", file=sys.stderr)
+    print(json.dumps(result))

