@@ -211,9 +211,8 @@ class ClientSession:
             if isinstance(record, FusedResult):
                 if record.final:
                     self.final_utterances.add(record.utterance_seq)
-                origin = record.latencies_ms.get("last_frame_received_at_ms")
-                if origin:
-                    metrics.E2E_SECONDS.observe(max(0.0, now_ms() - origin) / 1000)
+                if record.final and record.last_frame_received_at_ms:
+                    metrics.E2E_SECONDS.observe(max(0.0, now_ms() - record.last_frame_received_at_ms) / 1000)
             if isinstance(record, SessionEnded):
                 self.ended_record = record
             else:

@@ -7,3 +7,4 @@ from pathlib import Path
 
 MODELS_DIR = Path(__file__).parent
 TEXT_MODEL_DIR = MODELS_DIR / "text"
+ACOUSTIC_MODEL_DIR = MODELS_DIR / "acoustic"

@@ -159,7 +159,7 @@ def register(ctx: StageContext) -> dict[str, str]:
         ended = SessionEnded(
             session_id=sid,
             utterances=state.endpointer.next_utterance_seq,
-            awaiting_results=False,  # true once the fusion stage runs
+            awaiting_results=True,  # the fusion stage sends one final result per utterance
             reason=control.reason,
             duration_ms=samples_to_ms(state.endpointer.position),
         )

@@ -35,6 +35,12 @@ def register(ctx: StageContext) -> dict[str, str]:
             label=result.label if result.has_text else "neutral",  # type: ignore[arg-type]
             model_version=classifier.version,
             compute_ms=round((time.perf_counter() - started) * 1000, 3),
+            asr_avg_logprob=transcript.avg_logprob,
+            asr_compute_ms=transcript.compute_ms,
+            asr_model=transcript.model_id,
+            start_ms=transcript.start_ms,
+            end_ms=transcript.end_ms,
+            last_frame_received_at_ms=transcript.last_frame_received_at_ms,
         )
 
     @ctx.app.agent(ctx.topic(TRANSCRIPTS), name="text-sentiment")

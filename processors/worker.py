@@ -80,7 +80,7 @@ class StageContext:
 
 def create_app(settings: Settings) -> faust.App:
     """Build the worker app with every stage registered."""
-    from processors import asr_stage, audio_stage, text_stage
+    from processors import acoustic_stage, asr_stage, audio_stage, fusion_stage, text_stage
 
     app = faust.App(
         APP_ID,
@@ -101,7 +101,9 @@ def create_app(settings: Settings) -> faust.App:
         table_standby_replicas=0,
     )
     context = StageContext(app, settings)
-    models = audio_stage.register(context) | asr_stage.register(context) | text_stage.register(context)
+    models: dict[str, str] = {}
+    for stage in (audio_stage, acoustic_stage, asr_stage, text_stage, fusion_stage):
+        models |= stage.register(context)
 
     @app.timer(interval=settings.worker_heartbeat_s)
     async def heartbeat() -> None:

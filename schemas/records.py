@@ -197,6 +197,13 @@ class TextScore(Record):
     label: SentimentLabel
     model_version: str
     compute_ms: float
+    asr_avg_logprob: float | None = None
+    """ASR confidence of the transcript (fusion lowers the text weight when it is low)."""
+    asr_compute_ms: float = 0.0
+    asr_model: str = ""
+    start_ms: float = 0.0
+    end_ms: float = 0.0
+    last_frame_received_at_ms: float = 0.0
 
 
 class FusionWeights(BaseModel):
@@ -218,10 +225,10 @@ class FusedResult(Record):
     type: Literal["utterance"] = "utterance"
     session_id: SessionId
     utterance_seq: Annotated[int, Field(ge=0)]
-    revision: Annotated[int, Field(ge=0)] = 0
-    """0 for the first result of an utterance; higher when a late stage updates it."""
+    revision: Annotated[int, Field(ge=0)] = 1
+    """1 for the fused result; 0 for the acoustic-only result sent first when ASR is late (then 1 follows)."""
     final: bool
-    """False while degraded (for example acoustic-only because ASR was late)."""
+    """False for the degraded acoustic-only result that a fused one will replace."""
     start_ms: float
     end_ms: float
     text: str
@@ -232,6 +239,8 @@ class FusedResult(Record):
     weights: FusionWeights
     latencies_ms: dict[str, float]
     model_versions: dict[str, str]
+    last_frame_received_at_ms: float = 0.0
+    """Gateway receipt time of the utterance's last frame: the origin of end-to-end latency."""
 
 
 class AudioLevel(Record):

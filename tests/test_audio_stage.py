@@ -8,6 +8,8 @@ import json
 import signal
 from pathlib import Path
 
+import pytest
+
 from moodstream.broker import EmbeddedBroker, ensure_topics, free_port
 from producers.audio import load_pcm16
 from producers.client import stream_pcm
@@ -42,6 +44,20 @@ async def test_speech_yields_vad_events_utterances_and_acoustic_windows(stack: S
         ("vad.speech_start", 2), ("vad.speech_end", 2),
     ]  # fmt: skip
     assert messages[-1]["type"] == "session.ended" and messages[-1]["utterances"] == 3
+    results = [m for m in messages if m["type"] == "utterance" and m["final"]]
+    assert [(r["utterance_seq"], r["text"]) for r in results] == [
+        (0, "Goodbye!"),
+        (1, "That agent is already logged on. Please enter your agent number followed by the pound key."),
+        (2, "There are currently."),
+    ]
+    for r in results:
+        assert r["fused_label"] in ("negative", "neutral", "positive") and -1 <= r["fused_score"] <= 1
+        assert r["weights"]["text"] + r["weights"]["audio"] == pytest.approx(1.0)
+        assert set(r["model_versions"]) == {"acoustic", "asr", "text"}
+        assert r["audio_sentiment"] is not None and r["text_sentiment"] is not None
+    provisional = [m for m in messages if m["type"] == "acoustic"]
+    assert {m["utterance_seq"] for m in provisional} == {0, 1, 2}
+    assert messages.index(provisional[0]) < messages.index(results[0])
     utterances = await asyncio.to_thread(read_session_records, stack.bootstrap, UTTERANCES, session, (Utterance,))
     assert_utterances_match_truth(utterances)
     assert len(utterances) == 3
@@ -86,6 +102,8 @@ async def test_worker_killed_mid_utterance_loses_nothing_and_client_sees_no_dupl
             assert {seq for _type, seq in events} == {0, 1, 2}
             assert ("vad.speech_end", 1) in events and ("vad.speech_end", 2) in events
             assert messages[-1]["type"] == "session.ended" and messages[-1]["utterances"] == 3
+            finals = [m["utterance_seq"] for m in messages if m["type"] == "utterance" and m["final"]]
+            assert sorted(finals) == [0, 1, 2], "a result was lost or delivered twice"
             utterances = await asyncio.to_thread(
                 read_session_records, broker.bootstrap, UTTERANCES, session, (Utterance,)
             )

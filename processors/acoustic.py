@@ -1,0 +1,70 @@
+"""Acoustic emotion of a PCM window: one ONNX graph (MFCC inside, see models/acoustic/features.py) on onnxruntime.
+
+Returns three-way sentiment and eight-way RAVDESS emotion probabilities. No torch: the features are part of the
+graph, so training and serving cannot disagree on them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from models import ACOUSTIC_MODEL_DIR
+
+
+@dataclass(frozen=True)
+class AcousticOptions:
+    """Acoustic classifier settings."""
+
+    model_path: Path = ACOUSTIC_MODEL_DIR / "model.onnx"
+    """ONNX graph with input `audio` [batch, samples] and outputs `sentiment`, `emotion`, `mfcc`."""
+    min_window_ms: int = 500
+    """Shorter input is repeated (not zero-padded, which would skew the per-window normalisation) to this length."""
+    threads: int = 1
+    """onnxruntime intra-op threads."""
+
+
+@dataclass(frozen=True)
+class AcousticResult:
+    sentiment: dict[str, float]
+    """negative / neutral / positive."""
+    emotions: dict[str, float]
+    """The eight RAVDESS emotions."""
+    compute_ms: float
+
+
+class AcousticClassifier:
+    def __init__(self, options: AcousticOptions | None = None) -> None:
+        self.options = options or AcousticOptions()
+        session_options = ort.SessionOptions()
+        session_options.intra_op_num_threads = self.options.threads
+        session_options.inter_op_num_threads = 1
+        session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        session_options.log_severity_level = 3
+        path = Path(self.options.model_path)
+        self.session = ort.InferenceSession(str(path), session_options, providers=["CPUExecutionProvider"])
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.sentiments = meta["sentiments"].split(",")
+        self.emotions = meta["emotions"].split(",")
+        self.version = f"acoustic-cnn:{hashlib.sha256(path.read_bytes()).hexdigest()[:12]}"
+        self._min_samples = 16 * self.options.min_window_ms
+
+    def classify(self, pcm: bytes | np.ndarray) -> AcousticResult:
+        started = time.perf_counter()
+        audio = np.frombuffer(pcm, dtype="<i2") if isinstance(pcm, bytes | bytearray) else np.asarray(pcm)
+        audio = audio.astype(np.float32) / 32768.0 if audio.dtype == np.int16 else audio.astype(np.float32)
+        if len(audio) == 0:
+            audio = np.zeros(self._min_samples, dtype=np.float32)
+        if len(audio) < self._min_samples:
+            audio = np.resize(audio, self._min_samples)  # repeats the window
+        sentiment, emotion = self.session.run(["sentiment", "emotion"], {"audio": audio[None, :]})
+        return AcousticResult(
+            sentiment=dict(zip(self.sentiments, map(float, sentiment[0]), strict=True)),
+            emotions=dict(zip(self.emotions, map(float, emotion[0]), strict=True)),
+            compute_ms=round((time.perf_counter() - started) * 1000, 3),
+        )

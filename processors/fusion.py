@@ -1,0 +1,104 @@
+"""Late fusion of one utterance's acoustic and text sentiment. Pure: no Kafka.
+
+fused = α·text + (1 − α)·audio over the three-way distributions, with α = `text_weight` (0.7) scaled down by
+- how little the words commit: 1 − H₂(p), H₂ the binary entropy of the text model's calibrated p(positive), so
+  "the dogs are sitting by the door" (p ≈ 0.5) leaves the decision to the voice, and
+- ASR confidence: 1 at an average token log-prob of −0.3 or better, 0 at −1.2 or worse,
+and α = 0 when there is no usable text. The fused label is the argmax of the fused distribution, so with α = 0 it is
+exactly the acoustic label; `fused_score` = p(positive) − p(negative) ∈ [−1, 1].
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+LABELS = ("negative", "neutral", "positive")
+
+
+@dataclass(frozen=True)
+class FusionOptions:
+    """Fusion settings."""
+
+    text_weight: float = 0.7
+    """α before entropy and confidence scaling (a session may override it)."""
+    pooling: Literal["mean", "max"] = "mean"
+    """How window scores inside the utterance are pooled ("max" takes each class's largest probability)."""
+    whole_utterance_weight: float = 0.5
+    """Share of the whole-utterance acoustic score against the pooled windows (1 = windows ignored)."""
+    confident_logprob: float = -0.3
+    """ASR average log-prob at or above which the transcript is fully trusted."""
+    unreliable_logprob: float = -1.2
+    """ASR average log-prob at or below which the transcript gets no weight."""
+
+
+@dataclass(frozen=True)
+class Fused:
+    distribution: dict[str, float]
+    score: float
+    label: str
+    text_weight: float
+    audio_sentiment: dict[str, float] | None
+
+
+def binary_entropy(p: float) -> float:
+    p = min(max(p, 1e-9), 1 - 1e-9)
+    return -(p * math.log2(p) + (1 - p) * math.log2(1 - p))
+
+
+def pool(windows: list[dict[str, float]], how: str) -> dict[str, float] | None:
+    if not windows:
+        return None
+    if how == "max":
+        raw = {k: max(w[k] for w in windows) for k in LABELS}
+    else:
+        raw = {k: sum(w[k] for w in windows) / len(windows) for k in LABELS}
+    total = sum(raw.values()) or 1.0
+    return {k: v / total for k, v in raw.items()}
+
+
+class Fuser:
+    def __init__(self, options: FusionOptions | None = None) -> None:
+        self.options = options or FusionOptions()
+
+    def audio_distribution(
+        self, whole: dict[str, float] | None, windows: list[dict[str, float]]
+    ) -> dict[str, float] | None:
+        pooled = pool(windows, self.options.pooling)
+        if whole is None or pooled is None:
+            return whole or pooled
+        w = self.options.whole_utterance_weight
+        return {k: w * whole[k] + (1 - w) * pooled[k] for k in LABELS}
+
+    def text_weight(self, text: dict[str, float] | None, avg_logprob: float | None, alpha: float | None) -> float:
+        if text is None:
+            return 0.0
+        o = self.options
+        polar = text["positive"] + text["negative"]
+        p_positive = text["positive"] / polar if polar > 0 else 0.5
+        commitment = 1.0 - binary_entropy(p_positive)
+        confidence = 1.0
+        if avg_logprob is not None:
+            span = o.confident_logprob - o.unreliable_logprob
+            confidence = min(1.0, max(0.0, (avg_logprob - o.unreliable_logprob) / span))
+        return (o.text_weight if alpha is None else alpha) * commitment * confidence
+
+    def fuse(
+        self,
+        text: dict[str, float] | None,
+        audio: dict[str, float] | None,
+        avg_logprob: float | None = None,
+        alpha: float | None = None,
+    ) -> Fused:
+        """`text` None means no usable text; `audio` None means no acoustic score (text only)."""
+        weight = self.text_weight(text, avg_logprob, alpha) if audio is not None else (1.0 if text else 0.0)
+        if text is None and audio is None:
+            distribution = {"negative": 0.0, "neutral": 1.0, "positive": 0.0}
+        elif audio is None:
+            distribution = dict(text)  # type: ignore[arg-type]
+        else:
+            distribution = {k: weight * (text[k] if text else 0.0) + (1 - weight) * audio[k] for k in LABELS}
+        label = max(LABELS, key=distribution.__getitem__)
+        score = max(-1.0, min(1.0, distribution["positive"] - distribution["negative"]))
+        return Fused(distribution, score, label, weight, audio)

@@ -1,0 +1,72 @@
+"""Acoustic emotion: the shipped graph's features equal the MFCC definition, and the classifier on real audio."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from models import ACOUSTIC_MODEL_DIR
+from processors.acoustic import AcousticClassifier
+from producers.audio import load_pcm16
+
+MODEL = ACOUSTIC_MODEL_DIR / "model.onnx"
+SPEECH = np.frombuffer(load_pcm16(Path(__file__).parent / "data" / "three_prompts.wav"), dtype="<i2")
+
+
+def reference_mfcc(
+    audio: np.ndarray, n_mfcc: int = 40, n_mels: int = 64, n_fft: int = 400, hop: int = 160
+) -> np.ndarray:
+    """torchaudio.transforms.MFCC(sample_rate=16000, n_mfcc=40, log_mels=False, melkwargs={n_fft: 400, hop_length:
+    160, n_mels: 64, mel_scale: "htk", norm: None, center: True, pad_mode: "reflect", power: 2}), written
+    independently in numpy (float64) from its definition."""
+    padded = np.pad(audio.astype(np.float64), (n_fft // 2, n_fft // 2), mode="reflect")
+    window = 0.5 - 0.5 * np.cos(2 * math.pi * np.arange(n_fft) / n_fft)
+    frames = np.stack([padded[i : i + n_fft] * window for i in range(0, len(padded) - n_fft + 1, hop)])
+    power = np.abs(np.fft.rfft(frames, axis=1)) ** 2
+    mel = lambda hz: 2595 * np.log10(1 + hz / 700)  # noqa: E731
+    hz = lambda m: 700 * (10 ** (m / 2595) - 1)  # noqa: E731
+    points = hz(np.linspace(mel(0.0), mel(8000.0), n_mels + 2))
+    freqs = np.linspace(0, 8000, n_fft // 2 + 1)
+    bank = np.zeros((len(freqs), n_mels))
+    for m in range(n_mels):
+        left, centre, right = points[m : m + 3]
+        bank[:, m] = np.maximum(0, np.minimum((freqs - left) / (centre - left), (right - freqs) / (right - centre)))
+    db = 10 * np.log10(np.maximum(power @ bank, 1e-10))
+    db = np.maximum(db, db.max() - 80)
+    k = np.arange(n_mfcc)[:, None]
+    dct = np.cos(math.pi / n_mels * (np.arange(n_mels) + 0.5) * k) * math.sqrt(2 / n_mels)
+    dct[0] /= math.sqrt(2)
+    return dct @ db.T  # [n_mfcc, frames]
+
+
+def test_graph_features_equal_the_mfcc_definition() -> None:
+    session = ort.InferenceSession(str(MODEL), providers=["CPUExecutionProvider"])
+    audio = SPEECH[16000 * 3 : 16000 * 5].astype(np.float32) / 32768  # 2 s of real speech
+    (mfcc,) = session.run(["mfcc"], {"audio": audio[None]})
+    reference = reference_mfcc(audio)
+    assert mfcc[0].shape == reference.shape == (40, 201)
+    assert np.abs(mfcc[0] - reference).max() < 1e-3 * np.abs(reference).max()
+
+
+def test_windows_of_any_length_get_distributions() -> None:
+    classifier = AcousticClassifier()
+    for samples in (0, 800, 8000, 48000):
+        result = classifier.classify(SPEECH[16000 * 3 : 16000 * 3 + samples].tobytes())
+        assert sum(result.sentiment.values()) == pytest.approx(1.0, abs=1e-4)
+        assert sum(result.emotions.values()) == pytest.approx(1.0, abs=1e-4)
+        assert set(result.sentiment) == {"negative", "neutral", "positive"} and len(result.emotions) == 8
+
+
+def test_shipped_model_matches_its_checksum_and_reported_uar() -> None:
+    import json
+
+    digest, name = (ACOUSTIC_MODEL_DIR / "SHA256SUMS").read_text().split()
+    assert hashlib.sha256((ACOUSTIC_MODEL_DIR / name).read_bytes()).hexdigest() == digest
+    metrics = json.loads((ACOUSTIC_MODEL_DIR / "metrics.json").read_text())
+    assert metrics["whole_utterance"]["uar"] >= 0.60
+    assert set(metrics["held_out_actors"]).isdisjoint(range(1, 17))

@@ -1,0 +1,59 @@
+"""Late fusion core."""
+
+from __future__ import annotations
+
+import pytest
+
+from processors.fusion import Fuser, FusionOptions, binary_entropy, pool
+
+POSITIVE_TEXT = {"negative": 0.02, "neutral": 0.0, "positive": 0.98}
+UNSURE_TEXT = {"negative": 0.25, "neutral": 0.5, "positive": 0.25}  # p(positive) = 0.5
+ANGRY_VOICE = {"negative": 0.8, "neutral": 0.15, "positive": 0.05}
+
+
+def test_no_usable_text_leaves_the_voice_alone() -> None:
+    fused = Fuser().fuse(None, ANGRY_VOICE)
+    assert fused.text_weight == 0.0
+    assert fused.distribution == ANGRY_VOICE and fused.label == "negative"
+    assert fused.score == pytest.approx(0.05 - 0.8)
+
+
+def test_confident_text_gets_nearly_the_full_weight() -> None:
+    fused = Fuser().fuse(POSITIVE_TEXT, ANGRY_VOICE, avg_logprob=-0.1)
+    assert fused.text_weight == pytest.approx(0.7 * (1 - binary_entropy(0.98)))
+    assert fused.text_weight > 0.5
+    assert sum(fused.distribution.values()) == pytest.approx(1.0)
+
+
+def test_text_without_polarity_gets_no_weight() -> None:
+    fused = Fuser().fuse(UNSURE_TEXT, ANGRY_VOICE, avg_logprob=-0.1)
+    assert fused.text_weight == pytest.approx(0.0, abs=1e-9)
+    assert fused.label == "negative"
+
+
+def test_low_asr_confidence_lowers_the_text_weight() -> None:
+    fuser = Fuser()
+    sure = fuser.fuse(POSITIVE_TEXT, ANGRY_VOICE, avg_logprob=-0.2).text_weight
+    shaky = fuser.fuse(POSITIVE_TEXT, ANGRY_VOICE, avg_logprob=-0.75).text_weight
+    garbled = fuser.fuse(POSITIVE_TEXT, ANGRY_VOICE, avg_logprob=-1.5).text_weight
+    assert sure > shaky > garbled == 0.0
+    assert shaky == pytest.approx(sure / 2, rel=1e-6)
+
+
+def test_text_weight_override_and_text_only() -> None:
+    fuser = Fuser(FusionOptions(text_weight=1.0))
+    assert fuser.fuse(POSITIVE_TEXT, ANGRY_VOICE, alpha=0.0).label == "negative"
+    assert fuser.fuse(POSITIVE_TEXT, None).label == "positive"
+    assert fuser.fuse(None, None).label == "neutral"
+
+
+def test_window_pooling() -> None:
+    a = {"negative": 0.6, "neutral": 0.2, "positive": 0.2}
+    b = {"negative": 0.2, "neutral": 0.2, "positive": 0.6}
+    assert pool([a, b], "mean") == pytest.approx({"negative": 0.4, "neutral": 0.2, "positive": 0.4})
+    assert pool([a, b], "max") == pytest.approx({"negative": 0.6 / 1.4, "neutral": 0.2 / 1.4, "positive": 0.6 / 1.4})
+    fuser = Fuser(FusionOptions(whole_utterance_weight=0.5))
+    assert fuser.audio_distribution(ANGRY_VOICE, []) == ANGRY_VOICE
+    assert fuser.audio_distribution(None, [a, b]) == pytest.approx(pool([a, b], "mean"))
+    mixed = fuser.audio_distribution(ANGRY_VOICE, [a])
+    assert mixed["negative"] == pytest.approx(0.7)
