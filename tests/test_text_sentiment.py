@@ -68,10 +68,14 @@ def test_shipped_files_match_their_checksums() -> None:
 def test_serving_path_imports_no_torch() -> None:
     code = (
         "import sys\n"
-        "import gateway.app, processors.worker, processors.audio_stage, processors.text_stage\n"
+        "import gateway.app, processors.worker\n"
+        "from processors import audio_stage, acoustic_stage, asr_stage, text_stage, fusion_stage\n"
         "from processors.text_sentiment import TextClassifier\n"
+        "from processors.acoustic import AcousticClassifier\n"
+        "from processors.transcriber import Transcriber\n"
         "from processors.vad import load_silero\n"
-        "TextClassifier().classify(['fine']); load_silero()\n"
+        "TextClassifier().classify(['fine']); load_silero(); AcousticClassifier().classify(bytes(16000))\n"
+        "Transcriber().transcribe(bytes(32000))\n"
         "bad = [m for m in ('torch', 'transformers', 'optimum', 'torchaudio') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
