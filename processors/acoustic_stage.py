@@ -3,19 +3,14 @@ whole utterance (for fusion). Inference runs in a one-thread pool off the event 
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from concurrent.futures import ThreadPoolExecutor
 
 import faust
 
 from processors.acoustic import AcousticClassifier
 from processors.worker import StageContext
-from schemas import SchemaError, decode
 from schemas.records import AcousticScore, AcousticWindow, SentimentScores, Utterance
 from schemas.topics import ACOUSTIC_SCORES, ACOUSTIC_WINDOWS, EVENTS, UTTERANCES
-
-log = logging.getLogger("moodstream.acoustic")
 
 
 def register(ctx: StageContext) -> dict[str, str]:
@@ -38,29 +33,19 @@ def register(ctx: StageContext) -> dict[str, str]:
             received_at_ms=record.last_frame_received_at_ms if whole else record.received_at_ms,
         )
 
-    async def handle(stream: faust.StreamT, expected: type, name: str, to_client: bool) -> None:
-        loop = asyncio.get_running_loop()
-        async for event in stream.events():
-            try:
-                record = decode(event.value, (expected,))
-            except SchemaError as exc:
-                await ctx.dead_letter(event, name, exc)
-                continue
-            try:
-                result = await loop.run_in_executor(pool, score, record)
-                await ctx.emit(ACOUSTIC_SCORES, result, record.session_id)
-                if to_client:
-                    await ctx.emit(EVENTS, result, record.session_id)
-            except Exception as exc:  # one bad record must not stop the partition
-                log.exception("%s failed on session %s", name, record.session_id)
-                await ctx.dead_letter(event, name, exc)
+    async def provisional(result: AcousticScore) -> None:
+        await ctx.emit(ACOUSTIC_SCORES, result, result.session_id)
+        await ctx.emit(EVENTS, result, result.session_id)  # to the client at once
+
+    async def whole(result: AcousticScore) -> None:
+        await ctx.emit(ACOUSTIC_SCORES, result, result.session_id)
 
     @ctx.app.agent(ctx.topic(ACOUSTIC_WINDOWS), name="acoustic-windows")
     async def acoustic_windows(stream: faust.StreamT) -> None:
-        await handle(stream, AcousticWindow, "acoustic-windows", to_client=True)
+        await ctx.consume(stream, AcousticWindow, "acoustic-windows", score, pool, provisional)  # type: ignore[arg-type]
 
     @ctx.app.agent(ctx.topic(UTTERANCES), name="acoustic-utterances")
     async def acoustic_utterances(stream: faust.StreamT) -> None:
-        await handle(stream, Utterance, "acoustic-utterances", to_client=False)
+        await ctx.consume(stream, Utterance, "acoustic-utterances", score, pool, whole)  # type: ignore[arg-type]
 
     return {"acoustic": classifier.version}

@@ -6,8 +6,6 @@ one long utterance delays the others on this worker by its own decode time (~0.2
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -15,11 +13,8 @@ import faust
 
 from processors.transcriber import Transcriber, TranscriberOptions
 from processors.worker import StageContext
-from schemas import SchemaError, decode
 from schemas.records import Transcript, Utterance
 from schemas.topics import TRANSCRIPTS, UTTERANCES
-
-log = logging.getLogger("moodstream.asr")
 
 
 def register(ctx: StageContext) -> dict[str, str]:
@@ -49,20 +44,11 @@ def register(ctx: StageContext) -> dict[str, str]:
             **common,
         )
 
+    async def send(transcript: Transcript) -> None:
+        await ctx.emit(TRANSCRIPTS, transcript, transcript.session_id)
+
     @ctx.app.agent(ctx.topic(UTTERANCES), name="asr")
     async def asr(stream: faust.StreamT) -> None:
-        loop = asyncio.get_running_loop()
-        async for event in stream.events():
-            try:
-                utterance = decode(event.value, (Utterance,))
-            except SchemaError as exc:
-                await ctx.dead_letter(event, "asr", exc)
-                continue
-            try:
-                transcript = await loop.run_in_executor(pool, transcribe, utterance)
-                await ctx.emit(TRANSCRIPTS, transcript, utterance.session_id)
-            except Exception as exc:  # one bad record must not stop the partition
-                log.exception("asr failed on session %s", utterance.session_id)
-                await ctx.dead_letter(event, "asr", exc)
+        await ctx.consume(stream, Utterance, "asr", transcribe, pool, send)  # type: ignore[arg-type]
 
     return {"asr": transcriber.model_id}

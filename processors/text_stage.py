@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -11,11 +9,8 @@ import faust
 
 from processors.text_sentiment import NO_TEXT, TextClassifier
 from processors.worker import StageContext
-from schemas import SchemaError, decode
 from schemas.records import SentimentScores, TextScore, Transcript
 from schemas.topics import TEXT_SCORES, TRANSCRIPTS
-
-log = logging.getLogger("moodstream.text")
 
 
 def register(ctx: StageContext) -> dict[str, str]:
@@ -43,20 +38,11 @@ def register(ctx: StageContext) -> dict[str, str]:
             last_frame_received_at_ms=transcript.last_frame_received_at_ms,
         )
 
+    async def send(record: TextScore) -> None:
+        await ctx.emit(TEXT_SCORES, record, record.session_id)
+
     @ctx.app.agent(ctx.topic(TRANSCRIPTS), name="text-sentiment")
     async def text_sentiment(stream: faust.StreamT) -> None:
-        loop = asyncio.get_running_loop()
-        async for event in stream.events():
-            try:
-                transcript = decode(event.value, (Transcript,))
-            except SchemaError as exc:
-                await ctx.dead_letter(event, "text-sentiment", exc)
-                continue
-            try:
-                record = await loop.run_in_executor(pool, score, transcript)
-                await ctx.emit(TEXT_SCORES, record, transcript.session_id)
-            except Exception as exc:  # one bad record must not stop the partition
-                log.exception("text stage failed on session %s", transcript.session_id)
-                await ctx.dead_letter(event, "text-sentiment", exc)
+        await ctx.consume(stream, Transcript, "text-sentiment", score, pool, send)  # type: ignore[arg-type]
 
     return {"text": classifier.version}

@@ -6,20 +6,25 @@ dead-letter topic and the agent moves on, so bad input never kills a worker.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import faust
 
 from moodstream.settings import Settings
-from schemas import encode
+from schemas import SchemaError, decode, encode
 from schemas.records import DeadLetter, Record, WorkerHeartbeat
 from schemas.topics import AUDIO, DEAD_LETTER, HEALTH, TopicSpec
 
 log = logging.getLogger("moodstream.worker")
+
+R = TypeVar("R", bound=Record)
 
 APP_ID = "moodstream-processors"
 
@@ -60,6 +65,30 @@ class StageContext:
 
     async def emit(self, spec: TopicSpec, record: Record, key: str) -> None:
         await self.topic(spec).send(key=key.encode(), value=encode(record))
+
+    async def consume(
+        self,
+        stream: faust.StreamT,
+        expected: type[R],
+        name: str,
+        compute: Callable[[R], Record],
+        pool: Executor,
+        send: Callable[[Record], Awaitable[None]],
+    ) -> None:
+        """The shell of a stateless stage: decode (invalid records are dead-lettered), run `compute` in the
+        stage's pool off the event loop, send its result; a record whose processing fails is dead-lettered."""
+        loop = asyncio.get_running_loop()
+        async for event in stream.events():
+            try:
+                record = decode(event.value, (expected,))
+            except SchemaError as exc:
+                await self.dead_letter(event, name, exc)
+                continue
+            try:
+                await send(await loop.run_in_executor(pool, compute, record))
+            except Exception as exc:  # one bad record must not stop the partition
+                log.exception("%s failed on session %s", name, getattr(record, "session_id", "?"))
+                await self.dead_letter(event, name, exc)
 
     async def dead_letter(self, event: faust.EventT, consumer: str, error: Exception) -> None:
         message = event.message

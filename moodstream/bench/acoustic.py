@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 from models import ACOUSTIC_MODEL_DIR
+from moodstream.bench import report
 from processors.acoustic import AcousticClassifier, AcousticOptions
 
 EMOTIONS = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
@@ -82,7 +82,4 @@ def run(data: Path, actors: list[int] | None) -> dict:
 def main(data: Path, actors: str, as_json: bool) -> None:
     chosen = None if actors == "all" else ([int(a) for a in actors.split(",")] if actors else held_out_actors())
     result = run(data, chosen)
-    if not as_json:
-        for key, value in result.items():
-            print(f"{key:>18}: {value}", file=sys.stderr)
-    print(json.dumps(result))
+    report(result, as_json)

@@ -7,15 +7,14 @@ DIR holds audio files (wav, flac, g722, … any rate; resampled on load) and `tr
 from __future__ import annotations
 
 import csv
-import json
 import random
-import sys
 import time
 import wave
 from pathlib import Path
 
 import numpy as np
 
+from moodstream.bench import report
 from moodstream.bench.speech import asterisk_prompts
 from moodstream.bench.wer import wer
 from processors.transcriber import Transcriber, TranscriberOptions
@@ -92,7 +91,4 @@ def run(data: Path, limit: int = 0) -> dict:
 
 def main(data: Path, limit: int, as_json: bool) -> None:
     result = run(data, limit)
-    if not as_json:
-        for key, value in result.items():
-            print(f"{key:>18}: {value}", file=sys.stderr)
-    print(json.dumps(result))
+    report(result, as_json)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import csv
-import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from moodstream.bench import report
 from processors.text_sentiment import TextClassifier, TextSentimentOptions
 
 
@@ -49,7 +48,4 @@ def run(tsv: Path, model_dir: Path | None = None) -> dict:
 
 def main(tsv: Path, model_dir: Path | None, as_json: bool) -> None:
     result = run(tsv, model_dir)
-    if not as_json:
-        for key, value in result.items():
-            print(f"{key:>24}: {value}", file=sys.stderr)
-    print(json.dumps(result))
+    report(result, as_json)

@@ -8,13 +8,12 @@ question. Frames are 32 ms; a boundary matches when both start and end are withi
 
 from __future__ import annotations
 
-import json
 import random
-import sys
 import time
 
 import numpy as np
 
+from moodstream.bench import report
 from moodstream.bench.speech import asterisk_prompts
 from processors.endpointer import Endpointer, EndpointerOptions, UtteranceCut, ms_to_samples
 from processors.vad import WINDOW, SileroStream, load_silero
@@ -137,7 +136,4 @@ def run(count: int = 60, seed: int = 7, frame_ms: int = 20, tolerance_ms: int = 
 
 def main(count: int, seed: int, as_json: bool) -> None:
     result = run(count, seed)
-    if not as_json:
-        for key, value in result.items():
-            print(f"{key:>22}: {value}", file=sys.stderr)
-    print(json.dumps(result))
+    report(result, as_json)
