@@ -219,3 +219,27 @@ def topics() -> None:
     setup_logging()
     ensure_topics(load_settings().kafka_config())
     click.echo("topics ready")
+
+
+@bench.command(name="fusion")
+@click.option(
+    "--ravdess",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="RAVDESS root: fused vs acoustic-only UAR on the acoustic model's held-out actors.",
+)
+@click.option(
+    "--sst2",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="SST-2 dev.tsv: sentences spoken by espeak-ng; fused vs text-only accuracy.",
+)
+@click.option("--limit", type=int, default=0, help="Use only the first N SST-2 sentences.")
+@click.option("--json", "as_json", is_flag=True, help="Only the JSON line.")
+def bench_fusion(ravdess: Path | None, sst2: Path | None, limit: int, as_json: bool) -> None:
+    """Fusion keeps what each modality knows: RAVDESS (neutral words) and SST-2 via espeak-ng (flat voice)."""
+    from moodstream.bench.fusion import main as run
+
+    if not ravdess and not sst2:
+        raise click.UsageError("give --ravdess DIR and/or --sst2 FILE")
+    run(ravdess, sst2, limit, as_json)

@@ -27,6 +27,8 @@ class FusionOptions:
     """How window scores inside the utterance are pooled ("max" takes each class's largest probability)."""
     whole_utterance_weight: float = 0.5
     """Share of the whole-utterance acoustic score against the pooled windows (1 = windows ignored)."""
+    commitment_power: float = 1.0
+    """γ in the text weight's commitment factor (1 − H₂(p))^γ: higher trusts only clearly polar text."""
     confident_logprob: float = -0.3
     """ASR average log-prob at or above which the transcript is fully trusted."""
     unreliable_logprob: float = -1.2
@@ -77,7 +79,7 @@ class Fuser:
         o = self.options
         polar = text["positive"] + text["negative"]
         p_positive = text["positive"] / polar if polar > 0 else 0.5
-        commitment = 1.0 - binary_entropy(p_positive)
+        commitment = (1.0 - binary_entropy(p_positive)) ** o.commitment_power
         confidence = 1.0
         if avg_logprob is not None:
             span = o.confident_logprob - o.unreliable_logprob
