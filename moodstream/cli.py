@@ -243,3 +243,18 @@ def bench_fusion(ravdess: Path | None, sst2: Path | None, limit: int, as_json: b
     if not ravdess and not sst2:
         raise click.UsageError("give --ravdess DIR and/or --sst2 FILE")
     run(ravdess, sst2, limit, as_json)
+
+
+@main.command()
+@click.option("--port", type=int, default=8090, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--window", type=int, default=20, show_default=True, help="Utterances per session in the rolling view.")
+def analytics(port: int, host: str, window: int) -> None:
+    """Rolling per-session aggregates of fused results over HTTP (GET /sessions, /sessions/{id})."""
+    import uvicorn
+
+    from moodstream.analytics import create_app
+
+    settings = load_settings()
+    setup_logging(settings.log_level, settings.log_json)
+    uvicorn.run(create_app(settings.kafka_config(), window), host=host, port=port, log_level="warning")
