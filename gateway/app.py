@@ -231,6 +231,7 @@ class ClientSession:
 def create_app(settings: Settings) -> Starlette:
     bridge = KafkaBridge(settings)
     open_sessions: set[ClientSession] = set()
+    auth = settings.authenticator()
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -262,6 +263,11 @@ def create_app(settings: Settings) -> Starlette:
         await ws.accept()
         session = ClientSession(ws, bridge, settings)
         try:
+            refusal = auth.check(
+                ws.headers.get("authorization"), ws.query_params.get("token"), ws.headers.get("origin")
+            )
+            if refusal:
+                raise SessionClosed(E.UNAUTHORIZED, refusal)
             if len(open_sessions) >= settings.max_sessions:
                 raise SessionClosed(
                     E.OVER_CAPACITY, f"this gateway holds its limit of {settings.max_sessions} sessions"
@@ -309,6 +315,9 @@ def create_app(settings: Settings) -> Starlette:
 def run_gateway(settings: Settings) -> None:
     import uvicorn
 
+    from gateway.auth import check_bind
+
+    check_bind(settings.host, settings.authenticator())
     uvicorn.run(
         create_app(settings),
         host=settings.host,

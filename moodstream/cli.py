@@ -258,3 +258,25 @@ def analytics(port: int, host: str, window: int) -> None:
     settings = load_settings()
     setup_logging(settings.log_level, settings.log_json)
     uvicorn.run(create_app(settings.kafka_config(), window), host=host, port=port, log_level="warning")
+
+
+@main.command(name="hash-key")
+@click.argument("key")
+def hash_key_command(key: str) -> None:
+    """Print the SHA-256 digest to put in MOODSTREAM_API_KEY_HASHES for an API key."""
+    from gateway.auth import hash_key
+
+    click.echo(hash_key(key))
+
+
+@main.command()
+@click.option("--subject", default="client", show_default=True, help="Who the token is for (logged).")
+@click.option("--ttl", type=float, default=3600, show_default=True, help="Seconds until it expires.")
+def token(subject: str, ttl: float) -> None:
+    """Mint an HMAC-signed session token with MOODSTREAM_TOKEN_SECRET."""
+    from gateway.auth import mint_token
+
+    secret = load_settings().token_secret
+    if not secret:
+        raise click.UsageError("set MOODSTREAM_TOKEN_SECRET")
+    click.echo(mint_token(secret, subject, ttl))

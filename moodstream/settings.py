@@ -42,6 +42,13 @@ class Settings(BaseSettings):
     instance_id: str = Field(
         default_factory=lambda: uuid.uuid4().hex[:12], description="This process's id in logs and heartbeats."
     )
+    api_key_hashes: str = Field(
+        "", description="Comma-separated SHA-256 hex digests of accepted API keys (`moodstream hash-key KEY`)."
+    )
+    token_secret: str | None = Field(None, description="Secret for HMAC-signed session tokens (`moodstream token`).")
+    allowed_origins: str = Field(
+        "", description="Comma-separated browser origins allowed to connect; empty allows any origin."
+    )
     max_sessions: int = Field(64, ge=1, description="Concurrent sessions per gateway; over it: close 1013.")
     max_frame_ms: int = Field(200, ge=20, description="Largest binary frame accepted, in ms of audio.")
     idle_timeout_s: float = Field(30.0, gt=0, description="A session with no audio for this long is ended.")
@@ -61,6 +68,12 @@ class Settings(BaseSettings):
     @property
     def max_frame_bytes(self) -> int:
         return 16_000 * 2 * self.max_frame_ms // 1000
+
+    def authenticator(self):  # returns gateway.auth.Authenticator (imported lazily)
+        from gateway.auth import Authenticator
+
+        split = lambda text: frozenset(p.strip() for p in text.split(",") if p.strip())  # noqa: E731
+        return Authenticator(split(self.api_key_hashes.lower()), self.token_secret, split(self.allowed_origins))
 
     def kafka_config(self) -> dict[str, str]:
         """librdkafka (confluent-kafka) connection settings, security included."""

@@ -1,0 +1,103 @@
+"""Who may open a session: API keys (stored only as SHA-256 digests) or HMAC-signed expiring tokens, passed as
+`Authorization: Bearer …` or `?token=…`, and an origin allow-list for browsers. Pure: no I/O.
+
+A token is `base64url(json {"sub", "exp"}) "." base64url(HMAC-SHA256(secret, payload))`; mint one with
+`moodstream token`. With neither keys nor a secret configured, the gateway is open, and then it only binds to
+loopback (see `check_bind`).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import ipaddress
+import json
+import time
+from dataclasses import dataclass
+
+
+def hash_key(key: str) -> str:
+    """The digest to configure for an API key (`MOODSTREAM_API_KEY_HASHES`)."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def mint_token(secret: str, subject: str, ttl_s: float, now: float | None = None) -> str:
+    payload = json.dumps({"sub": subject, "exp": int((now or time.time()) + ttl_s)}, separators=(",", ":")).encode()
+    signature = hmac.new(secret.encode(), payload, hashlib.sha256).digest()
+    return f"{_b64(payload)}.{_b64(signature)}"
+
+
+@dataclass(frozen=True)
+class Authenticator:
+    key_hashes: frozenset[str] = frozenset()
+    token_secret: str | None = None
+    allowed_origins: frozenset[str] = frozenset()
+    """Origins allowed to open sockets from a browser; empty allows any (non-browser clients send none)."""
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.key_hashes or self.token_secret)
+
+    def check(self, authorization: str | None, query_token: str | None, origin: str | None) -> str | None:
+        """None when allowed, else the reason (sent to the client with close code 1008)."""
+        if origin and self.allowed_origins and origin not in self.allowed_origins:
+            return f"origin {origin} is not allowed"
+        if not self.enabled:
+            return None
+        credential = query_token
+        if authorization:
+            scheme, _, value = authorization.partition(" ")
+            if scheme.lower() != "bearer" or not value:
+                return "Authorization must be 'Bearer <key or token>'"
+            credential = value.strip()
+        if not credential:
+            return "credentials required: Authorization: Bearer … or ?token=…"
+        if self.key_hashes and any(hmac.compare_digest(hash_key(credential), h) for h in self.key_hashes):
+            return None
+        if self.token_secret and "." in credential:
+            return self._check_token(credential)
+        return "invalid credentials"
+
+    def _check_token(self, token: str) -> str | None:
+        payload_b64, _, signature_b64 = token.partition(".")
+        try:
+            payload, signature = _unb64(payload_b64), _unb64(signature_b64)
+        except ValueError:
+            return "malformed token"
+        expected = hmac.new(self.token_secret.encode(), payload, hashlib.sha256).digest()  # type: ignore[union-attr]
+        if not hmac.compare_digest(signature, expected):
+            return "invalid token signature"
+        try:
+            expires = float(json.loads(payload)["exp"])
+        except (ValueError, KeyError, TypeError):
+            return "malformed token"
+        if expires < time.time():
+            return "token expired"
+        return None
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", ""):
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, auth: Authenticator) -> None:
+    """Refuse to serve an open (unauthenticated) gateway beyond loopback."""
+    if not auth.enabled and not is_loopback(host):
+        raise SystemExit(
+            f"refusing to listen on {host} without authentication: set MOODSTREAM_API_KEY_HASHES or "
+            "MOODSTREAM_TOKEN_SECRET (or bind to 127.0.0.1)"
+        )
