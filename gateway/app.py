@@ -233,13 +233,28 @@ def create_app(settings: Settings) -> Starlette:
     open_sessions: set[ClientSession] = set()
     auth = settings.authenticator()
 
+    async def watch_broker() -> None:
+        """Tell open sessions when Kafka becomes unreachable (their audio is buffered, results will stall)."""
+        was_ok = True
+        while True:
+            await asyncio.sleep(0.5)
+            ok = bridge.broker_ok
+            if was_ok and not ok:
+                log.warning("broker unreachable: telling %d open sessions", len(open_sessions))
+                for session in list(open_sessions):
+                    with contextlib.suppress(Exception):
+                        await session.send_error(E.BROKER_UNAVAILABLE, "Kafka is unreachable; audio is buffered")
+            was_ok = ok
+
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         bridge.start(asyncio.get_running_loop())
+        watcher = asyncio.create_task(watch_broker())
         log.info("gateway %s up on %s:%s", settings.instance_id, settings.host, settings.port)
         try:
             yield
         finally:
+            watcher.cancel()
             await asyncio.to_thread(bridge.stop)
 
     async def healthz(_request: Request) -> Response:
