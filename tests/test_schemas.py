@@ -129,3 +129,13 @@ def test_topics_declare_only_known_schemas() -> None:
 
 def test_checked_in_json_schemas_match_the_models() -> None:
     assert check_json_schemas(["--check"]) == 0, "run `moodstream schemas` and commit schemas/json"
+
+
+def test_asyncapi_document_covers_every_topic_and_resolves_its_refs() -> None:
+    from schemas.jsonschema import JSON_DIR
+
+    document = json.loads((JSON_DIR / "asyncapi.json").read_text())
+    addresses = {c["address"] for c in document["channels"].values()}
+    assert addresses == {"/ws/analyze"} | {t.name for t in ALL_TOPICS}
+    for message in document["components"]["messages"].values():
+        assert (JSON_DIR / message["payload"]["$ref"].removeprefix("./")).exists()
