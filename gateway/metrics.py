@@ -17,7 +17,7 @@ QUEUE_DEPTH = Gauge("moodstream_gateway_producer_queue", "Records waiting in the
 ACK_SECONDS = Histogram(
     "moodstream_gateway_frame_ack_seconds",
     "Frame receipt to broker acknowledgement",
-    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
+    buckets=(0.0005, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
 )
 E2E_SECONDS = Histogram(
     "moodstream_gateway_utterance_e2e_seconds",

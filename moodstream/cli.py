@@ -280,3 +280,14 @@ def token(subject: str, ttl: float) -> None:
     if not secret:
         raise click.UsageError("set MOODSTREAM_TOKEN_SECRET")
     click.echo(mint_token(secret, subject, ttl))
+
+
+@bench.command(name="gateway")
+@click.option("--sessions", type=int, default=20, show_default=True, help="Concurrent real-time clients.")
+@click.option("--duration", type=float, default=20.0, show_default=True, help="Seconds each client streams.")
+@click.option("--json", "as_json", is_flag=True, help="Only the JSON line.")
+def bench_gateway(sessions: int, duration: float, as_json: bool) -> None:
+    """Gateway cost per real-time session: CPU, frame→ack latency, memory per connection."""
+    from moodstream.bench.gateway import main as run
+
+    run(sessions, duration, as_json)
