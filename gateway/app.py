@@ -12,6 +12,7 @@ import json
 import logging
 import time
 import uuid
+import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -64,7 +65,7 @@ class ClientSession:
         self.ended_record: SessionEnded | None = None
         self.delivered: set[tuple[object, ...]] = set()
         self.final_utterances: set[int] = set()
-        self.utterance_last_frame_ms: dict[int, float] = {}
+        self.recording: wave.Wave_write | None = None
 
     # wire helpers ---------------------------------------------------------------------------------------------------
     async def send_json(self, message: dict) -> None:
@@ -125,6 +126,8 @@ class ClientSession:
                     await sender
         finally:
             self.bridge.unsubscribe(self.session_id)
+            if self.recording is not None:
+                self.recording.close()
 
     async def receive_loop(self) -> None:
         """Client → Kafka until the client ends, leaves, idles out or hits the duration limit."""
@@ -190,6 +193,29 @@ class ClientSession:
         self.next_sample += len(pcm) // 2
         metrics.FRAMES.inc()
         metrics.AUDIO_BYTES.inc(len(pcm))
+        if self.settings.record_dir:
+            self.record(pcm)
+        await self.throttle()
+
+    async def throttle(self) -> None:
+        """Pause reading when the client is further ahead of real time than the burst allows: TCP backpressure
+        then slows the sender to `max_realtime_factor` × real time."""
+        factor = self.settings.max_realtime_factor
+        allowed_s = (time.monotonic() - self.started_at) * factor + self.settings.burst_s
+        ahead_s = self.next_sample / SAMPLE_RATE - allowed_s
+        if ahead_s > 0:
+            metrics.THROTTLED_SECONDS.inc(ahead_s / factor)
+            await asyncio.sleep(ahead_s / factor)
+
+    def record(self, pcm: bytes) -> None:
+        if self.recording is None:
+            path = Path(self.settings.record_dir or ".") / f"{self.session_id}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.recording = wave.open(str(path), "wb")
+            self.recording.setnchannels(1)
+            self.recording.setsampwidth(2)
+            self.recording.setframerate(SAMPLE_RATE)
+        self.recording.writeframes(pcm)
 
     # Kafka → client ----------------------------------------------------------------------------------------------
     def on_event(self, record: Record) -> None:

@@ -51,6 +51,13 @@ class Settings(BaseSettings):
     )
     max_sessions: int = Field(64, ge=1, description="Concurrent sessions per gateway; over it: close 1013.")
     max_frame_ms: int = Field(200, ge=20, description="Largest binary frame accepted, in ms of audio.")
+    max_realtime_factor: float = Field(
+        4.0, gt=0, description="Audio faster than this × real time is throttled (reads paused) after the burst."
+    )
+    burst_s: float = Field(10.0, ge=0, description="Seconds of audio a client may send ahead before throttling.")
+    record_dir: str | None = Field(
+        None, description="Debugging: write each session's received audio as <session id>.wav here (off when unset)."
+    )
     idle_timeout_s: float = Field(30.0, gt=0, description="A session with no audio for this long is ended.")
     max_session_s: float = Field(4 * 3600.0, gt=0, description="Longest session; then it is ended normally.")
     session_end_grace_s: float = Field(
