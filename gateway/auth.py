@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import secrets
 import time
 from dataclasses import dataclass
 
@@ -101,3 +102,28 @@ def check_bind(host: str, auth: Authenticator) -> None:
             f"refusing to listen on {host} without authentication: set MOODSTREAM_API_KEY_HASHES or "
             "MOODSTREAM_TOKEN_SECRET (or bind to 127.0.0.1)"
         )
+
+
+class ResumeTokens:
+    """Resume tokens: the session id and an HMAC of it, so a client can only continue a session it was given.
+
+    Every gateway instance that may receive a resumed session needs the same secret (``MOODSTREAM_RESUME_SECRET``);
+    ``moodstream up`` shares one with its children. Without one, each process draws its own and resume works only
+    on the instance that issued the token.
+    """
+
+    def __init__(self, secret: str | None) -> None:
+        self._key = (secret or secrets.token_hex(32)).encode()
+
+    def issue(self, session_id: str) -> str:
+        return f"{session_id}.{self._sign(session_id)}"
+
+    def verify(self, token: str) -> str | None:
+        """The session id the token was issued for, or None."""
+        session_id, _, signature = token.rpartition(".")
+        if session_id and hmac.compare_digest(signature, self._sign(session_id)):
+            return session_id
+        return None
+
+    def _sign(self, session_id: str) -> str:
+        return hmac.new(self._key, b"resume:" + session_id.encode(), hashlib.sha256).hexdigest()[:32]

@@ -1,9 +1,10 @@
 """Kafka side of the gateway: one producer for audio, one consumer that relays events to the sockets that own them.
 
-The events consumer joins no consumer group: every gateway instance reads every partition of the events topic from
-its end and keeps only the records of sessions it holds. That is what lets any instance serve a client that
-reconnects (resume) and needs no per-instance topic; its cost, each instance reading all events, is small because
-events are a few hundred bytes per utterance, not audio.
+The events consumer joins no consumer group: every gateway instance reads every partition of the events topic and
+keeps only the records of sessions it holds. That is what lets any instance serve a client that reconnects (resume)
+and needs no per-instance topic; its cost, each instance reading all events, is small because events are a few
+hundred bytes per utterance, not audio. Each instance also keeps the final results and session ends of the last
+``resume_window_s`` (it starts reading that far back), so a client resuming on it gets what it missed.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -20,13 +22,15 @@ from confluent_kafka import OFFSET_END, Consumer, KafkaError, Producer, TopicPar
 from gateway import metrics
 from moodstream.settings import Settings
 from schemas import SchemaError, decode
-from schemas.records import BY_SCHEMA, Record, WorkerHeartbeat
+from schemas.records import BY_SCHEMA, FusedResult, Record, SessionEnded, WorkerHeartbeat
 from schemas.topics import AUDIO, EVENTS, HEALTH
 
 log = logging.getLogger("moodstream.gateway")
 
 EVENT_TYPES = tuple(BY_SCHEMA[name] for name in EVENTS.schemas)
 Subscriber = Callable[[Record], None]
+# Header prefixes of the records a resuming client may have missed (a byte test spares decoding everything else).
+REPLAYED = (b'{"schema":"fused_result"', b'{"schema":"session_ended"')
 
 
 @dataclass
@@ -42,6 +46,8 @@ class KafkaBridge:
         self.settings = settings
         self._loop: asyncio.AbstractEventLoop | None = None
         self._subscribers: dict[str, Subscriber] = {}
+        self._recent: dict[str, deque[tuple[float, Record]]] = {}
+        self._recent_lock = threading.Lock()
         self._workers: dict[str, WorkerSeen] = {}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -108,8 +114,22 @@ class KafkaBridge:
         self.producer.produce(topic, value=value, key=key.encode(), on_delivery=delivered)
 
     # routing -----------------------------------------------------------------------------------------------------
-    def subscribe(self, session_id: str, callback: Subscriber) -> None:
+    def subscribe(self, session_id: str, callback: Subscriber, replay: bool = False) -> None:
+        """Route the session's events to ``callback``; with ``replay``, first the kept final results and ends."""
         self._subscribers[session_id] = callback
+        if replay:
+            with self._recent_lock:
+                kept = [record for _at, record in self._recent.get(session_id, ())]
+            for record in kept:  # a record also arriving live now is dropped by the session's identity check
+                callback(record)
+
+    def _keep(self, session_id: str, record: Record) -> None:
+        now = time.monotonic()
+        horizon = now - self.settings.resume_window_s
+        with self._recent_lock:
+            self._recent.setdefault(session_id, deque()).append((now, record))
+            for sid in [sid for sid, kept in self._recent.items() if kept[-1][0] < horizon]:
+                del self._recent[sid]
 
     def unsubscribe(self, session_id: str) -> None:
         self._subscribers.pop(session_id, None)
@@ -154,21 +174,25 @@ class KafkaBridge:
                 except Exception:  # noqa: BLE001
                     self.broker_ok = False
 
-    def _assign_at_end(self) -> None:
-        """Assign every events and health partition at its current end (explicit offsets, no group)."""
+    def _assign(self) -> None:
+        """Assign every events partition ``resume_window_s`` back and health near its end (no group)."""
+        since_ms = int((time.time() - self.settings.resume_window_s) * 1000)
+        wanted = [TopicPartition(EVENTS.name, p, since_ms) for p in range(EVENTS.partitions)]
         assignment = []
-        for spec in (EVENTS, HEALTH):
-            for partition in range(spec.partitions):
-                _low, high = self.consumer.get_watermark_offsets(TopicPartition(spec.name, partition), timeout=5.0)
-                start = high if spec is EVENTS else max(0, high - 50)  # recent heartbeats tell who is alive
-                assignment.append(TopicPartition(spec.name, partition, start if start >= 0 else OFFSET_END))
+        for found in self.consumer.offsets_for_times(wanted, timeout=5.0):
+            assignment.append(
+                TopicPartition(EVENTS.name, found.partition, found.offset if found.offset >= 0 else OFFSET_END)
+            )
+        for partition in range(HEALTH.partitions):
+            _low, high = self.consumer.get_watermark_offsets(TopicPartition(HEALTH.name, partition), timeout=5.0)
+            assignment.append(TopicPartition(HEALTH.name, partition, max(0, high - 50)))  # who is alive
         self.consumer.assign(assignment)
         self.consumer_assigned = True
 
     def _consumer_loop(self) -> None:
         while not self._stop.is_set() and not self.consumer_assigned:
             try:
-                self._assign_at_end()
+                self._assign()
             except Exception as exc:  # noqa: BLE001 - broker not up yet: retry
                 log.info("events consumer waiting for the broker: %s", exc)
                 self._stop.wait(1.0)
@@ -184,17 +208,22 @@ class KafkaBridge:
                 self._on_heartbeat(msg.value())
                 continue
             session_id = (msg.key() or b"").decode("utf-8", "replace")
+            raw = msg.value() or b""
             callback = self._subscribers.get(session_id)
-            if callback is None:
+            keep = raw[7:32].startswith(REPLAYED)
+            if callback is None and not keep:
                 continue
             try:
-                record = decode(msg.value(), EVENT_TYPES)
+                record = decode(raw, EVENT_TYPES)
             except SchemaError as exc:
                 metrics.BAD_EVENTS.inc()
                 log.warning("undecodable event for session %s: %s", session_id, exc)
                 continue
-            assert self._loop is not None
-            self._loop.call_soon_threadsafe(callback, record)
+            if isinstance(record, SessionEnded) or (isinstance(record, FusedResult) and record.final):
+                self._keep(session_id, record)
+            if callback is not None:
+                assert self._loop is not None
+                self._loop.call_soon_threadsafe(callback, record)
 
     def _on_heartbeat(self, raw: bytes) -> None:
         try:

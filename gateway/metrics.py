@@ -10,6 +10,7 @@ REJECTED = Counter("moodstream_gateway_rejected_total", "Sessions refused or end
 FRAMES = Counter("moodstream_gateway_frames_total", "Audio frames received")
 AUDIO_BYTES = Counter("moodstream_gateway_audio_bytes_total", "Audio bytes received")
 EVENTS_SENT = Counter("moodstream_gateway_events_sent_total", "Messages sent to clients", ["type"])
+RESUMED = Counter("moodstream_gateway_sessions_resumed_total", "Sessions continued after a reconnect")
 DUPLICATES_DROPPED = Counter("moodstream_gateway_duplicates_dropped_total", "Replayed results not re-sent")
 PRODUCE_ERRORS = Counter("moodstream_gateway_produce_errors_total", "Records Kafka failed to accept")
 BAD_EVENTS = Counter("moodstream_gateway_bad_events_total", "Undecodable records on the events topic")

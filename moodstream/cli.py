@@ -291,3 +291,15 @@ def bench_gateway(sessions: int, duration: float, as_json: bool) -> None:
     from moodstream.bench.gateway import main as run
 
     run(sessions, duration, as_json)
+
+
+@bench.command(name="framework")
+@click.option("--sessions", type=int, default=50, show_default=True, help="Concurrent real-time clients.")
+@click.option("--duration", type=float, default=15.0, show_default=True, help="Seconds each client streams.")
+@click.option("--rounds", type=int, default=3, show_default=True, help="Interleaved runs per framework (best kept).")
+@click.option("--json", "as_json", is_flag=True, help="Only the JSON line.")
+def bench_framework(sessions: int, duration: float, rounds: int, as_json: bool) -> None:
+    """Starlette vs FastAPI for the gateway's WebSocket: server CPU per real-time session (needs fastapi)."""
+    from moodstream.bench.framework import run
+
+    run(sessions, duration, rounds, as_json)

@@ -46,6 +46,12 @@ class Settings(BaseSettings):
         "", description="Comma-separated SHA-256 hex digests of accepted API keys (`moodstream hash-key KEY`)."
     )
     token_secret: str | None = Field(None, description="Secret for HMAC-signed session tokens (`moodstream token`).")
+    resume_secret: str | None = Field(
+        None, description="Shared by all gateway instances so any of them can resume a session; random if unset."
+    )
+    resume_window_s: float = Field(
+        300.0, gt=0, description="How long a gateway keeps final results to replay to a client that resumes."
+    )
     allowed_origins: str = Field(
         "", description="Comma-separated browser origins allowed to connect; empty allows any origin."
     )

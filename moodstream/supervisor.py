@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -30,7 +31,8 @@ class Child:
 
 class Stack:
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+        # One resume secret for the whole stack, so a restarted gateway accepts the tokens its predecessor issued.
+        self.settings = settings.model_copy(update={"resume_secret": settings.resume_secret or secrets.token_hex(32)})
         self.broker: EmbeddedBroker | None = None
         self.children: list[Child] = []
         self._stopping = False

@@ -140,9 +140,14 @@ def register(ctx: StageContext) -> dict[str, str]:
         state.last_received_at_ms = frame.received_at_ms
         end_sample = frame.start_sample + len(frame.pcm) // 2
         state.held.append((event, end_sample))
-        events = state.endpointer.feed(frame.pcm, frame.start_sample)  # ~0.2 ms per 32 ms: cheap enough inline
-        await publish(sid, state, events, frame.received_at_ms)
-        await emit_levels(sid, state.meter.feed(frame.pcm, frame.start_sample))
+        pcm, start_sample = frame.pcm, frame.start_sample
+        already = state.endpointer.position - start_sample
+        if already > 0:  # resent by a resuming client or replayed after a crash: only new samples count
+            pcm, start_sample = pcm[2 * already :], start_sample + already
+        if pcm:
+            events = state.endpointer.feed(pcm, start_sample)  # ~0.2 ms per 32 ms: cheap enough inline
+            await publish(sid, state, events, frame.received_at_ms)
+            await emit_levels(sid, state.meter.feed(pcm, start_sample))
         open_since = state.endpointer.open_since
         safe = open_since if open_since is not None else state.endpointer.position - options.speech_pad_ms * 16
         await ack_through(stream, state, safe)
@@ -164,7 +169,12 @@ def register(ctx: StageContext) -> dict[str, str]:
             duration_ms=samples_to_ms(state.endpointer.position),
         )
         await ctx.emit(EVENTS, ended, sid)
-        checkpoints.pop(sid.encode(), None)
+        if control.reason == "disconnect":  # the client may resume: its next utterance keeps counting
+            checkpoints[sid.encode()] = json.dumps(
+                {"next_seq": state.endpointer.next_utterance_seq, "resume": state.endpointer.position}
+            ).encode()
+        else:
+            checkpoints.pop(sid.encode(), None)
         await ack_through(stream, state, float("inf"))  # type: ignore[arg-type]
         await stream.ack(event)
 

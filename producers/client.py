@@ -1,17 +1,261 @@
-"""Minimal async streaming client for ``/ws/analyze`` (the richer MoodstreamClient builds on it)."""
+"""Async clients for ``/ws/analyze``: ``MoodstreamClient`` (reconnects and resumes) and the one-shot ``stream_pcm``.
+
+    async with MoodstreamClient("ws://127.0.0.1:8000/ws/analyze") as client:
+        sender = asyncio.create_task(client.stream(pcm))
+        async for message in client.messages():
+            print(message["type"], message.get("text"))
+
+A dropped connection (gateway restart, network) is resumed on any gateway instance that shares the resume secret:
+the client resends its last ``replay_s`` of audio (the server skips what it already has) and names the utterances
+whose final result it holds, so no utterance is lost or shown twice.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 
 import websockets
+from websockets.protocol import State
 
 from producers.audio import SAMPLE_RATE, frames
 
 DEFAULT_URL = "ws://127.0.0.1:8000/ws/analyze"
+log = logging.getLogger("moodstream.client")
+
+# Close codes after which the same session is worth resuming (going away, abnormal, server error, restart, later).
+RESUMABLE_CLOSE_CODES = frozenset({1001, 1006, 1011, 1012, 1013, 1014})
+
+
+@dataclass
+class ClientOptions:
+    """How a MoodstreamClient connects, sends and recovers."""
+
+    frame_ms: int = 20
+    """Length of each binary frame sent."""
+    replay_s: float = 5.0
+    """Audio kept to resend after a reconnect (what the old connection may not have delivered)."""
+    max_reconnects: int = 30
+    """Reconnect attempts in a row before giving up with a fatal ``disconnected`` error."""
+    backoff_s: float = 0.25
+    """First wait before reconnecting; doubles on each failed attempt up to ``backoff_max_s``."""
+    backoff_max_s: float = 4.0
+    """Longest wait between reconnect attempts."""
+    headers: dict[str, str] = field(default_factory=dict)
+    """Extra HTTP headers for the WebSocket handshake (for example ``Authorization``)."""
+    session_options: dict = field(default_factory=dict)
+    """The start message's ``options`` (see schemas.records.SessionOptions)."""
+
+
+class SessionFailed(Exception):
+    """The session ended with a fatal error that reconnecting cannot fix."""
+
+
+class MoodstreamClient:
+    """One analysis session over one or more WebSocket connections."""
+
+    def __init__(self, url: str = DEFAULT_URL, options: ClientOptions | None = None) -> None:
+        self.url = url
+        self.options = options or ClientOptions()
+        self.session_id: str | None = None
+        self.resumes = 0
+        self._token: str | None = None
+        self._ws: websockets.ClientConnection | None = None
+        self._sent_samples = 0
+        self._replay: deque[tuple[int, bytes]] = deque()
+        self._replay_samples = 0
+        self._finals: set[int] = set()
+        self._seen_results: set[tuple[int, int]] = set()
+        self._inbox: asyncio.Queue[dict | None] = asyncio.Queue()
+        self._ended_sent = False
+        self._done = False
+        self._reader: asyncio.Task[None] | None = None
+        self._resumer: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self._generation = 0
+
+    async def __aenter__(self) -> MoodstreamClient:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+    # connection ------------------------------------------------------------------------------------------------
+    async def connect(self) -> dict:
+        """Open the session (or resume it when it has a token); returns the ``session.started`` message."""
+        start: dict = {"type": "start", "sample_rate": SAMPLE_RATE, "options": self.options.session_options}
+        if self._token:
+            start |= {
+                "resume_token": self._token,
+                "resume_from_sample": self._replay[0][0] if self._replay else self._sent_samples,
+                "delivered_utterances": sorted(self._finals),
+            }
+        ws = await websockets.connect(self.url, max_size=2**22, additional_headers=self.options.headers)
+        try:
+            await ws.send(json.dumps(start))
+            started = json.loads(await ws.recv())
+        except websockets.ConnectionClosed as closed:
+            raise self._closed_error(closed) from closed
+        if started.get("type") != "session.started":
+            with contextlib.suppress(websockets.ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 5.0)  # the close that follows a refusal carries its code
+            await ws.close()
+            why = f"closed {ws.close_code}: {started.get('code')}: {started.get('message')}"
+            raise OSError(why) if ws.close_code in RESUMABLE_CLOSE_CODES else SessionFailed(why)
+        self._ws = ws
+        self.session_id = started["session_id"]
+        self._token = started["resume_token"]
+        self._generation += 1
+        self._reader = asyncio.create_task(self._read(ws, self._generation))
+        return started
+
+    async def close(self) -> None:
+        self._done = True
+        for task in (self._reader, self._resumer):
+            if task:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        if self._ws:
+            await self._ws.close()
+
+    # sending ---------------------------------------------------------------------------------------------------
+    async def send_audio(self, pcm: bytes) -> None:
+        """Send int16 16 kHz mono PCM, split into frames; waits out a reconnect if one is under way."""
+        for frame in frames(pcm, self.options.frame_ms):
+            self._keep(frame)
+            await self._send(frame)
+
+    async def stream(self, pcm: bytes, realtime: bool = True, end: bool = True) -> None:
+        """Send PCM paced at real time (or as fast as the server admits), then ``end`` the session."""
+        started = time.monotonic()
+        for index, frame in enumerate(frames(pcm, self.options.frame_ms)):
+            if realtime:
+                delay = started + index * self.options.frame_ms / 1000 - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            await self.send_audio(frame)
+        if end:
+            await self.end()
+
+    async def end(self) -> None:
+        """Ask the server to finish the open utterance, send its result and close."""
+        self._ended_sent = True
+        await self._send(json.dumps({"type": "end"}))
+
+    async def _send(self, data: bytes | str) -> None:
+        # One lock for sending and resuming keeps every sample sent once per connection, in order: a frame that
+        # fails here is already in the replay buffer, and `end` is re-sent by the resume.
+        async with self._lock:
+            if self._done:
+                return
+            generation = self._generation
+            try:
+                if self._ws is None:
+                    raise websockets.ConnectionClosedError(None, None)
+                await self._ws.send(data)
+            except websockets.ConnectionClosed:
+                await self._resume_locked(generation)
+
+    def _keep(self, frame: bytes) -> None:
+        self._replay.append((self._sent_samples, frame))
+        self._sent_samples += len(frame) // 2
+        self._replay_samples += len(frame) // 2
+        while self._replay_samples - len(self._replay[0][1]) // 2 >= self.options.replay_s * SAMPLE_RATE:
+            self._replay_samples -= len(self._replay.popleft()[1]) // 2
+
+    # receiving -------------------------------------------------------------------------------------------------
+    async def messages(self) -> AsyncIterator[dict]:
+        """Every server message of the session, without duplicates, until ``session.ended`` or a fatal error."""
+        while True:
+            message = await self._inbox.get()
+            if message is None:
+                return
+            yield message
+            if message["type"] == "session.ended":
+                return
+            if message["type"] == "error" and message.get("fatal") and message.get("code") == "disconnected":
+                return
+
+    async def _read(self, ws: websockets.ClientConnection, generation: int) -> None:
+        fatal: dict | None = None
+        try:
+            async for raw in ws:
+                message = json.loads(raw)
+                if message.get("type") == "utterance":
+                    key = (message["utterance_seq"], message.get("revision", 1))
+                    if key in self._seen_results:
+                        continue
+                    self._seen_results.add(key)
+                    if message.get("final"):
+                        self._finals.add(message["utterance_seq"])
+                if message.get("type") == "error" and message.get("fatal"):
+                    fatal = message
+                self._inbox.put_nowait(message)
+                if message.get("type") == "session.ended":
+                    self._done = True
+                    return
+        except websockets.ConnectionClosed:
+            pass
+        if self._done:
+            return
+        code = ws.close_code
+        if fatal is not None and code not in RESUMABLE_CLOSE_CODES:
+            self._done = True
+            self._inbox.put_nowait(None)
+            return
+        if code == 1000 and ws.state is State.CLOSED and fatal is None:
+            self._done = True  # the server ended the session normally without session.ended (idle, duration)
+            self._inbox.put_nowait(None)
+            return
+        self._resumer = asyncio.create_task(self._resume(generation))
+
+    async def _resume(self, generation: int) -> None:
+        async with self._lock:
+            await self._resume_locked(generation)
+
+    async def _resume_locked(self, generation: int) -> None:
+        """Reconnect and resume, once per lost connection, resending the replay buffer (and ``end``)."""
+        if self._done or generation != self._generation:
+            return
+        delay = self.options.backoff_s
+        for attempt in range(1, self.options.max_reconnects + 1):
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.options.backoff_max_s)
+            try:
+                await self.connect()
+                assert self._ws is not None
+                for _start, frame in list(self._replay):
+                    await self._ws.send(frame)
+                if self._ended_sent:
+                    await self._ws.send(json.dumps({"type": "end"}))
+            except SessionFailed as exc:
+                self._fail(str(exc))
+                return
+            except (OSError, websockets.InvalidHandshake, websockets.ConnectionClosed, TimeoutError) as exc:
+                log.info("resume attempt %d failed: %s", attempt, exc)
+                continue
+            self.resumes += 1
+            return
+        self._fail(f"could not reconnect after {self.options.max_reconnects} attempts")
+
+    def _fail(self, why: str) -> None:
+        self._done = True
+        self._inbox.put_nowait({"type": "error", "code": "disconnected", "message": why, "fatal": True})
+
+    @staticmethod
+    def _closed_error(closed: websockets.ConnectionClosed) -> Exception:
+        frame = closed.rcvd
+        if frame is not None and frame.code not in RESUMABLE_CLOSE_CODES:
+            return SessionFailed(f"closed {frame.code}: {frame.reason}")
+        return OSError(f"closed {frame.code if frame else 'abnormally'}")
 
 
 async def stream_pcm(
@@ -24,7 +268,10 @@ async def stream_pcm(
     on_message: Callable[[dict], None] | None = None,
     headers: dict[str, str] | None = None,
 ) -> list[dict]:
-    """Stream PCM as binary frames, send ``end``, and return every server message until the server closes."""
+    """Stream PCM over one connection as binary frames, send ``end``, return every message until the server closes.
+
+    No reconnects: tests and tools use it to see exactly what one connection gets (MoodstreamClient resumes).
+    """
     messages: list[dict] = []
     async with websockets.connect(url, max_size=2**22, additional_headers=headers) as ws:
         await ws.send(json.dumps({"type": "start", "sample_rate": SAMPLE_RATE, "options": options or {}}))

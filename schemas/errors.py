@@ -32,6 +32,9 @@ OVER_CAPACITY = ErrorCode(
 BROKER_UNAVAILABLE = ErrorCode(
     "broker_unavailable", 1013, "The gateway cannot reach Kafka or no processor is ready; retry later."
 )
+BAD_RESUME = ErrorCode(
+    "bad_resume", 1008, "The resume token was not issued by this service (or its secret changed); start a new session."
+)
 TOO_FAST = ErrorCode("too_fast", None, "Audio arrives faster than the server accepts; frames were dropped.")
 IDLE_TIMEOUT = ErrorCode("idle_timeout", 1000, "No audio for the idle timeout; the session was ended normally.")
 MAX_DURATION = ErrorCode("max_duration", 1000, "The session reached its maximum duration and was ended normally.")
@@ -45,6 +48,7 @@ ALL_ERRORS: tuple[ErrorCode, ...] = (
     UNAUTHORIZED,
     OVER_CAPACITY,
     BROKER_UNAVAILABLE,
+    BAD_RESUME,
     TOO_FAST,
     IDLE_TIMEOUT,
     MAX_DURATION,

@@ -27,6 +27,11 @@ class Record(BaseModel):
 
     IDENTITY: ClassVar[tuple[str, ...]] = ()
 
+    @classmethod
+    def identity_of(cls, **fields: object) -> tuple[object, ...]:
+        """The identity a record of this type with these identity fields has."""
+        return (cls.SCHEMA, *(fields[f] for f in cls.IDENTITY))
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     SCHEMA: ClassVar[str]
@@ -69,9 +74,10 @@ class AudioFrame(PcmRecord):
 
     session_id: SessionId
     seq: Annotated[int, Field(ge=0)]
-    """Frame number within the session, from 0, without gaps."""
+    """Frame number within one connection of the session, from 0 (it restarts when a client resumes)."""
     start_sample: Annotated[int, Field(ge=0)]
-    """Offset of the first sample in session time (samples since the session started)."""
+    """Offset of the first sample in session time (samples since the session started); orders frames across
+    resumed connections, and a frame the worker already has is recognised by it."""
     received_at_ms: float
     """Gateway wall clock (Unix ms) when the frame arrived; the start of end-to-end latency."""
     pcm: bytes = Field(repr=False)

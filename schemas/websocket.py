@@ -26,6 +26,11 @@ class StartMessage(ClientMessage):
     encoding: Literal["pcm_s16le"] = "pcm_s16le"
     resume_token: str | None = None
     """Token from an earlier ``session.started`` to continue that session after a reconnect."""
+    resume_from_sample: Annotated[int, Field(ge=0)] = 0
+    """With ``resume_token``: session sample index of the first frame this connection sends (resend what may not
+    have arrived; samples the server already has are skipped)."""
+    delivered_utterances: list[Annotated[int, Field(ge=0)]] = []
+    """With ``resume_token``: utterance seqs whose final result the client already has (they are not sent again)."""
     options: SessionOptions = SessionOptions()
 
 
@@ -56,6 +61,8 @@ class SessionStarted(BaseModel):
     sample_rate: int = 16_000
     max_frame_ms: int
     """Largest frame the gateway accepts."""
+    resumed: bool = False
+    """True when this connection continues an earlier one (final results it missed follow)."""
 
 
 class Pong(BaseModel):

@@ -1,11 +1,15 @@
-"""Two gateway instances side by side on one broker; fast clients are throttled; optional WAV recording."""
+"""Two gateway instances side by side on one broker; throttling, WAV recording, idle and duration limits."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import time
 import wave
 from pathlib import Path
+
+import websockets
 
 from moodstream.broker import free_port
 from producers.client import stream_pcm
@@ -43,3 +47,38 @@ async def test_second_instance_isolates_sessions_throttles_and_records(stack: St
         assert list(tmp_path.iterdir()) == [recorded]  # the other instance records nothing
     finally:
         stop([second])
+
+
+async def test_idle_and_overlong_sessions_are_ended_normally(stack: Stack) -> None:
+    port = free_port()
+    env = process_env(stack.bootstrap, MOODSTREAM_IDLE_TIMEOUT_S="1", MOODSTREAM_MAX_SESSION_S="2.5")
+    gateway = spawn(["gateway", "--port", str(port)], env)
+    url = f"ws://127.0.0.1:{port}/ws/analyze"
+
+    async def session(seconds_of_audio: float) -> tuple[list[dict], int | None]:
+        messages: list[dict] = []
+        async with websockets.connect(url) as ws:
+            await ws.send(json.dumps({"type": "start", "sample_rate": 16000}))
+            frame = tone(0.02, 0.1)
+            for _ in range(int(seconds_of_audio / 0.02)):
+                try:
+                    await ws.send(frame)
+                except websockets.ConnectionClosed:
+                    break
+                await asyncio.sleep(0.02)
+            with contextlib.suppress(websockets.ConnectionClosed):
+                async for raw in ws:
+                    messages.append(json.loads(raw))
+        return messages, ws.close_code
+
+    try:
+        await asyncio.to_thread(wait_ready, f"http://127.0.0.1:{port}", [gateway])
+        (idle, idle_code), (long, long_code) = await asyncio.gather(session(0.5), session(6.0))
+        for messages, code, reason in ((idle, idle_code, "idle"), (long, long_code, "max_duration")):
+            errors = [m["code"] for m in messages if m["type"] == "error"]
+            assert errors == [{"idle": "idle_timeout", "max_duration": "max_duration"}[reason]]
+            assert messages[-1]["type"] == "session.ended" and messages[-1]["reason"] == reason
+            assert code == 1000
+        assert max(m["end_ms"] for m in long if m["type"] == "level") <= 2600  # nothing taken after the limit
+    finally:
+        stop([gateway])
