@@ -21,7 +21,8 @@ from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from gateway import metrics
@@ -390,6 +391,7 @@ def create_app(settings: Settings) -> Starlette:
             Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint),
             WebSocketRoute("/ws/analyze", analyze),
+            Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
         ],
         lifespan=lifespan,
     )

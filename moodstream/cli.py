@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 import sys
 from pathlib import Path
 
@@ -82,30 +80,23 @@ def worker() -> None:
 
 
 @main.command()
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--url", default="ws://127.0.0.1:8000/ws/analyze", show_default=True)
+@click.argument("file", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--mic", is_flag=True, help="Stream the default microphone instead of a file (Ctrl-C to finish).")
+@click.option("--url", default="ws://127.0.0.1:8000/ws/analyze", show_default=True, help="The gateway's WebSocket.")
 @click.option("--fast", is_flag=True, help="Send as fast as the server admits instead of real time.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write every server message as JSONL.")
 @click.option("--frame-ms", default=20, show_default=True, help="Frame length sent.")
-def stream(file: Path, url: str, fast: bool, out: Path | None, frame_ms: int) -> None:
-    """Stream an audio file (any format, resampled to 16 kHz mono) and print the results."""
-    from producers.audio import load_pcm16
-    from producers.client import stream_pcm
+@click.option("--token", envvar="MOODSTREAM_CLIENT_TOKEN", help="API key or token (env MOODSTREAM_CLIENT_TOKEN).")
+def stream(
+    file: Path | None, mic: bool, url: str, fast: bool, out: Path | None, frame_ms: int, token: str | None
+) -> None:
+    """Stream an audio file (any format, resampled to 16 kHz mono) or the microphone; show results live.
 
-    pcm = load_pcm16(file)
-    sink = out.open("w") if out else None
+    Reconnects and resumes the session if the connection drops. Exit status 1 on a fatal server error.
+    """
+    from producers.streamer import run
 
-    def show(message: dict) -> None:
-        if sink:
-            sink.write(json.dumps(message) + "\n")
-        if message.get("type") != "level":
-            click.echo(json.dumps(message))
-
-    try:
-        asyncio.run(stream_pcm(url, pcm, frame_ms=frame_ms, realtime=not fast, on_message=show))
-    finally:
-        if sink:
-            sink.close()
+    sys.exit(run(file, mic, url, fast, out, frame_ms, token))
 
 
 @main.command()

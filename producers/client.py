@@ -113,6 +113,7 @@ class MoodstreamClient:
         self.session_id = started["session_id"]
         self._token = started["resume_token"]
         self._generation += 1
+        self._inbox.put_nowait(started)
         self._reader = asyncio.create_task(self._read(ws, self._generation))
         return started
 

@@ -1,0 +1,169 @@
+"""`moodstream stream`: a file or the microphone to the gateway, with live progress and results in the terminal."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import IO
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from producers.audio import SAMPLE_RATE
+from producers.client import ClientOptions, MoodstreamClient
+
+COLOURS = {"negative": "red", "neutral": "grey50", "positive": "green"}
+
+
+def describe(message: dict) -> str | None:
+    """One rich-markup line for the messages a person wants to see (None for the rest)."""
+    kind = message.get("type")
+    if kind == "utterance" and message.get("final"):
+        label = message["fused_label"]
+        start, end = message["start_ms"] / 1000, message["end_ms"] / 1000
+        parts = [f"[bold]{start:6.1f}–{end:.1f} s[/]", f"[{COLOURS[label]}]{label:>8} {message['fused_score']:+.2f}[/]"]
+        for name in ("text_sentiment", "audio_sentiment"):
+            scores = message.get(name)
+            if scores:
+                best = max(scores, key=scores.get)
+                parts.append(f"[dim]{name.split('_')[0]} {best[:3]} {scores[best]:.2f}[/]")
+        text = message.get("text") or "[dim](no words)[/]"
+        return "  ".join(parts) + f"  {text}"
+    if kind == "error":
+        return f"[{'bold red' if message.get('fatal') else 'yellow'}]error {message['code']}: {message['message']}[/]"
+    if kind == "session.ended":
+        return f"[bold]session ended[/] ({message['reason']}): {message['utterances']} utterances"
+    if kind == "session.started":
+        resumed = " (resumed)" if message.get("resumed") else ""
+        return f"[dim]session {message['session_id']}{resumed}[/]"
+    return None
+
+
+async def microphone_frames(frame_ms: int) -> AsyncIterator[bytes]:
+    """16 kHz mono int16 frames from the default input device (needs the `mic` extra and PortAudio)."""
+    try:
+        import sounddevice
+    except (ImportError, OSError) as exc:
+        raise SystemExit(
+            f"--mic needs sounddevice and PortAudio: pip install 'moodstream[mic]'; apt install libportaudio2 ({exc})"
+        ) from exc
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=500)
+
+    def captured(data, _frames, _time, _status) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, bytes(data))
+
+    try:
+        stream = sounddevice.RawInputStream(
+            samplerate=SAMPLE_RATE,
+            channels=1,
+            dtype="int16",
+            blocksize=SAMPLE_RATE * frame_ms // 1000,
+            callback=captured,
+        )
+    except Exception as exc:
+        raise SystemExit(f"no usable microphone: {exc}") from exc
+    with stream:
+        while True:
+            yield await queue.get()
+
+
+async def stream_session(
+    url: str,
+    pcm: bytes | None,
+    *,
+    fast: bool,
+    out: IO[str] | None,
+    frame_ms: int,
+    token: str | None,
+    console: Console,
+) -> int:
+    """Stream `pcm` (or the microphone when None) and show results; returns the exit status."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    client = MoodstreamClient(url, ClientOptions(frame_ms=frame_ms, headers=headers))
+    try:
+        await client.connect()
+    except Exception as exc:  # noqa: BLE001 - refused, unreachable, bad credentials: say so and exit 1
+        console.print(f"[bold red]could not start a session at {url}: {exc}[/]")
+        return 1
+    status = 0
+    total_s = len(pcm) / 2 / SAMPLE_RATE if pcm is not None else None
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:.1f}/{task.fields[total_label]} s  {task.fields[results]} results"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+    task = progress.add_task(
+        "streaming" if pcm is not None else "listening (Ctrl-C to finish)",
+        total=total_s,
+        total_label=f"{total_s:.1f}" if total_s else "∞",
+        results=0,
+    )
+
+    async def send() -> None:
+        if pcm is not None:
+            step = SAMPLE_RATE * 2 // 2  # report progress every half second of audio
+            for offset in range(0, len(pcm), step):
+                await client.stream(pcm[offset : offset + step], realtime=not fast, end=False)
+                progress.update(task, completed=min(offset + step, len(pcm)) / 2 / SAMPLE_RATE)
+            await client.end()
+            return
+        sent = 0
+        try:
+            async for frame in microphone_frames(frame_ms):
+                await client.send_audio(frame)
+                sent += len(frame)
+                progress.update(task, completed=sent / 2 / SAMPLE_RATE)
+        finally:
+            await client.end()
+
+    sender = asyncio.create_task(send())
+    if pcm is None:  # Ctrl-C stops the microphone; the session then ends normally with its last results
+        asyncio.get_running_loop().add_signal_handler(signal.SIGINT, sender.cancel)
+    results = 0
+    with progress:
+        try:
+            async for message in client.messages():
+                if out:
+                    out.write(json.dumps(message) + "\n")
+                line = describe(message)
+                if line:
+                    progress.console.print(line, highlight=False)
+                if message.get("type") == "utterance" and message.get("final"):
+                    results += 1
+                    progress.update(task, results=results)
+                if message.get("type") == "error" and message.get("fatal"):
+                    status = 1
+        finally:
+            sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)
+            await client.close()
+    return status
+
+
+def run(file: Path | None, mic: bool, url: str, fast: bool, out: Path | None, frame_ms: int, token: str | None) -> int:
+    from producers.audio import load_pcm16
+
+    console = Console(stderr=False, highlight=False)
+    if mic == (file is not None):
+        console.print("[red]give a FILE or --mic (not both)[/]")
+        return 2
+    pcm = load_pcm16(file) if file is not None else None
+    sink = out.open("w") if out else None
+    try:
+        return asyncio.run(
+            stream_session(url, pcm, fast=fast, out=sink, frame_ms=frame_ms, token=token, console=console)
+        )
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        if sink:
+            sink.close()
+        sys.stdout.flush()
