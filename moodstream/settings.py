@@ -32,9 +32,14 @@ class Settings(BaseSettings):
     kafka_sasl_password: str | None = Field(None, description="SASL password.")
     kafka_ssl_cafile: str | None = Field(None, description="CA bundle to verify the brokers' TLS certificates.")
     kafka_session_timeout_ms: int = Field(
-        10_000, ge=1_000, description="Consumer-group session timeout; a dead worker's partitions move after it."
+        6_000,
+        ge=1_000,
+        description="Consumer-group session timeout (6 s: Kafka's minimum); a dead worker's partitions move after it.",
     )
     kafka_heartbeat_interval_ms: int = Field(1_000, ge=100, description="Consumer-group heartbeat interval.")
+    kafka_rebalance_timeout_ms: int = Field(
+        10_000, ge=1000, description="How long a rebalance waits for members to rejoin."
+    )
     broker_port: int = Field(0, ge=0, le=65535, description="Embedded broker port (0 picks a free one).")
     host: str = Field("127.0.0.1", description="Gateway bind address; loopback only unless you set it.")
     port: int = Field(8000, ge=0, le=65535, description="Gateway HTTP/WebSocket port.")

@@ -8,16 +8,17 @@ from concurrent.futures import ThreadPoolExecutor
 import faust
 
 from processors.acoustic import AcousticClassifier
-from processors.worker import StageContext
+from processors.worker import ModelVersions, StageContext
 from schemas.records import AcousticScore, AcousticWindow, SentimentScores, Utterance
 from schemas.topics import ACOUSTIC_SCORES, ACOUSTIC_WINDOWS, EVENTS, UTTERANCES
 
 
-def register(ctx: StageContext) -> dict[str, str]:
-    classifier = AcousticClassifier()
+def register(ctx: StageContext) -> ModelVersions:
+    loading = ctx.preload(AcousticClassifier)
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="acoustic")
 
     def score(record: AcousticWindow | Utterance) -> AcousticScore:
+        classifier = loading.get()
         result = classifier.classify(record.pcm)
         whole = isinstance(record, Utterance)
         return AcousticScore(
@@ -48,4 +49,4 @@ def register(ctx: StageContext) -> dict[str, str]:
     async def acoustic_utterances(stream: faust.StreamT) -> None:
         await ctx.consume(stream, Utterance, "acoustic-utterances", score, pool, whole)  # type: ignore[arg-type]
 
-    return {"acoustic": classifier.version}
+    return {"acoustic": lambda: loading.get().version}

@@ -12,17 +12,18 @@ from pathlib import Path
 import faust
 
 from processors.transcriber import Transcriber, TranscriberOptions
-from processors.worker import StageContext
+from processors.worker import ModelVersions, StageContext
 from schemas.records import Transcript, Utterance
 from schemas.topics import TRANSCRIPTS, UTTERANCES
 
 
-def register(ctx: StageContext) -> dict[str, str]:
+def register(ctx: StageContext) -> ModelVersions:
     path = ctx.settings.asr_model_path
-    transcriber = Transcriber(TranscriberOptions(model_path=Path(path) if path else None))
+    loading = ctx.preload(lambda: Transcriber(TranscriberOptions(model_path=Path(path) if path else None)))
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asr")
 
     def transcribe(utterance: Utterance) -> Transcript:
+        transcriber = loading.get()
         common = {
             "session_id": utterance.session_id,
             "utterance_seq": utterance.utterance_seq,
@@ -51,4 +52,4 @@ def register(ctx: StageContext) -> dict[str, str]:
     async def asr(stream: faust.StreamT) -> None:
         await ctx.consume(stream, Utterance, "asr", transcribe, pool, send)  # type: ignore[arg-type]
 
-    return {"asr": transcriber.model_id}
+    return {"asr": lambda: loading.get().model_id}

@@ -29,7 +29,7 @@ from processors.endpointer import (
 )
 from processors.level import LevelMeter
 from processors.vad import SileroStream, load_silero
-from processors.worker import StageContext
+from processors.worker import ModelVersions, StageContext
 from schemas import SchemaError, decode
 from schemas.records import (
     AcousticWindow,
@@ -57,11 +57,11 @@ class SessionAudio:
     last_received_at_ms: float = 0.0
 
 
-def register(ctx: StageContext) -> dict[str, str]:
+def register(ctx: StageContext) -> ModelVersions:
     """Register the audio agent; returns the model versions it serves."""
     app, settings = ctx.app, ctx.settings
     options = EndpointerOptions()
-    model = load_silero()
+    model = ctx.preload(load_silero)
     # session id (bytes) → JSON {"next_seq", "resume"}; raw bytes because the app's serializers are raw
     checkpoints = app.Table("vad-checkpoints", partitions=AUDIO.partitions, key_type=bytes, value_type=bytes)
     sessions: dict[str, SessionAudio] = {}
@@ -70,7 +70,7 @@ def register(ctx: StageContext) -> dict[str, str]:
     def open_session(sid: str) -> SessionAudio:
         raw = checkpoints.get(sid.encode())
         checkpoint = json.loads(raw) if raw else None
-        endpointer = Endpointer(SileroStream(model), options)
+        endpointer = Endpointer(SileroStream(model.get()), options)
         if checkpoint:  # a session taken over after a crash or rebalance
             endpointer.next_utterance_seq = checkpoint["next_seq"]
             endpointer.reset(checkpoint["resume"])

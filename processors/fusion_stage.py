@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import faust
 
 from processors.fusion import Fuser
-from processors.worker import StageContext, now_ms
+from processors.worker import ModelVersions, StageContext, now_ms
 from schemas import SchemaError, decode
 from schemas.records import AcousticScore, FusedResult, FusionWeights, SentimentScores, TextScore
 from schemas.topics import ACOUSTIC_SCORES, EVENTS, TEXT_SCORES
@@ -39,7 +39,7 @@ class Pending:
     events: list[faust.EventT] = field(default_factory=list)
 
 
-def register(ctx: StageContext) -> dict[str, str]:
+def register(ctx: StageContext) -> ModelVersions:
     fuser = Fuser()
     pending: dict[tuple[str, int], Pending] = {}
     finished: collections.OrderedDict[tuple[str, int], None] = collections.OrderedDict()

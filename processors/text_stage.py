@@ -8,16 +8,17 @@ from concurrent.futures import ThreadPoolExecutor
 import faust
 
 from processors.text_sentiment import NO_TEXT, TextClassifier
-from processors.worker import StageContext
+from processors.worker import ModelVersions, StageContext
 from schemas.records import SentimentScores, TextScore, Transcript
 from schemas.topics import TEXT_SCORES, TRANSCRIPTS
 
 
-def register(ctx: StageContext) -> dict[str, str]:
-    classifier = TextClassifier()
+def register(ctx: StageContext) -> ModelVersions:
+    loading = ctx.preload(TextClassifier)
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="text-sentiment")
 
     def score(transcript: Transcript) -> TextScore:
+        classifier = loading.get()
         started = time.perf_counter()
         usable = not transcript.rejected and transcript.text.strip()
         result = classifier.classify([transcript.text])[0] if usable else NO_TEXT
@@ -45,4 +46,4 @@ def register(ctx: StageContext) -> dict[str, str]:
     async def text_sentiment(stream: faust.StreamT) -> None:
         await ctx.consume(stream, Transcript, "text-sentiment", score, pool, send)  # type: ignore[arg-type]
 
-    return {"text": classifier.version}
+    return {"text": lambda: loading.get().version}

@@ -11,11 +11,12 @@ import logging
 import ssl
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Executor
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
 import faust
+from faust.tables import TableManager
 
 from moodstream.settings import Settings
 from schemas import SchemaError, decode, encode
@@ -25,6 +26,9 @@ from schemas.topics import AUDIO, DEAD_LETTER, HEALTH, TopicSpec
 log = logging.getLogger("moodstream.worker")
 
 R = TypeVar("R", bound=Record)
+T = TypeVar("T")
+# What each stage serves, by model: a version string, or a callable giving it once the model has loaded.
+ModelVersions = dict[str, "str | Callable[[], str]"]
 
 APP_ID = "moodstream-processors"
 
@@ -53,12 +57,42 @@ def faust_credentials(settings: Settings) -> Any:
     return faust.SSLCredentials(context)
 
 
+class PromptTableManager(TableManager):
+    """Faust's table manager without its fixed 1 s grace before finalizing tables: every table is declared in
+    `create_app` before the app starts (declaring one later raises), so the grace would only delay the group join."""
+
+    async def on_start(self) -> None:
+        if not self.should_stop:
+            await self._update_channels()
+            await self.recovery.start()
+
+
+class Preloaded(Generic[T]):
+    """A model loading on a background thread while Faust starts and joins the group; ``get()`` waits for it."""
+
+    _pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="model-load")
+
+    def __init__(self, factory: Callable[[], T]) -> None:
+        self.future: Future[T] = self._pool.submit(factory)
+
+    def get(self) -> T:
+        return self.future.result()
+
+
 @dataclass
 class StageContext:
     """What every stage's agents share: the app, settings, and helpers to send and dead-letter."""
 
     app: faust.App
     settings: Settings
+
+    loading: list[Preloaded[Any]] = field(default_factory=list)
+
+    def preload(self, factory: Callable[[], T]) -> Preloaded[T]:
+        """Load a model off the startup path (the worker reports ready only once every model has loaded)."""
+        model = Preloaded(factory)
+        self.loading.append(model)
+        return model
 
     def topic(self, spec: TopicSpec) -> faust.TopicT:
         return self.app.topic(spec.name, partitions=spec.partitions)
@@ -121,21 +155,33 @@ def create_app(settings: Settings) -> faust.App:
         topic_replication_factor=1,
         broker_session_timeout=settings.kafka_session_timeout_ms / 1000,
         broker_heartbeat_interval=settings.kafka_heartbeat_interval_ms / 1000,
-        broker_rebalance_timeout=settings.kafka_session_timeout_ms / 1000,
+        broker_rebalance_timeout=settings.kafka_rebalance_timeout_ms / 1000,
         broker_commit_interval=0.5,
         consumer_auto_offset_reset="earliest",
         producer_linger=0.002,
         web_enabled=False,
+        TableManager=PromptTableManager,
         store="memory://",
         table_standby_replicas=0,
     )
     context = StageContext(app, settings)
-    models: dict[str, str] = {}
+    versions: ModelVersions = {}
     for stage in (audio_stage, acoustic_stage, asr_stage, text_stage, fusion_stage):
-        models |= stage.register(context)
+        versions |= stage.register(context)
+    models: dict[str, str] = {}
 
-    @app.timer(interval=settings.worker_heartbeat_s)
-    async def heartbeat() -> None:
+    async def send_heartbeat() -> None:
+        if not all(model.future.done() for model in context.loading):
+            return  # not ready to serve: gateways count only live heartbeats
+        if not models:
+            try:
+                for model in context.loading:
+                    model.get()
+            except Exception as exc:  # noqa: BLE001 - whatever the loader raised, the worker cannot serve
+                log.critical("a model failed to load: %s", exc)
+                await app.crash(exc)  # exits non-zero: a supervisor restarts it or `moodstream up` stops
+                return
+            models.update({name: v() if callable(v) else v for name, v in versions.items()})
         assignment = app.consumer.assignment() if app.consumer else set()
         partitions = sorted(tp.partition for tp in assignment if tp.topic == AUDIO.name)
         beat = WorkerHeartbeat(
@@ -143,6 +189,14 @@ def create_app(settings: Settings) -> faust.App:
         )
         await context.emit(HEALTH, beat, settings.instance_id)
 
+    @app.timer(interval=settings.worker_heartbeat_s)
+    async def heartbeat() -> None:
+        await send_heartbeat()
+
+    async def beat_when_assigned(_app: faust.App, **_kwargs: Any) -> None:
+        await send_heartbeat()  # tell gateways at once, not at the next tick
+
+    app.on_rebalance_complete.connect(beat_when_assigned, weak=False)  # a local function: keep a strong reference
     return app
 
 

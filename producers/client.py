@@ -65,6 +65,8 @@ class MoodstreamClient:
         self.options = options or ClientOptions()
         self.session_id: str | None = None
         self.resumes = 0
+        self.duplicates_dropped = 0
+        """Results that arrived twice over the wire and were not passed on (the gateway should leave none)."""
         self._token: str | None = None
         self._ws: websockets.ClientConnection | None = None
         self._sent_samples = 0
@@ -193,6 +195,7 @@ class MoodstreamClient:
                 if message.get("type") == "utterance":
                     key = (message["utterance_seq"], message.get("revision", 1))
                     if key in self._seen_results:
+                        self.duplicates_dropped += 1
                         continue
                     self._seen_results.add(key)
                     if message.get("final"):

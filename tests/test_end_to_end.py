@@ -75,7 +75,9 @@ async def test_metrics_and_health_endpoints(stack: Stack) -> None:
         body = (await client.get(f"{stack.http}/metrics")).text
         assert "moodstream_gateway_frame_ack_seconds_bucket" in body
         page = await client.get(f"{stack.http}/")
-        assert page.status_code == 200 and "/ws/analyze" in page.text
+        assert page.status_code == 200 and "/static/app.js" in page.text
+        script = await client.get(f"{stack.http}/static/app.js")
+        assert script.status_code == 200 and "/ws/analyze" in script.text
 
 
 def test_results_are_json_objects_with_a_type(stack: Stack) -> None:

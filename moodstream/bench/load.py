@@ -1,0 +1,273 @@
+"""`moodstream bench load` and `bench capacity`: real speech through the whole stack, many sessions at real time.
+
+Each client (producers.client.MoodstreamClient, the load generator) loops a recording of real speech with natural
+pauses (default: tests/data/three_prompts.wav, three prompts in 11 s) at real time, starting at a random offset so
+utterance ends do not line up across sessions, then ends the session. Measured at the clients, on one clock:
+
+- end-to-end latency per utterance: fused result received − gateway receipt of the utterance's last frame
+  (``last_frame_received_at_ms``, stamped by the gateway);
+- provisional acoustic latency: acoustic result received − gateway receipt of the window's last frame;
+- lost: utterances the pipeline cut (``session.ended.utterances``) without a final result at the client;
+  duplicates: final results the application saw twice (after the client library), and on the wire;
+- lag trend: least-squares slope of end-to-end latency over the run (ms per minute): growing lag means overload;
+- CPU (% of one core) and peak RSS of every process of the stack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import numpy as np
+import psutil
+
+from moodstream.bench import report
+from moodstream.broker import EmbeddedBroker, ensure_topics, free_port
+from producers.audio import SAMPLE_RATE, load_pcm16
+from producers.client import ClientOptions, MoodstreamClient
+
+DEFAULT_AUDIO = Path(__file__).resolve().parents[2] / "tests" / "data" / "three_prompts.wav"
+
+
+@dataclass
+class SessionStats:
+    e2e_ms: list[tuple[float, float]] = field(default_factory=list)  # (seconds into the run, latency)
+    acoustic_ms: list[float] = field(default_factory=list)
+    finals: list[int] = field(default_factory=list)
+    cut: int | None = None
+    errors: list[str] = field(default_factory=list)
+    wire_duplicates: int = 0
+
+
+@dataclass
+class Stack:
+    """Broker, workers and a gateway as child processes (what `moodstream up` runs), for measuring."""
+
+    workers: int
+    bootstrap: str = ""
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    broker: EmbeddedBroker | None = None
+    port: int = 0
+
+    def env(self) -> dict[str, str]:
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith("MOODSTREAM_") or k.startswith("MOODSTREAM_KAFKA")
+        }
+        return env | {
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            "MOODSTREAM_LOG_LEVEL": "WARNING",
+            "MOODSTREAM_MAX_SESSIONS": "1000",
+            "MOODSTREAM_RESUME_SECRET": "bench-resume-secret",
+        }
+
+    def spawn(self, name: str, *args: str) -> None:
+        self.processes[name] = subprocess.Popen([sys.executable, "-m", "moodstream", *args], env=self.env())
+
+    def start(self) -> Stack:
+        self.broker = EmbeddedBroker().start()
+        self.bootstrap = self.broker.bootstrap
+        ensure_topics({"bootstrap.servers": self.bootstrap})
+        for index in range(self.workers):
+            self.spawn(f"worker-{index}", "worker")
+        self.port = free_port()
+        self.spawn("gateway", "gateway", "--port", str(self.port))
+        self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout_s: float = 120) -> float:
+        started = time.monotonic()
+        while time.monotonic() - started < timeout_s:
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/readyz", timeout=1).status_code == 200:
+                    return time.monotonic() - started
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError("stack not ready")
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws/analyze"
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes.values():
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        if self.broker:
+            self.broker.stop()
+
+
+class ProcessMeter:
+    """CPU and peak RSS of the stack's processes over a run."""
+
+    def __init__(self, processes: dict[str, int]) -> None:
+        self.handles = {name: psutil.Process(pid) for name, pid in processes.items()}
+        self.cpu0 = {name: self._cpu(h) for name, h in self.handles.items()}
+        self.peak_rss = {name: 0 for name in self.handles}
+        self.started = time.monotonic()
+
+    @staticmethod
+    def _cpu(handle: psutil.Process) -> float:
+        try:
+            times = handle.cpu_times()
+            return times.user + times.system
+        except psutil.Error:
+            return 0.0
+
+    def sample(self) -> None:
+        for name, handle in self.handles.items():
+            try:
+                self.peak_rss[name] = max(self.peak_rss[name], handle.memory_info().rss)
+            except psutil.Error:
+                pass
+
+    def result(self) -> dict[str, dict[str, float]]:
+        wall = time.monotonic() - self.started
+        return {
+            name: {
+                "cpu_pct": round(100 * (self._cpu(h) - self.cpu0[name]) / wall, 1),
+                "rss_mb": round(self.peak_rss[name] / 2**20, 1),
+            }
+            for name, h in self.handles.items()
+        }
+
+
+async def one_session(url: str, pcm: bytes, seconds: float, run_start: float, stats: SessionStats) -> None:
+    offset = random.randrange(0, len(pcm) // 2) * 2
+    looped = (pcm[offset:] + pcm * (int(seconds * SAMPLE_RATE * 2 / len(pcm)) + 2))[: int(seconds * SAMPLE_RATE) * 2]
+    client = MoodstreamClient(url, ClientOptions(backoff_s=0.2))
+    await client.connect()
+    sender = asyncio.create_task(client.stream(looped))
+    async for message in client.messages():
+        now_ms = time.time() * 1000
+        kind = message["type"]
+        if kind == "utterance" and message["final"]:
+            stats.finals.append(message["utterance_seq"])
+            if message.get("last_frame_received_at_ms"):
+                latency = now_ms - message["last_frame_received_at_ms"]
+                stats.e2e_ms.append((time.monotonic() - run_start, latency))
+        elif kind == "acoustic" and message.get("window_seq") is not None:
+            stats.acoustic_ms.append(now_ms - message["received_at_ms"])
+        elif kind == "session.ended":
+            stats.cut = message["utterances"]
+        elif kind == "error":
+            stats.errors.append(message["code"])
+    stats.wire_duplicates = client.duplicates_dropped
+    await asyncio.gather(sender, return_exceptions=True)
+    await client.close()
+
+
+def percentile(values: list[float], q: float) -> float:
+    return round(float(np.percentile(values, q)), 1) if values else float("nan")
+
+
+def summarise(sessions: int, seconds: float, stats: list[SessionStats]) -> dict:
+    e2e = [latency for s in stats for _t, latency in s.e2e_ms]
+    points = [(t, latency) for s in stats for t, latency in s.e2e_ms]
+    slope = 0.0
+    if len(points) > 2:
+        t, y = np.array(points).T
+        slope = float(np.polyfit(t, y, 1)[0]) * 60  # ms per minute
+    cut = sum(s.cut or 0 for s in stats)
+    finals = [len(set(s.finals)) for s in stats]
+    lost = sum(max(0, (s.cut or 0) - n) for s, n in zip(stats, finals, strict=True))
+    lost += sum(1 for s in stats if s.cut is None)  # a session that never ended counts as (at least) one loss
+    duplicates = sum(len(s.finals) - len(set(s.finals)) for s in stats)
+    errors = [code for s in stats for code in s.errors]
+    return {
+        "sessions": sessions,
+        "duration_s": seconds,
+        "utterances": cut,
+        "results": sum(finals),
+        "e2e_ms_p50": percentile(e2e, 50),
+        "e2e_ms_p95": percentile(e2e, 95),
+        "e2e_ms_p99": percentile(e2e, 99),
+        "e2e_ms_max": round(max(e2e), 1) if e2e else float("nan"),
+        "acoustic_ms_p50": percentile([a for s in stats for a in s.acoustic_ms], 50),
+        "acoustic_ms_p95": percentile([a for s in stats for a in s.acoustic_ms], 95),
+        "lag_trend_ms_per_min": round(slope, 1),
+        "lost": lost,
+        "duplicates": duplicates,
+        "wire_duplicates": sum(s.wire_duplicates for s in stats),
+        "errors": {code: errors.count(code) for code in sorted(set(errors))},
+    }
+
+
+async def drive(url: str, pcm: bytes, sessions: int, seconds: float, meter: ProcessMeter | None) -> list[SessionStats]:
+    stats = [SessionStats() for _ in range(sessions)]
+    run_start = time.monotonic()
+
+    async def sample() -> None:
+        while meter is not None:
+            meter.sample()
+            await asyncio.sleep(1.0)
+
+    sampler = asyncio.create_task(sample())
+    tasks = []
+    for index in range(sessions):  # staggered starts over one second, as real clients arrive
+        tasks.append(asyncio.create_task(one_session(url, pcm, seconds, run_start, stats[index])))
+        await asyncio.sleep(1.0 / sessions)
+    await asyncio.gather(*tasks)
+    sampler.cancel()
+    return stats
+
+
+def load(sessions: int, seconds: float, workers: int, audio: Path, stack: Stack | None = None) -> dict:
+    pcm = load_pcm16(audio)
+    own = stack is None
+    stack = stack or Stack(workers).start()
+    try:
+        meter = ProcessMeter({name: p.pid for name, p in stack.processes.items()})
+        stats = asyncio.run(drive(stack.url, pcm, sessions, seconds, meter))
+        result = summarise(sessions, seconds, stats)
+        result["workers"] = workers
+        result["processes"] = meter.result()
+        return result
+    finally:
+        if own:
+            stack.stop()
+
+
+def run_load(sessions: int, seconds: float, workers: int, audio: Path, as_json: bool) -> None:
+    report(load(sessions, seconds, workers, audio), as_json)
+
+
+def passes(result: dict, p95_ms: float, max_slope: float) -> bool:
+    return result["e2e_ms_p95"] <= p95_ms and result["lost"] == 0 and result["lag_trend_ms_per_min"] <= max_slope
+
+
+def run_capacity(
+    start: int, step: int, seconds: float, workers: int, audio: Path, p95_ms: float, max_slope: float, as_json: bool
+) -> None:
+    """Raise N until a run fails the bar; the capacity is the largest N that passed."""
+    best, tried = 0, []
+    sessions = start
+    while True:
+        result = load(sessions, seconds, workers, audio)
+        ok = passes(result, p95_ms, max_slope)
+        tried.append({k: result[k] for k in ("sessions", "e2e_ms_p95", "lost", "lag_trend_ms_per_min")} | {"ok": ok})
+        print(f"capacity: {tried[-1]}", file=sys.stderr, flush=True)
+        if not ok:
+            break
+        best = sessions
+        sessions += step
+    summary = {
+        "capacity_sessions": best,
+        "workers": workers,
+        "duration_s": seconds,
+        "bar": {"e2e_ms_p95": p95_ms, "lost": 0, "lag_trend_ms_per_min_max": max_slope},
+        "runs": tried,
+    }
+    report(summary, as_json)
