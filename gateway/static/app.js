@@ -255,6 +255,19 @@ function newSession() {
   return session;
 }
 
+// A started session, or null after telling the user why the server refused it.
+async function openSession() {
+  const s = newSession();
+  try {
+    await s.open();
+    return s;
+  } catch (err) {
+    notice(`The server refused the session: ${err.message}`, "error");
+    busy(false);
+    return null;
+  }
+}
+
 async function startMicrophone() {
   busy(true);
   let stream;
@@ -269,13 +282,9 @@ async function startMicrophone() {
     busy(false);
     return;
   }
-  const s = newSession();
-  try {
-    await s.open();
-  } catch (err) {
+  const s = await openSession();
+  if (!s) {
     stream.getTracks().forEach((t) => t.stop());
-    notice(`The server refused the session: ${err.message}`, "error");
-    busy(false);
     return;
   }
   const context = new AudioContext();
@@ -320,14 +329,8 @@ async function analyseFile(file) {
     busy(false);
     return;
   }
-  const s = newSession();
-  try {
-    await s.open();
-  } catch (err) {
-    notice(`The server refused the session: ${err.message}`, "error");
-    busy(false);
-    return;
-  }
+  const s = await openSession();
+  if (!s) return;
   notice(`Analysing ${file.name} (${(pcm.length / SAMPLE_RATE).toFixed(1)} s)…`, "info");
   let stopped = false;
   stopCapture = () => { stopped = true; };
