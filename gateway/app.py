@@ -97,6 +97,7 @@ class ClientSession:
     async def run(self, first: dict) -> None:
         options = SessionOptions()
         pending_frame: bytes | None = None
+        resumed = False
         if first.get("type") == "websocket.receive" and first.get("text") is not None:
             start = self.parse_text(first["text"])
             if not isinstance(start, StartMessage):
@@ -109,9 +110,6 @@ class ClientSession:
                 self.resume_from(start)
         elif first.get("bytes") is not None:
             pending_frame = first["bytes"]
-            resumed = False
-        else:
-            resumed = False
         self.bridge.subscribe(self.session_id, self.on_event, replay=resumed)
         try:
             self.produce_control("start", options=options)
@@ -243,11 +241,8 @@ class ClientSession:
 
     def record(self, pcm: bytes) -> None:
         if self.recording is None:
-            suffix = (
-                f".from{self.next_sample - self.connection_samples}"
-                if self.next_sample != self.connection_samples
-                else ""
-            )
+            first_sample = self.next_sample - self.connection_samples
+            suffix = f".from{first_sample}" if first_sample else ""  # a resumed connection keeps the earlier file
             path = Path(self.settings.record_dir or ".") / f"{self.session_id}{suffix}.wav"
             path.parent.mkdir(parents=True, exist_ok=True)
             self.recording = wave.open(str(path), "wb")
