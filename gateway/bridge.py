@@ -21,7 +21,7 @@ from confluent_kafka import OFFSET_END, Consumer, KafkaError, Producer, TopicPar
 
 from gateway import metrics
 from moodstream.settings import Settings
-from schemas import SchemaError, decode
+from schemas import SchemaError, decode, is_schema
 from schemas.records import BY_SCHEMA, FusedResult, Record, SessionEnded, WorkerHeartbeat
 from schemas.topics import AUDIO, EVENTS, HEALTH
 
@@ -29,8 +29,8 @@ log = logging.getLogger("moodstream.gateway")
 
 EVENT_TYPES = tuple(BY_SCHEMA[name] for name in EVENTS.schemas)
 Subscriber = Callable[[Record], None]
-# Header prefixes of the records a resuming client may have missed (a byte test spares decoding everything else).
-REPLAYED = (b'{"schema":"fused_result"', b'{"schema":"session_ended"')
+# What a resuming client may have missed: kept for `resume_window_s` by every instance.
+REPLAYED = (FusedResult, SessionEnded)
 
 
 @dataclass
@@ -48,6 +48,7 @@ class KafkaBridge:
         self._subscribers: dict[str, Subscriber] = {}
         self._recent: dict[str, deque[tuple[float, Record]]] = {}
         self._recent_lock = threading.Lock()
+        self._next_prune = 0.0
         self._workers: dict[str, WorkerSeen] = {}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -125,11 +126,13 @@ class KafkaBridge:
 
     def _keep(self, session_id: str, record: Record) -> None:
         now = time.monotonic()
-        horizon = now - self.settings.resume_window_s
         with self._recent_lock:
             self._recent.setdefault(session_id, deque()).append((now, record))
-            for sid in [sid for sid, kept in self._recent.items() if kept[-1][0] < horizon]:
-                del self._recent[sid]
+            if now >= self._next_prune:  # a sweep over all sessions, at most once a second, not per record
+                self._next_prune = now + 1.0
+                horizon = now - self.settings.resume_window_s
+                for sid in [sid for sid, kept in self._recent.items() if kept[-1][0] < horizon]:
+                    del self._recent[sid]
 
     def unsubscribe(self, session_id: str) -> None:
         self._subscribers.pop(session_id, None)
@@ -210,7 +213,7 @@ class KafkaBridge:
             session_id = (msg.key() or b"").decode("utf-8", "replace")
             raw = msg.value() or b""
             callback = self._subscribers.get(session_id)
-            keep = raw[7:32].startswith(REPLAYED)
+            keep = any(is_schema(raw, kind) for kind in REPLAYED)
             if callback is None and not keep:
                 continue
             try:

@@ -40,6 +40,13 @@ def encode(record: Record) -> bytes:
     return b"".join((_PREFIX.pack(MAGIC, FRAMING_VERSION, len(header)), header, payload))
 
 
+def is_schema(raw: bytes, record_type: type[Record]) -> bool:
+    """Whether a framed record claims ``record_type``'s schema, read off the header's start without decoding: for
+    consumers that skip most records (``decode`` still validates the ones they keep)."""
+    head = b'{"schema":"' + record_type.SCHEMA.encode() + b'"'
+    return raw.startswith(head, _PREFIX.size)
+
+
 def decode(raw: bytes, expected: Iterable[type[R]] | None = None) -> R:
     """Parse and validate a framed record; ``expected`` limits which record types are acceptable."""
     if len(raw) < _PREFIX.size:

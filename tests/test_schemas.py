@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from schemas import SchemaError, SchemaVersionError, decode, encode
+from schemas import SchemaError, SchemaVersionError, decode, encode, is_schema
 from schemas.jsonschema import main as check_json_schemas
 from schemas.records import (
     RECORD_TYPES,
@@ -87,6 +87,8 @@ def test_every_record_type_round_trips() -> None:
     ]
     for record in samples:
         assert decode(encode(record)) == record
+        # the cheap header test agrees with decoding, for every pair of types
+        assert [is_schema(encode(record), kind) for kind in RECORD_TYPES] == [type(record) is k for k in RECORD_TYPES]
     assert {type(s) for s in samples} <= set(RECORD_TYPES)
 
 
