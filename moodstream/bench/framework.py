@@ -14,11 +14,11 @@ import subprocess
 import sys
 import time
 
-import httpx
 import psutil
 import websockets
 
 from moodstream.bench import report
+from moodstream.bench.processes import stop, wait_http
 from moodstream.broker import free_port
 
 
@@ -33,9 +33,10 @@ def build_app(framework: str):  # returns an ASGI app
             if message.get("bytes") is not None:
                 frames += 1
 
-    async def ok(_request):
-        from starlette.responses import PlainTextResponse
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
 
+    async def ok(_request: Request) -> PlainTextResponse:  # annotated, or FastAPI takes it for a query parameter
         return PlainTextResponse("ok")
 
     if framework == "fastapi":
@@ -80,13 +81,7 @@ def measure(framework: str, sessions: int, seconds: float) -> dict:
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "moodstream.bench.framework", "--serve", framework, str(port)])
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        wait_http(f"http://127.0.0.1:{port}/healthz", [server], 30)
         process = psutil.Process(server.pid)
         before = process.cpu_times()
         started = time.monotonic()
@@ -101,8 +96,7 @@ def measure(framework: str, sessions: int, seconds: float) -> dict:
             "rss_mb": round(process.memory_info().rss / 2**20, 1),
         }
     finally:
-        server.terminate()
-        server.wait(10)
+        stop([server])
 
 
 def run(sessions: int, seconds: float, rounds: int, as_json: bool) -> None:

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import subprocess
-import sys
 import time
 
 import httpx
@@ -22,6 +19,7 @@ import psutil
 import websockets
 
 from moodstream.bench import report
+from moodstream.bench.processes import bench_env, spawn, stop, wait_http
 from moodstream.broker import EmbeddedBroker, ensure_topics, free_port
 
 ACK = "moodstream_gateway_frame_ack_seconds_bucket"
@@ -70,19 +68,16 @@ async def client(url: str, seconds: float, frames_sent: list[int], rng: np.rando
 
 
 async def run(sessions: int, seconds: float) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MOODSTREAM_")}
-    env |= {"MOODSTREAM_LOG_LEVEL": "WARNING", "MOODSTREAM_KAFKA_SESSION_TIMEOUT_MS": "6000",
-            "MOODSTREAM_MAX_SESSIONS": str(max(64, sessions))}  # fmt: skip
     with EmbeddedBroker() as broker:
         ensure_topics({"bootstrap.servers": broker.bootstrap})
-        env["KAFKA_BOOTSTRAP_SERVERS"] = broker.bootstrap
+        env = bench_env(broker.bootstrap, MOODSTREAM_MAX_SESSIONS=str(max(64, sessions)))
         port = free_port()
-        worker = subprocess.Popen([sys.executable, "-m", "moodstream", "worker"], env=env)
-        gateway = subprocess.Popen([sys.executable, "-m", "moodstream", "gateway", "--port", str(port)], env=env)
+        worker = spawn(["worker"], env)
+        gateway = spawn(["gateway", "--port", str(port)], env)
         base = f"http://127.0.0.1:{port}"
         try:
+            await asyncio.to_thread(wait_http, f"{base}/readyz", [worker, gateway])
             async with httpx.AsyncClient() as http:
-                await wait_ready(http, base)
                 process = psutil.Process(gateway.pid)
                 rss_idle = process.memory_info().rss
                 before = ack_buckets((await http.get(f"{base}/metrics")).text)
@@ -97,9 +92,7 @@ async def run(sessions: int, seconds: float) -> dict:
                 cpu_after, wall = process.cpu_times(), time.monotonic() - started
                 after = ack_buckets((await http.get(f"{base}/metrics")).text)
         finally:
-            for proc in (gateway, worker):
-                proc.terminate()
-                proc.wait(15)
+            stop([gateway, worker])
     cpu_s = (cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system)
     return {
         "benchmark": "gateway",
@@ -114,16 +107,6 @@ async def run(sessions: int, seconds: float) -> dict:
         "rss_kb_per_connection": round((rss_busy - rss_idle) / 1024 / sessions, 1),
         "gateway_rss_mb": round(rss_busy / 2**20, 1),
     }
-
-
-async def wait_ready(http: httpx.AsyncClient, base: str) -> None:
-    while True:
-        try:
-            if (await http.get(f"{base}/readyz")).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        await asyncio.sleep(0.3)
 
 
 def main(sessions: int, seconds: float, as_json: bool) -> None:

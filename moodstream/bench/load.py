@@ -16,7 +16,6 @@ utterance ends do not line up across sessions, then ends the session. Measured a
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import subprocess
 import sys
@@ -24,11 +23,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import numpy as np
 import psutil
 
 from moodstream.bench import report
+from moodstream.bench.processes import bench_env, spawn, stop, wait_http
 from moodstream.broker import EmbeddedBroker, ensure_topics, free_port
 from producers.audio import SAMPLE_RATE, load_pcm16
 from producers.client import ClientOptions, MoodstreamClient
@@ -56,19 +55,9 @@ class Stack:
     broker: EmbeddedBroker | None = None
     port: int = 0
 
-    def env(self) -> dict[str, str]:
-        env = {
-            k: v for k, v in os.environ.items() if not k.startswith("MOODSTREAM_") or k.startswith("MOODSTREAM_KAFKA")
-        }
-        return env | {
-            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
-            "MOODSTREAM_LOG_LEVEL": "WARNING",
-            "MOODSTREAM_MAX_SESSIONS": "1000",
-            "MOODSTREAM_RESUME_SECRET": "bench-resume-secret",
-        }
-
     def spawn(self, name: str, *args: str) -> None:
-        self.processes[name] = subprocess.Popen([sys.executable, "-m", "moodstream", *args], env=self.env())
+        settings = {"MOODSTREAM_MAX_SESSIONS": "1000", "MOODSTREAM_RESUME_SECRET": "bench-resume-secret"}
+        self.processes[name] = spawn(list(args), bench_env(self.bootstrap, **settings))
 
     def start(self) -> Stack:
         self.broker = EmbeddedBroker().start()
@@ -81,30 +70,15 @@ class Stack:
         self.wait_ready()
         return self
 
-    def wait_ready(self, timeout_s: float = 120) -> float:
-        started = time.monotonic()
-        while time.monotonic() - started < timeout_s:
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/readyz", timeout=1).status_code == 200:
-                    return time.monotonic() - started
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError("stack not ready")
+    def wait_ready(self, timeout_s: float = 120) -> None:
+        wait_http(f"http://127.0.0.1:{self.port}/readyz", list(self.processes.values()), timeout_s)
 
     @property
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/ws/analyze"
 
     def stop(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.terminate()
-        for process in self.processes.values():
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop(list(self.processes.values()))
         if self.broker:
             self.broker.stop()
 

@@ -11,24 +11,16 @@ from __future__ import annotations
 import os
 import statistics
 import subprocess
-import sys
 import time
 
-import httpx
 from confluent_kafka import Consumer, TopicPartition
 
 from moodstream.bench import report
+from moodstream.bench.processes import bench_env, spawn, stop, wait_http
 from moodstream.broker import EmbeddedBroker, ensure_topics, free_port
 from schemas import SchemaError, decode
 from schemas.records import WorkerHeartbeat
 from schemas.topics import AUDIO, HEALTH
-
-
-def spawn(args: list[str], bootstrap: str, **extra: str) -> subprocess.Popen[bytes]:
-    # The caller's Kafka tuning (MOODSTREAM_KAFKA_*) applies; other MOODSTREAM_ settings are the defaults.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MOODSTREAM_") or k.startswith("MOODSTREAM_KAFKA_")}
-    env |= {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "MOODSTREAM_LOG_LEVEL": "WARNING"} | extra
-    return subprocess.Popen([sys.executable, "-m", "moodstream", *args], env=env)
 
 
 def wait_for_worker(bootstrap: str, worker_id: str, process: subprocess.Popen[bytes], timeout_s: float) -> float:
@@ -54,40 +46,24 @@ def wait_for_worker(bootstrap: str, worker_id: str, process: subprocess.Popen[by
     raise TimeoutError("worker not ready")
 
 
-def wait_for_http(url: str, process: subprocess.Popen[bytes], timeout_s: float) -> float:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"gateway exited with {process.returncode}")
-        try:
-            if httpx.get(url, timeout=0.5).status_code == 200:
-                return time.monotonic()
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.02)
-    raise TimeoutError(f"{url} not 200")
-
-
 def one_round(bootstrap: str, index: int, heartbeat_s: float) -> dict[str, float]:
     worker_id = f"bench-startup-{index}-{time.time_ns()}"
     started = time.monotonic()
     worker = spawn(
-        ["worker"], bootstrap, MOODSTREAM_INSTANCE_ID=worker_id, MOODSTREAM_WORKER_HEARTBEAT_S=str(heartbeat_s)
+        ["worker"],
+        bench_env(bootstrap, MOODSTREAM_INSTANCE_ID=worker_id, MOODSTREAM_WORKER_HEARTBEAT_S=str(heartbeat_s)),
     )
     gateway = None
     try:
         worker_ready = wait_for_worker(bootstrap, worker_id, worker, 120) - started
         port = free_port()
         gateway_started = time.monotonic()
-        gateway = spawn(["gateway", "--port", str(port)], bootstrap)
-        gateway_up = wait_for_http(f"http://127.0.0.1:{port}/healthz", gateway, 60) - gateway_started
-        gateway_ready = wait_for_http(f"http://127.0.0.1:{port}/readyz", gateway, 60) - gateway_started
+        gateway = spawn(["gateway", "--port", str(port)], bench_env(bootstrap))
+        gateway_up = wait_http(f"http://127.0.0.1:{port}/healthz", [gateway], 60) - gateway_started
+        gateway_ready = wait_http(f"http://127.0.0.1:{port}/readyz", [gateway], 60) - gateway_started
         return {"worker_ready_s": worker_ready, "gateway_up_s": gateway_up, "gateway_ready_s": gateway_ready}
     finally:
-        for process in (gateway, worker):
-            if process is not None:
-                process.terminate()
-                process.wait(30)
+        stop([p for p in (gateway, worker) if p is not None])
 
 
 def run(rounds: int, heartbeat_s: float, as_json: bool) -> None:
