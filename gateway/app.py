@@ -1,5 +1,5 @@
-"""The gateway's HTTP and WebSocket app (Starlette on uvicorn: as cheap per frame as FastAPI within noise and
-7.5 MB smaller, measured by `moodstream bench framework`; see README).
+"""The gateway's HTTP and WebSocket app (Starlette on uvicorn: a little cheaper per frame than FastAPI and
+6 MB smaller, measured by `moodstream bench framework`; see README).
 
 ``/ws/analyze``: optional JSON ``start`` message, then binary int16 PCM frames; results come back as JSON.
 Errors are documented in schemas.errors; none of them affects another session.
