@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import time
 import uuid
 import wave
@@ -28,11 +29,12 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from gateway import metrics
 from gateway.auth import ResumeTokens
 from gateway.bridge import KafkaBridge
+from gateway.placement import choose_partition, new_session_id
 from moodstream.settings import Settings
 from schemas import encode
 from schemas import errors as E
 from schemas.records import SAMPLE_RATE, AudioFrame, FusedResult, Record, SessionControl, SessionEnded, SessionOptions
-from schemas.topics import AUDIO
+from schemas.topics import AUDIO, partition_for
 from schemas.websocket import CLIENT_MESSAGE, EndMessage, ErrorMessage, PingMessage, Pong, SessionStarted, StartMessage
 
 log = logging.getLogger("moodstream.gateway")
@@ -72,6 +74,11 @@ class ClientSession:
         self.delivered: set[tuple[object, ...]] = set()
         self.final_utterances: set[int] = set()
         self.recording: wave.Wave_write | None = None
+        self.batch: list[bytes] = []
+        self.batch_samples = 0
+        self.batch_received_at_ms = 0.0
+        self.batch_due = 0.0
+        """Monotonic time by which the held frames must be published."""
 
     # wire helpers ---------------------------------------------------------------------------------------------------
     async def send_json(self, message: dict) -> None:
@@ -170,8 +177,11 @@ class ClientSession:
                 await self.send_error(E.IDLE_TIMEOUT)
                 self.end("idle")
                 return
+            if self.batch and now >= self.batch_due:  # a slow or pausing client: do not sit on its audio
+                await self.publish_batch()
+            wait = min(idle_left, remaining, self.batch_due - now if self.batch else math.inf)
             try:
-                message = await asyncio.wait_for(self.ws.receive(), min(idle_left, remaining))
+                message = await asyncio.wait_for(self.ws.receive(), max(wait, 0.001))
             except TimeoutError:
                 continue
             last_message_at = time.monotonic()
@@ -196,6 +206,9 @@ class ClientSession:
         if not self.ending:
             self.ending = True
             self.end_reason = reason
+            held = self.batch_samples
+            if held and not self.produce_batch():
+                log.warning("session %s: its last %d samples dropped, audio queue full", self.session_id, held)
             self.produce_control("end", reason=reason)
 
     def parse_text(self, text: str) -> StartMessage | EndMessage | PingMessage | str:
@@ -212,22 +225,46 @@ class ClientSession:
         if len(pcm) % 2 or not pcm:
             await self.send_error(E.ODD_FRAME, f"frame of {len(pcm)} bytes dropped: int16 frames have an even size")
             return
-        frame = AudioFrame(
-            session_id=self.session_id, seq=self.seq, start_sample=self.next_sample, received_at_ms=now_ms(), pcm=pcm
-        )
-        try:
-            self.bridge.produce(AUDIO.name, self.session_id, encode(frame))
-        except BufferError:
-            await self.send_error(E.TOO_FAST, f"frame {self.seq} dropped: the server's audio queue is full")
-            return
-        self.seq += 1
+        if not self.batch:
+            self.batch_received_at_ms = now_ms()
+            self.batch_due = time.monotonic() + self.settings.audio_batch_ms / 1000
+        self.batch.append(pcm)
+        self.batch_samples += len(pcm) // 2
         self.next_sample += len(pcm) // 2
         self.connection_samples += len(pcm) // 2
         metrics.FRAMES.inc()
         metrics.AUDIO_BYTES.inc(len(pcm))
         if self.settings.record_dir:
             self.record(pcm)
+        if self.batch_samples * 1000 >= self.settings.audio_batch_ms * SAMPLE_RATE:
+            await self.publish_batch()
         await self.throttle()
+
+    def produce_batch(self) -> bool:
+        """Publish the held frames as one audio record; False when the producer queue is full (they are dropped and
+        the session's sample clock steps back, so later audio follows on without a gap)."""
+        pcm = b"".join(self.batch)
+        start_sample = self.next_sample - self.batch_samples
+        frame = AudioFrame(
+            session_id=self.session_id,
+            seq=self.seq,
+            start_sample=start_sample,
+            received_at_ms=self.batch_received_at_ms,
+            pcm=pcm,
+        )
+        self.batch, self.batch_samples = [], 0
+        try:
+            self.bridge.produce(AUDIO.name, self.session_id, encode(frame))
+        except BufferError:
+            self.next_sample = start_sample
+            self.connection_samples -= len(pcm) // 2
+            return False
+        self.seq += 1
+        return True
+
+    async def publish_batch(self) -> None:
+        if not self.produce_batch():
+            await self.send_error(E.TOO_FAST, "audio dropped: the server's audio queue is full")
 
     async def throttle(self) -> None:
         """Pause reading when the client is further ahead of real time than the burst allows: TCP backpressure
@@ -341,6 +378,8 @@ def create_app(settings: Settings) -> Starlette:
     async def analyze(ws: WebSocket) -> None:
         await ws.accept()
         session = ClientSession(ws, bridge, settings, resume_tokens)
+        live = (partition_for(s.session_id) for s in open_sessions)
+        session.session_id = new_session_id(choose_partition(bridge.live_workers(), live))
         try:
             refusal = auth.check(
                 ws.headers.get("authorization"), ws.query_params.get("token"), ws.headers.get("origin")

@@ -76,7 +76,7 @@ class KafkaBridge:
             | {
                 "group.id": f"moodstream-gateway-{settings.instance_id}",  # never joined: partitions are assigned
                 "enable.auto.commit": False,
-                "fetch.wait.max.ms": 10,
+                "fetch.wait.max.ms": settings.kafka_fetch_wait_ms,
                 "error_cb": self._on_kafka_error,
             }
         )
@@ -138,13 +138,14 @@ class KafkaBridge:
         self._subscribers.pop(session_id, None)
 
     # readiness ---------------------------------------------------------------------------------------------------
+    def live_workers(self) -> dict[str, frozenset[int]]:
+        """Workers with a recent heartbeat and the audio partitions each owns."""
+        cutoff = time.monotonic() - self.settings.worker_stale_s
+        return {worker: seen.partitions for worker, seen in list(self._workers.items()) if seen.seen_at >= cutoff}
+
     def workers_ready(self) -> bool:
         """Live workers own every partition of the audio topic between them."""
-        cutoff = time.monotonic() - self.settings.worker_stale_s
-        owned: set[int] = set()
-        for seen in self._workers.values():
-            if seen.seen_at >= cutoff:
-                owned |= seen.partitions
+        owned: set[int] = set().union(*self.live_workers().values())
         return owned >= set(range(AUDIO.partitions))
 
     def readiness(self) -> dict[str, bool]:

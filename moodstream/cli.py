@@ -313,6 +313,9 @@ AUDIO_OPTION = click.option(
     default=None,
     help="Speech with pauses each client loops (default: tests/data/three_prompts.wav).",
 )
+FRAME_MS_OPTION = click.option(
+    "--frame-ms", type=click.IntRange(20, 100), default=20, show_default=True, help="Audio per WebSocket frame."
+)
 
 
 @bench.command(name="load")
@@ -320,12 +323,13 @@ AUDIO_OPTION = click.option(
 @click.option("--duration", type=float, default=60.0, show_default=True, help="Seconds each client streams.")
 @click.option("--workers", type=int, default=2, show_default=True, help="Processor worker processes.")
 @AUDIO_OPTION
+@FRAME_MS_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Only the JSON line.")
-def bench_load(sessions: int, duration: float, workers: int, audio: Path | None, as_json: bool) -> None:
+def bench_load(sessions: int, duration: float, workers: int, audio: Path | None, frame_ms: int, as_json: bool) -> None:
     """N real-time sessions of real speech through the whole stack: latency, losses, lag, CPU and RSS."""
-    from moodstream.bench.load import DEFAULT_AUDIO, run_load
+    from moodstream.bench.load import DEFAULT_AUDIO, LoadOptions, run_load
 
-    run_load(sessions, duration, workers, audio or DEFAULT_AUDIO, as_json)
+    run_load(LoadOptions(sessions, duration, workers, audio or DEFAULT_AUDIO, frame_ms), as_json)
 
 
 @bench.command(name="capacity")
@@ -336,6 +340,7 @@ def bench_load(sessions: int, duration: float, workers: int, audio: Path | None,
 @click.option("--p95-ms", type=float, default=1200.0, show_default=True, help="End-to-end p95 bar.")
 @click.option("--max-lag-slope", type=float, default=100.0, show_default=True, help="Lag growth bar, ms per minute.")
 @AUDIO_OPTION
+@FRAME_MS_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Only the JSON line.")
 def bench_capacity(
     start: int,
@@ -345,9 +350,11 @@ def bench_capacity(
     p95_ms: float,
     max_lag_slope: float,
     audio: Path | None,
+    frame_ms: int,
     as_json: bool,
 ) -> None:
     """The largest N with p95 end-to-end within the bar, nothing lost and no growing lag."""
-    from moodstream.bench.load import DEFAULT_AUDIO, run_capacity
+    from moodstream.bench.load import DEFAULT_AUDIO, LoadOptions, run_capacity
 
-    run_capacity(start, step, duration, workers, audio or DEFAULT_AUDIO, p95_ms, max_lag_slope, as_json)
+    options = LoadOptions(duration_s=duration, workers=workers, audio=audio or DEFAULT_AUDIO, frame_ms=frame_ms)
+    run_capacity(options, start, step, p95_ms, max_lag_slope, as_json)

@@ -40,6 +40,14 @@ class Settings(BaseSettings):
     kafka_rebalance_timeout_ms: int = Field(
         10_000, ge=1000, description="How long a rebalance waits for members to rejoin."
     )
+    kafka_fetch_wait_ms: int = Field(
+        20,
+        ge=1,
+        le=5_000,
+        description="Longest a consumer's fetch waits for data. tansu holds an empty fetch for all of it, so each "
+        "pipeline hop can add this much; real Kafka answers as data arrives, so raise it there (e.g. 500) for fewer "
+        "idle requests.",
+    )
     broker_port: int = Field(0, ge=0, le=65535, description="Embedded broker port (0 picks a free one).")
     host: str = Field("127.0.0.1", description="Gateway bind address; loopback only unless you set it.")
     port: int = Field(8000, ge=0, le=65535, description="Gateway HTTP/WebSocket port.")
@@ -64,6 +72,13 @@ class Settings(BaseSettings):
     max_frame_ms: int = Field(200, ge=20, description="Largest binary frame accepted, in ms of audio.")
     max_realtime_factor: float = Field(
         4.0, gt=0, description="Audio faster than this × real time is throttled (reads paused) after the burst."
+    )
+    audio_batch_ms: int = Field(
+        100,
+        ge=0,
+        le=200,
+        description="Client frames are joined into one Kafka record of up to this much audio: far fewer records for "
+        "broker and workers, at most this much added latency. 0 publishes each frame as it arrives.",
     )
     burst_s: float = Field(10.0, ge=0, description="Seconds of audio a client may send ahead before throttling.")
     record_dir: str | None = Field(

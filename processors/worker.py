@@ -74,18 +74,18 @@ class PromptFetchConsumerThread(AIOKafkaConsumerThread):
     for the whole wait (tansu does) then adds up to that much to every hop of the pipeline. Measured with
     `moodstream bench load`: see README, Performance."""
 
+    fetch_wait_ms: int = 20
+    """Set from ``Settings.kafka_fetch_wait_ms`` by `create_app`."""
+
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
-        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read when the consumer starts its fetcher
+        consumer._fetch_max_wait_ms = self.fetch_wait_ms  # read when the consumer starts its fetcher
         return consumer
 
 
 class PromptFetchConsumer(Consumer):
     def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
         return PromptFetchConsumerThread(self, loop=self.loop, beacon=self.beacon)
-
-
-FETCH_MAX_WAIT_MS = 20
 
 
 class Preloaded(Generic[T]):
@@ -168,6 +168,7 @@ def create_app(settings: Settings) -> faust.App:
 
     # Faust picks the consumer class from the kafka:// transport; this worker process uses the prompt-fetch one.
     aiokafka_driver.Transport.Consumer = PromptFetchConsumer
+    PromptFetchConsumerThread.fetch_wait_ms = settings.kafka_fetch_wait_ms
     app = faust.App(
         APP_ID,
         broker=faust_broker_url(settings),

@@ -67,19 +67,20 @@ class SessionOptions(BaseModel):
 
 
 class AudioFrame(PcmRecord):
-    """A slice of client audio as received by the gateway."""
+    """A slice of client audio as received by the gateway: one client frame, or consecutive ones joined up to the
+    gateway's ``audio_batch_ms``."""
 
     SCHEMA: ClassVar[str] = "audio_frame"
     VERSION: ClassVar[int] = 1
 
     session_id: SessionId
     seq: Annotated[int, Field(ge=0)]
-    """Frame number within one connection of the session, from 0 (it restarts when a client resumes)."""
+    """Record number within one connection of the session, from 0 (it restarts when a client resumes)."""
     start_sample: Annotated[int, Field(ge=0)]
     """Offset of the first sample in session time (samples since the session started); orders frames across
     resumed connections, and a frame the worker already has is recognised by it."""
     received_at_ms: float
-    """Gateway wall clock (Unix ms) when the frame arrived; the start of end-to-end latency."""
+    """Gateway wall clock (Unix ms) when the slice's first frame arrived; the start of end-to-end latency."""
     pcm: bytes = Field(repr=False)
 
 
@@ -92,7 +93,7 @@ class SessionControl(Record):
     session_id: SessionId
     action: Literal["start", "end"]
     next_seq: Annotated[int, Field(ge=0)]
-    """For start 0 (or the resume point); for end the number of frames sent."""
+    """For start 0 (or the resume point); for end the number of audio records sent."""
     options: SessionOptions = SessionOptions()
     reason: Literal["client", "disconnect", "idle", "max_duration", "server"] = "client"
     """Why an end was sent."""

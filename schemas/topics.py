@@ -64,6 +64,32 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
 )
 
 
+def murmur2(data: bytes) -> int:
+    """Kafka's key hash (the Java client's ``Utils.murmur2``; librdkafka ``murmur2_random`` and aiokafka agree)."""
+    m, mask = 0x5BD1E995, 0xFFFFFFFF
+    h = (0x9747B28C ^ len(data)) & mask
+    whole = len(data) - len(data) % 4
+    for i in range(0, whole, 4):
+        k = int.from_bytes(data[i : i + 4], "little")
+        k = (k * m) & mask
+        k ^= k >> 24
+        k = (k * m) & mask
+        h = ((h * m) & mask) ^ k
+    tail = data[whole:]
+    if tail:
+        for shift, byte in reversed(list(enumerate(tail))):
+            h ^= byte << (8 * shift)
+        h = (h * m) & mask
+    h ^= h >> 13
+    h = (h * m) & mask
+    return h ^ (h >> 15)
+
+
+def partition_for(key: str, partitions: int = SESSION_PARTITIONS) -> int:
+    """The partition a producer puts ``key`` on: every client of the system must agree, or co-partitioning breaks."""
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
 def topic(name: str) -> TopicSpec:
     """The spec of a topic by name (KeyError if it is not part of the contract)."""
     return {t.name: t for t in ALL_TOPICS}[name]

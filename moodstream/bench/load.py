@@ -16,11 +16,12 @@ utterance ends do not line up across sessions, then ends the session. Measured a
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,22 @@ from producers.audio import SAMPLE_RATE, load_pcm16
 from producers.client import ClientOptions, MoodstreamClient
 
 DEFAULT_AUDIO = Path(__file__).resolve().parents[2] / "tests" / "data" / "three_prompts.wav"
+
+
+@dataclass
+class LoadOptions:
+    """What one load run drives."""
+
+    sessions: int = 8
+    """Concurrent real-time clients."""
+    duration_s: float = 60.0
+    """Seconds each client streams."""
+    workers: int = 2
+    """Processor worker processes."""
+    audio: Path = DEFAULT_AUDIO
+    """Speech with pauses that each client loops."""
+    frame_ms: int = 20
+    """Audio per WebSocket frame (the protocol allows 20-100 ms)."""
 
 
 @dataclass
@@ -118,10 +135,12 @@ class ProcessMeter:
         }
 
 
-async def one_session(url: str, pcm: bytes, seconds: float, run_start: float, stats: SessionStats) -> None:
+async def one_session(
+    url: str, pcm: bytes, seconds: float, frame_ms: int, run_start: float, stats: SessionStats
+) -> None:
     offset = random.randrange(0, len(pcm) // 2) * 2
     looped = (pcm[offset:] + pcm * (int(seconds * SAMPLE_RATE * 2 / len(pcm)) + 2))[: int(seconds * SAMPLE_RATE) * 2]
-    client = MoodstreamClient(url, ClientOptions(backoff_s=0.2))
+    client = MoodstreamClient(url, ClientOptions(backoff_s=0.2, frame_ms=frame_ms))
     await client.connect()
     sender = asyncio.create_task(client.stream(looped))
     async for message in client.messages():
@@ -179,7 +198,8 @@ def summarise(sessions: int, seconds: float, stats: list[SessionStats]) -> dict:
     }
 
 
-async def drive(url: str, pcm: bytes, sessions: int, seconds: float, meter: ProcessMeter | None) -> list[SessionStats]:
+async def drive(url: str, pcm: bytes, options: LoadOptions, meter: ProcessMeter | None) -> list[SessionStats]:
+    sessions = options.sessions
     stats = [SessionStats() for _ in range(sessions)]
     run_start = time.monotonic()
 
@@ -191,22 +211,27 @@ async def drive(url: str, pcm: bytes, sessions: int, seconds: float, meter: Proc
     sampler = asyncio.create_task(sample())
     tasks = []
     for index in range(sessions):  # staggered starts over one second, as real clients arrive
-        tasks.append(asyncio.create_task(one_session(url, pcm, seconds, run_start, stats[index])))
+        session = one_session(url, pcm, options.duration_s, options.frame_ms, run_start, stats[index])
+        tasks.append(asyncio.create_task(session))
         await asyncio.sleep(1.0 / sessions)
     await asyncio.gather(*tasks)
     sampler.cancel()
     return stats
 
 
-def load(sessions: int, seconds: float, workers: int, audio: Path, stack: Stack | None = None) -> dict:
-    pcm = load_pcm16(audio)
+def load(options: LoadOptions, stack: Stack | None = None) -> dict:
+    pcm = load_pcm16(options.audio)
     own = stack is None
-    stack = stack or Stack(workers).start()
+    stack = stack or Stack(options.workers).start()
     try:
-        meter = ProcessMeter({name: p.pid for name, p in stack.processes.items()})
-        stats = asyncio.run(drive(stack.url, pcm, sessions, seconds, meter))
-        result = summarise(sessions, seconds, stats)
-        result["workers"] = workers
+        pids = {name: p.pid for name, p in stack.processes.items()} | {"load-generator": os.getpid()}
+        if stack.broker and stack.broker.process:
+            pids["broker"] = stack.broker.process.pid
+        meter = ProcessMeter(pids)
+        stats = asyncio.run(drive(stack.url, pcm, options, meter))
+        result = summarise(options.sessions, options.duration_s, stats)
+        result["workers"] = options.workers
+        result["frame_ms"] = options.frame_ms
         result["processes"] = meter.result()
         return result
     finally:
@@ -214,22 +239,20 @@ def load(sessions: int, seconds: float, workers: int, audio: Path, stack: Stack 
             stack.stop()
 
 
-def run_load(sessions: int, seconds: float, workers: int, audio: Path, as_json: bool) -> None:
-    report(load(sessions, seconds, workers, audio), as_json)
+def run_load(options: LoadOptions, as_json: bool) -> None:
+    report(load(options), as_json)
 
 
 def passes(result: dict, p95_ms: float, max_slope: float) -> bool:
     return result["e2e_ms_p95"] <= p95_ms and result["lost"] == 0 and result["lag_trend_ms_per_min"] <= max_slope
 
 
-def run_capacity(
-    start: int, step: int, seconds: float, workers: int, audio: Path, p95_ms: float, max_slope: float, as_json: bool
-) -> None:
+def run_capacity(options: LoadOptions, start: int, step: int, p95_ms: float, max_slope: float, as_json: bool) -> None:
     """Raise N until a run fails the bar; the capacity is the largest N that passed."""
     best, tried = 0, []
     sessions = start
     while True:
-        result = load(sessions, seconds, workers, audio)
+        result = load(replace(options, sessions=sessions))
         ok = passes(result, p95_ms, max_slope)
         tried.append({k: result[k] for k in ("sessions", "e2e_ms_p95", "lost", "lag_trend_ms_per_min")} | {"ok": ok})
         print(f"capacity: {tried[-1]}", file=sys.stderr, flush=True)
@@ -239,8 +262,9 @@ def run_capacity(
         sessions += step
     summary = {
         "capacity_sessions": best,
-        "workers": workers,
-        "duration_s": seconds,
+        "workers": options.workers,
+        "duration_s": options.duration_s,
+        "frame_ms": options.frame_ms,
         "bar": {"e2e_ms_p95": p95_ms, "lost": 0, "lag_trend_ms_per_min_max": max_slope},
         "runs": tried,
     }
