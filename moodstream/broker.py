@@ -45,8 +45,10 @@ def free_port() -> int:
 class EmbeddedBroker:
     """A tansu broker with in-memory storage on a loopback port; ``start()`` returns once it answers metadata."""
 
-    def __init__(self, port: int = 0, startup_timeout_s: float = 20.0) -> None:
+    def __init__(self, port: int = 0, startup_timeout_s: float = 20.0, advertised_port: int | None = None) -> None:
         self.port = port or free_port()
+        self.advertised_port = advertised_port or self.port
+        """Where clients are told to connect (another port when a proxy sits in front, as in `bench faults`)."""
         self.startup_timeout_s = startup_timeout_s
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -63,7 +65,7 @@ class EmbeddedBroker:
                 "--listener-url",
                 url,
                 "--advertised-listener-url",
-                url,
+                f"tcp://127.0.0.1:{self.advertised_port}",
                 "--storage-engine",
                 "memory://tansu/",
                 "--silent",

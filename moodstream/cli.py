@@ -332,6 +332,18 @@ def bench_load(sessions: int, duration: float, workers: int, audio: Path | None,
     run_load(LoadOptions(sessions, duration, workers, audio or DEFAULT_AUDIO, frame_ms), as_json)
 
 
+@bench.command(name="faults")
+@click.option("--sessions", type=int, default=4, show_default=True, help="Concurrent real-time clients.")
+@click.option("--broker-outage", type=float, default=10.0, show_default=True, help="Seconds the broker is away.")
+@click.option("--json", "as_json", is_flag=True, help="Only the JSON line.")
+def bench_faults(sessions: int, broker_outage: float, as_json: bool) -> None:
+    """Kill a worker, restart the gateway, take the broker away, while sessions stream: losses, duplicates, recovery."""
+    from moodstream.bench.faults import FaultOptions
+    from moodstream.bench.faults import main as run
+
+    run(FaultOptions(sessions=sessions, broker_outage_s=broker_outage), as_json)
+
+
 @bench.command(name="capacity")
 @click.option("--start", type=int, default=4, show_default=True, help="First number of sessions tried.")
 @click.option("--step", type=int, default=4, show_default=True, help="Sessions added per round.")

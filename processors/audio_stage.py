@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 
 import faust
+from faust.types import TP
 
 from processors.endpointer import (
     AcousticChunk,
@@ -51,10 +52,14 @@ class SessionAudio:
 
     endpointer: Endpointer
     meter: LevelMeter
+    partition: int
+    """The audio partition the session's records come from (its state goes when that partition is revoked)."""
     held: collections.deque[tuple[faust.EventT, int]] = field(default_factory=collections.deque)
     """Unacked frame events and the session sample one past each frame's end."""
     last_seen: float = field(default_factory=time.monotonic)
     last_received_at_ms: float = 0.0
+    last_offset: int | None = None
+    """Offset of the last frame record processed (None until one is)."""
 
 
 def register(ctx: StageContext) -> ModelVersions:
@@ -67,7 +72,7 @@ def register(ctx: StageContext) -> ModelVersions:
     sessions: dict[str, SessionAudio] = {}
     audio_topic = ctx.topic(AUDIO)
 
-    def open_session(sid: str) -> SessionAudio:
+    def open_session(sid: str, partition: int) -> SessionAudio:
         raw = checkpoints.get(sid.encode())
         checkpoint = json.loads(raw) if raw else None
         endpointer = Endpointer(SileroStream(model.get()), options)
@@ -75,7 +80,7 @@ def register(ctx: StageContext) -> ModelVersions:
             endpointer.next_utterance_seq = checkpoint["next_seq"]
             endpointer.reset(checkpoint["resume"])
             log.info("session %s resumed at utterance %d", sid, checkpoint["next_seq"])
-        state = SessionAudio(endpointer, LevelMeter(settings.level_window_ms))
+        state = SessionAudio(endpointer, LevelMeter(settings.level_window_ms), partition)
         sessions[sid] = state
         return state
 
@@ -135,13 +140,22 @@ def register(ctx: StageContext) -> ModelVersions:
 
     async def on_frame(stream: faust.StreamT, event: faust.EventT, frame: AudioFrame) -> None:
         sid = frame.session_id
-        state = sessions.get(sid) or open_session(sid)
+        message = event.message
+        state = sessions.get(sid) or open_session(sid, message.partition)
         state.last_seen = time.monotonic()
+        pcm, start_sample = frame.pcm, frame.start_sample
+        already = state.endpointer.position - start_sample
+        if already < 0 and state.last_offset is not None:
+            # Records of this session were skipped. Seen (rarely) when a rebalance interrupts a fetched batch:
+            # Faust drops the rest of it. The endpointer closes what is open at the gap; the audio in it is lost.
+            log.warning(
+                "session %s: samples %d-%d were skipped by the consumer (%s[%d] offset %d)",
+                sid, state.endpointer.position, start_sample, message.topic, message.partition, message.offset,
+            )  # fmt: skip
+        state.last_offset = message.offset
         state.last_received_at_ms = frame.received_at_ms
         end_sample = frame.start_sample + len(frame.pcm) // 2
         state.held.append((event, end_sample))
-        pcm, start_sample = frame.pcm, frame.start_sample
-        already = state.endpointer.position - start_sample
         if already > 0:  # resent by a resuming client or replayed after a crash: only new samples count
             pcm, start_sample = pcm[2 * already :], start_sample + already
         if pcm:
@@ -157,7 +171,7 @@ def register(ctx: StageContext) -> ModelVersions:
         if control.action == "start":
             await stream.ack(event)
             return
-        state = sessions.pop(sid, None) or open_session(sid)
+        state = sessions.pop(sid, None) or open_session(sid, event.message.partition)
         sessions.pop(sid, None)
         await publish(sid, state, state.endpointer.flush(), state.last_received_at_ms or control.at_ms)
         await emit_levels(sid, [state.meter.flush()])
@@ -198,6 +212,15 @@ def register(ctx: StageContext) -> ModelVersions:
                 log.exception("audio stage failed on session %s", record.session_id)
                 await ctx.dead_letter(event, "audio", exc)
                 await manual.ack(event)
+
+    def forget_revoked(_app: faust.App, revoked: set[TP], **_kwargs: object) -> None:
+        # The partition's next owner replays the unacked frames and resumes from the checkpoint. Acking them here
+        # would skip that audio; keeping the state would serve a stale position if the partition came back.
+        gone = {tp.partition for tp in revoked if tp.topic == AUDIO.name}
+        for sid in [sid for sid, state in sessions.items() if state.partition in gone]:
+            del sessions[sid]
+
+    app.on_partitions_revoked.connect(forget_revoked, weak=False)  # a local function: keep a strong reference
 
     @app.timer(interval=10.0)
     async def expire_idle_sessions() -> None:

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 import faust
+from faust.types import TP
 
 from processors.fusion import Fuser
 from processors.worker import ModelVersions, StageContext, now_ms
@@ -37,6 +38,7 @@ class Pending:
     degraded_sent: bool = False
     created: float = field(default_factory=time.monotonic)
     events: list[faust.EventT] = field(default_factory=list)
+    partition: int = 0
 
 
 def register(ctx: StageContext) -> ModelVersions:
@@ -106,7 +108,7 @@ def register(ctx: StageContext) -> ModelVersions:
             if key in finished:  # a late window, or a replay of an utterance already sent
                 await manual.ack(event)
                 continue
-            state = pending.setdefault(key, Pending())
+            state = pending.setdefault(key, Pending(partition=event.message.partition))
             state.events.append(event)
             if isinstance(record, TextScore):
                 state.text = record
@@ -116,6 +118,14 @@ def register(ctx: StageContext) -> ModelVersions:
                 state.windows.append(record.sentiment.model_dump())
             if state.whole is not None and state.text is not None:
                 await finish(key, state)
+
+    def forget_revoked(_app: faust.App, revoked: set[TP], **_kwargs: object) -> None:
+        # The next owner replays these unacked scores and sends the result; acking them here would lose it.
+        gone = {tp.partition for tp in revoked if tp.topic in (ACOUSTIC_SCORES.name, TEXT_SCORES.name)}
+        for key in [key for key, state in pending.items() if state.partition in gone]:
+            del pending[key]
+
+    ctx.app.on_partitions_revoked.connect(forget_revoked, weak=False)
 
     @ctx.app.timer(interval=0.25)
     async def degrade_late() -> None:

@@ -182,6 +182,9 @@ def create_app(settings: Settings) -> faust.App:
         broker_rebalance_timeout=settings.kafka_rebalance_timeout_ms / 1000,
         broker_commit_interval=0.5,
         consumer_auto_offset_reset="earliest",
+        # Stages hold records unacked on purpose (an open utterance's frames, an unfused utterance's scores) and
+        # drop that state when their partition is revoked; waiting for those acks would stall every rebalance.
+        stream_wait_empty=False,
         producer_linger=0.002,
         web_enabled=False,
         TableManager=PromptTableManager,

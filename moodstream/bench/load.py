@@ -107,6 +107,7 @@ class ProcessMeter:
         self.handles = {name: psutil.Process(pid) for name, pid in processes.items()}
         self.cpu0 = {name: self._cpu(h) for name, h in self.handles.items()}
         self.peak_rss = {name: 0 for name in self.handles}
+        self.rss_series: dict[str, list[tuple[float, int]]] = {name: [] for name in self.handles}
         self.started = time.monotonic()
 
     @staticmethod
@@ -120,16 +121,29 @@ class ProcessMeter:
     def sample(self) -> None:
         for name, handle in self.handles.items():
             try:
-                self.peak_rss[name] = max(self.peak_rss[name], handle.memory_info().rss)
+                rss = handle.memory_info().rss
+                self.peak_rss[name] = max(self.peak_rss[name], rss)
+                self.rss_series[name].append((time.monotonic() - self.started, rss))
             except psutil.Error:
                 pass
 
-    def result(self) -> dict[str, dict[str, float]]:
+    def rss_growth_mb_per_h(self, name: str, warmup_s: float = 60.0) -> float | None:
+        """Least-squares slope of RSS after the warm-up (models loaded, buffers grown); None on short runs."""
+        points = [(t, rss) for t, rss in self.rss_series[name] if t >= warmup_s]
+        if len(points) < 10:
+            return None
+        t, rss = np.array(points, dtype=float).T
+        return round(float(np.polyfit(t, rss, 1)[0]) * 3600 / 2**20, 1)
+
+    def result(self) -> dict[str, dict[str, float | None]]:
         wall = time.monotonic() - self.started
         return {
             name: {
                 "cpu_pct": round(100 * (self._cpu(h) - self.cpu0[name]) / wall, 1),
                 "rss_mb": round(self.peak_rss[name] / 2**20, 1),
+                "rss_first_mb": round(self.rss_series[name][0][1] / 2**20, 1) if self.rss_series[name] else None,
+                "rss_last_mb": round(self.rss_series[name][-1][1] / 2**20, 1) if self.rss_series[name] else None,
+                "rss_growth_mb_per_h": self.rss_growth_mb_per_h(name),
             }
             for name, h in self.handles.items()
         }
@@ -166,6 +180,15 @@ def percentile(values: list[float], q: float) -> float:
     return round(float(np.percentile(values, q)), 1) if values else float("nan")
 
 
+def p95_by_interval(points: list[tuple[float, float]], seconds: float) -> list[float]:
+    """End-to-end p95 over consecutive sixths of the run (at least a minute each): lag shows up as a rising list."""
+    interval = max(60.0, seconds / 6)
+    buckets: dict[int, list[float]] = {}
+    for t, latency in points:
+        buckets.setdefault(int(t // interval), []).append(latency)
+    return [percentile(buckets[k], 95) for k in sorted(buckets)]
+
+
 def summarise(sessions: int, seconds: float, stats: list[SessionStats]) -> dict:
     e2e = [latency for s in stats for _t, latency in s.e2e_ms]
     points = [(t, latency) for s in stats for t, latency in s.e2e_ms]
@@ -191,6 +214,7 @@ def summarise(sessions: int, seconds: float, stats: list[SessionStats]) -> dict:
         "acoustic_ms_p50": percentile([a for s in stats for a in s.acoustic_ms], 50),
         "acoustic_ms_p95": percentile([a for s in stats for a in s.acoustic_ms], 95),
         "lag_trend_ms_per_min": round(slope, 1),
+        "e2e_ms_p95_by_interval": p95_by_interval(points, seconds),
         "lost": lost,
         "duplicates": duplicates,
         "wire_duplicates": sum(s.wire_duplicates for s in stats),
@@ -198,10 +222,13 @@ def summarise(sessions: int, seconds: float, stats: list[SessionStats]) -> dict:
     }
 
 
-async def drive(url: str, pcm: bytes, options: LoadOptions, meter: ProcessMeter | None) -> list[SessionStats]:
+async def drive(
+    url: str, pcm: bytes, options: LoadOptions, meter: ProcessMeter | None, run_start: float | None = None
+) -> list[SessionStats]:
+    """Run the sessions to their end; result times are seconds since ``run_start`` (monotonic; default now)."""
     sessions = options.sessions
     stats = [SessionStats() for _ in range(sessions)]
-    run_start = time.monotonic()
+    run_start = time.monotonic() if run_start is None else run_start
 
     async def sample() -> None:
         while meter is not None:
