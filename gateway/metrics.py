@@ -18,7 +18,7 @@ THROTTLED_SECONDS = Counter("moodstream_gateway_throttled_seconds", "Time reads 
 QUEUE_DEPTH = Gauge("moodstream_gateway_producer_queue", "Records waiting in the producer queue")
 ACK_SECONDS = Histogram(
     "moodstream_gateway_frame_ack_seconds",
-    "Frame receipt to broker acknowledgement",
+    "Record (joined audio frames or session control) publish to broker acknowledgement",
     buckets=(0.0005, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
 )
 E2E_SECONDS = Histogram(

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from moodstream.bench import report
 from moodstream.bench.load import DEFAULT_AUDIO, LoadOptions, SessionStats, Stack, drive, summarise
 from moodstream.bench.outage import BrokerOutage
-from moodstream.broker import EmbeddedBroker, ensure_topics, free_port
+from moodstream.broker import EmbeddedBroker, free_port
 from producers.audio import load_pcm16
 
 
@@ -53,18 +53,11 @@ class FaultStack(Stack):
     outage: BrokerOutage | None = None
     marks: dict[str, float] = field(default_factory=dict)
 
-    def start(self) -> FaultStack:
+    def start_broker(self) -> None:
         proxy_port = free_port()
         self.broker = EmbeddedBroker(advertised_port=proxy_port).start()
         self.outage = BrokerOutage(self.broker.port, proxy_port).start()
         self.bootstrap = self.outage.bootstrap
-        ensure_topics({"bootstrap.servers": self.bootstrap})
-        for index in range(self.workers):
-            self.spawn(f"worker-{index}", "worker")
-        self.port = free_port()
-        self.spawn("gateway", "gateway", "--port", str(self.port))
-        self.wait_ready()
-        return self
 
     def stop(self) -> None:
         super().stop()
@@ -127,7 +120,8 @@ async def run(stack: FaultStack, options: FaultOptions) -> list[SessionStats]:
 
 
 def faults(options: FaultOptions) -> dict:
-    stack = FaultStack(workers=2).start()
+    stack = FaultStack(workers=2)
+    stack.start()
     try:
         stats = asyncio.run(run(stack, options))
         alive = {name: process.poll() is None for name, process in stack.processes.items()}

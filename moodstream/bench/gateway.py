@@ -2,8 +2,9 @@
 
 Starts its own broker, one worker and one gateway, then N clients that each stream 20 ms frames of low noise in
 real time (the worker runs VAD only, so ASR load does not disturb the gateway). Measures, on the gateway process
-only: CPU time per session (% of one core), RSS per connection, and frame receipt → broker ack latency from the
-gateway's own histogram (p50/p95 interpolated within its buckets).
+only: CPU time per session (% of one core), RSS per connection, and record publish → broker ack latency from the
+gateway's own histogram (p50/p95 interpolated within its buckets): since the gateway joins frames into 100 ms records
+(`MOODSTREAM_AUDIO_BATCH_MS`), that is one record's publish → ack.
 """
 
 from __future__ import annotations

@@ -76,9 +76,12 @@ class Stack:
         settings = {"MOODSTREAM_MAX_SESSIONS": "1000", "MOODSTREAM_RESUME_SECRET": "bench-resume-secret"}
         self.processes[name] = spawn(list(args), bench_env(self.bootstrap, **settings))
 
-    def start(self) -> Stack:
+    def start_broker(self) -> None:
         self.broker = EmbeddedBroker().start()
         self.bootstrap = self.broker.bootstrap
+
+    def start(self) -> Stack:
+        self.start_broker()
         ensure_topics({"bootstrap.servers": self.bootstrap})
         for index in range(self.workers):
             self.spawn(f"worker-{index}", "worker")
