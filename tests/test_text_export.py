@@ -48,3 +48,34 @@ def test_export_of_a_distilbert_checkpoint_serves_in_the_text_classifier(tmp_pat
     assert {p.name for p in out.iterdir()} >= {"model.int8.onnx", "tokenizer.json", "SHA256SUMS"}
     results = TextClassifier(TextSentimentOptions(model_dir=out)).classify(["a fine film", "it was a dull mess"])
     assert all(r.has_text and abs(r.negative + r.neutral + r.positive - 1) < 1e-6 for r in results)
+
+
+def test_neutral_training_text_is_lexicon_free_and_polar_text_takes_vaders_side(tmp_path: Path) -> None:
+    from models.text.train_neutral import (
+        NEGATIVE,
+        POSITIVE,
+        lexically_neutral,
+        lexically_polar,
+        sentiment_lexicon,
+        wordnet_examples,
+        wordnet_lemmas,
+    )
+
+    (tmp_path / "data.noun").write_text(
+        "  1 This software and associated documentation ...\n"
+        '00001 03 n 01 door 0 000 | a swinging barrier; "the dogs sat by the door"; "a wonderful, happy door"\n'
+    )
+    (tmp_path / "data.verb").write_text('00002 29 v 01 hate 0 000 | dislike intensely; "I hate the terrible noise"\n')
+    (tmp_path / "data.adj").write_text("")
+    (tmp_path / "data.adv").write_text("")
+    for part in ("noun", "verb", "adj", "adv"):
+        (tmp_path / f"index.{part}").write_text("  1 licence\nbus_station n 1 0 1 0 00003\nhappy_hour n 1 0 1 0 1\n")
+    examples = wordnet_examples(tmp_path)
+    assert examples == ["the dogs sat by the door", "a wonderful, happy door", "I hate the terrible noise"]
+    lexicon = sentiment_lexicon()
+    assert lexically_neutral(examples, lexicon) == ["the dogs sat by the door"]
+    assert lexically_neutral(wordnet_lemmas(tmp_path), lexicon) == ["bus station"] * 4
+    assert lexically_polar(examples, lexicon, 0.5) == [
+        ("a wonderful, happy door", POSITIVE),
+        ("I hate the terrible noise", NEGATIVE),
+    ]
