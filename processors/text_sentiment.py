@@ -1,8 +1,10 @@
 """Text sentiment: a fine-tuned BERT-family encoder (ONNX int8) on tokenizers + onnxruntime. No torch.
 
-Binary SST-2 logits become calibrated negative/positive probabilities (temperature scaling fitted on held-out
-training data, stored beside the model); a neutral band around 50/50 turns them into the three-way scores fusion
-uses. Empty or rejected transcripts get an explicit "no text" result rather than a guess.
+The committed model has three outputs (negative, positive, neutral): SST-2 polarity plus a learned neutral class for
+text whose words carry no sentiment (`models/text/train_neutral.py`). Its logits become calibrated probabilities
+(temperature scaling fitted on held-out data, stored beside the model). A binary model (any exported SST-2
+checkpoint) still works: a neutral band around 50/50 then stands in for the class it lacks. Empty or rejected
+transcripts get an explicit "no text" result rather than a guess.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ class TextSentimentOptions:
     max_tokens: int = 128
     """Longer transcripts are truncated (SST-2 sentences rarely exceed 60 tokens)."""
     neutral_band: float = 0.4
-    """|p(positive) − p(negative)| below this gives neutral mass; 0 disables the neutral class."""
+    """Binary models only: |p(positive) − p(negative)| below this gives neutral mass; 0 disables it."""
     threads: int = 1
     """onnxruntime intra-op threads."""
 
@@ -47,7 +49,7 @@ class TextSentiment:
     neutral: float
     positive: float
     p_positive: float
-    """Calibrated binary probability of positive (before the neutral band)."""
+    """Polarity alone: p(positive) / (p(positive) + p(negative)), whatever the neutral mass."""
 
     @property
     def label(self) -> str:
@@ -93,8 +95,14 @@ class TextClassifier:
             logits = self.logits([texts[i].strip() for i in real]) / self.temperature
             margin = logits[:, 1] - logits[:, 0]
             p_pos = 1.0 / (1.0 + np.exp(-margin))
-            for i, p in zip(real, p_pos, strict=True):
-                results[i] = self._three_way(float(p))
+            if logits.shape[1] == 3:
+                shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+                probs = shifted / shifted.sum(axis=1, keepdims=True)
+                for i, row, p in zip(real, probs, p_pos, strict=True):
+                    results[i] = TextSentiment(True, float(row[0]), float(row[2]), float(row[1]), float(p))
+            else:
+                for i, p in zip(real, p_pos, strict=True):
+                    results[i] = self._three_way(float(p))
         return results  # type: ignore[return-value]
 
     def _three_way(self, p_pos: float) -> TextSentiment:

@@ -51,7 +51,15 @@ def test_blank_text_is_an_explicit_no_text(classifier: TextClassifier) -> None:
     assert NO_TEXT.has_text is False
 
 
-def test_neutral_band_turns_near_even_odds_neutral() -> None:
+def test_plain_statements_are_neutral_and_opinions_are_not(classifier: TextClassifier) -> None:
+    # the binary SST-2 model called the first 0.93 negative and the second 0.92 positive
+    statements = ["That agent is already logged on.", "Please enter your account number.", "The bus leaves at nine."]
+    opinions = ["The service was terrible.", "What a lovely surprise, thank you so much!", "I hate waiting on hold."]
+    assert [r.label for r in classifier.classify(statements)] == ["neutral"] * 3
+    assert [r.label for r in classifier.classify(opinions)] == ["negative", "positive", "negative"]
+
+
+def test_neutral_band_stands_in_for_a_binary_models_missing_class() -> None:
     wide = TextClassifier(TextSentimentOptions(neutral_band=1.0))
     assert wide._three_way(0.55).label == "neutral"
     assert wide._three_way(0.99).label == "positive"
