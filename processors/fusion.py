@@ -1,8 +1,9 @@
 """Late fusion of one utterance's acoustic and text sentiment. Pure: no Kafka.
 
 fused = α·text + (1 − α)·audio over the three-way distributions, with α = `text_weight` (0.7) scaled down by
-- how little the words commit: 1 − H₂(p), H₂ the binary entropy of the text model's calibrated p(positive), so
-  "the dogs are sitting by the door" (p ≈ 0.5) leaves the decision to the voice, and
+- how little the words carry sentiment: the text model's neutral probability, so "the dogs are sitting by the
+  door" (p(neutral) ≈ 1) leaves the decision to the voice instead of pulling it to neutral,
+- how unsure the text model is between the poles: (1 − H₂(p))^γ, H₂ the binary entropy of p(positive | polar),
 - ASR confidence: 1 at an average token log-prob of −0.3 or better, 0 at −1.2 or worse,
 and α = 0 when there is no usable text. The fused label is the argmax of the fused distribution, so with α = 0 it is
 exactly the acoustic label; `fused_score` = p(positive) − p(negative) ∈ [−1, 1].
@@ -28,7 +29,7 @@ class FusionOptions:
     whole_utterance_weight: float = 0.5
     """Share of the whole-utterance acoustic score against the pooled windows (1 = windows ignored)."""
     commitment_power: float = 1.0
-    """γ in the text weight's commitment factor (1 − H₂(p))^γ: higher trusts only clearly polar text."""
+    """γ in the polarity factor (1 − H₂(p))^γ: higher trusts only clearly polar text, 0 ignores polarity doubt."""
     confident_logprob: float = -0.3
     """ASR average log-prob at or above which the transcript is fully trusted."""
     unreliable_logprob: float = -1.2
@@ -79,7 +80,7 @@ class Fuser:
         o = self.options
         polar = text["positive"] + text["negative"]
         p_positive = text["positive"] / polar if polar > 0 else 0.5
-        commitment = (1.0 - binary_entropy(p_positive)) ** o.commitment_power
+        commitment = (1.0 - text["neutral"]) * (1.0 - binary_entropy(p_positive)) ** o.commitment_power
         confidence = 1.0
         if avg_logprob is not None:
             span = o.confident_logprob - o.unreliable_logprob

@@ -31,6 +31,15 @@ def test_text_without_polarity_gets_no_weight() -> None:
     assert fused.label == "negative"
 
 
+def test_words_without_sentiment_leave_the_decision_to_the_voice() -> None:
+    # a neutral class says so outright, even where the remaining mass leans to one pole
+    plain_statement = {"negative": 0.08, "neutral": 0.9, "positive": 0.02}
+    fused = Fuser().fuse(plain_statement, ANGRY_VOICE, avg_logprob=-0.1)
+    assert fused.text_weight == pytest.approx(0.7 * 0.1 * (1 - binary_entropy(0.2)))
+    assert fused.label == "negative"
+    assert fused.distribution["neutral"] < 0.3
+
+
 def test_low_asr_confidence_lowers_the_text_weight() -> None:
     fuser = Fuser()
     sure = fuser.fuse(POSITIVE_TEXT, ANGRY_VOICE, avg_logprob=-0.2).text_weight
