@@ -84,3 +84,36 @@ def test_results_are_json_objects_with_a_type(stack: Stack) -> None:
     messages = asyncio.run(stream_pcm(stack.ws, tone(0.6, 0.3), realtime=False))
     assert all(isinstance(m, dict) and isinstance(m.get("type"), str) for m in messages)
     json.dumps(messages)
+
+
+async def test_a_replayed_result_reaches_the_client_once(stack: Stack) -> None:
+    """At-least-once delivery means a fused result can be on the events topic twice (a worker that died after sending
+    and before committing sends it again); the client must see each (utterance, revision) once."""
+    import websockets
+
+    from schemas import encode
+    from schemas.records import FusedResult, FusionWeights, SentimentScores
+    from schemas.topics import EVENTS
+
+    def result(session: str, seq: int, revision: int) -> FusedResult:
+        scores = SentimentScores(negative=0.1, neutral=0.2, positive=0.7)
+        return FusedResult(
+            session_id=session, utterance_seq=seq, revision=revision, final=revision == 1, start_ms=0.0,
+            end_ms=500.0, text="hello", text_sentiment=scores, audio_sentiment=scores, fused_score=0.6,
+            fused_label="positive", weights=FusionWeights(text=0.6, audio=0.4), latencies_ms={}, model_versions={},
+        )  # fmt: skip
+
+    async with websockets.connect(stack.ws) as ws:
+        await ws.send(json.dumps({"type": "start"}))
+        session = json.loads(await ws.recv())["session_id"]
+        producer = Producer({"bootstrap.servers": stack.bootstrap})
+        for record in (result(session, 0, 0), result(session, 0, 1), result(session, 0, 1), result(session, 0, 0)):
+            producer.produce(EVENTS.name, key=session.encode(), value=encode(record))
+        producer.produce(EVENTS.name, key=session.encode(), value=encode(result(session, 1, 1)))
+        producer.flush(10)
+        received: list[tuple[int, int]] = []
+        while (1, 1) not in received:
+            message = json.loads(await asyncio.wait_for(ws.recv(), 20))
+            if message["type"] == "utterance":
+                received.append((message["utterance_seq"], message["revision"]))
+    assert received == [(0, 0), (0, 1), (1, 1)]
