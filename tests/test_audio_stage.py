@@ -121,7 +121,8 @@ async def test_worker_killed_mid_utterance_loses_nothing_and_client_sees_no_dupl
 
 @pytest.mark.xfail(
     reason="known issue: in about 1 run of 5 a rebalance makes Faust drop part of a fetched batch, so the survivor "
-    "skips one 100 ms audio record and that utterance is split in two (logged as 'skipped by the consumer')",
+    "skips one 100 ms audio record and that utterance is split in two (logged as 'skipped by the consumer'); once, "
+    "with the hand-back rebalance 0.5 s after the take-over, an utterance's final result never came",
     strict=False,
 )
 async def test_partitions_move_to_the_survivor_and_back_without_loss_or_duplicates() -> None:
