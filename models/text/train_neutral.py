@@ -43,6 +43,7 @@ from models.text.train_sst2 import (
     TrainOptions,
     export_onnx,
     length_bucketed_batches,
+    onnx_logits,
     quantize_int8,
     read_tsv,
     sha256,
@@ -137,25 +138,6 @@ def asterisk_prompts(path: Path) -> list[str]:
     with opener(path, "rt", encoding="utf-8") as handle:
         lines = [line.split(":", 1)[1].strip() for line in handle if ":" in line and not line.startswith(";")]
     return [t for t in lines if t and not t.startswith("[")]
-
-
-def probabilities(onnx_path: Path, tokenizer_path: Path, sentences: list[str]) -> np.ndarray:
-    import onnxruntime as ort
-    from tokenizers import Tokenizer
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 2
-    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-    tokenizer = Tokenizer.from_file(str(tokenizer_path))
-    tokenizer.enable_truncation(128)
-    tokenizer.enable_padding()
-    rows = []
-    for start in range(0, len(sentences), 64):
-        batch = tokenizer.encode_batch(sentences[start : start + 64])
-        ids = np.array([e.ids for e in batch], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in batch], dtype=np.int64)
-        rows.append(session.run(["logits"], {"input_ids": ids, "attention_mask": mask})[0])
-    return np.concatenate(rows)
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -305,9 +287,9 @@ def evaluate(
     """Accuracy on SST-2 (positive vs negative only, as the GLUE task asks), how often polar text is called
     neutral, neutral recall; fits the temperature on the held-out rows of every kind (never on dev)."""
     onnx_path, tokenizer_path = out / ONNX_INT8, out / TOKENIZER
-    dev_logits = probabilities(onnx_path, tokenizer_path, dev[0])
+    dev_logits = onnx_logits(onnx_path, tokenizer_path, dev[0])
     held_texts = held_sst2[0] + held_neutral + [s for s, _ in held_polar]
-    held_logits = probabilities(onnx_path, tokenizer_path, held_texts)
+    held_logits = onnx_logits(onnx_path, tokenizer_path, held_texts)
     held_labels = np.array(held_sst2[1] + [NEUTRAL] * len(held_neutral) + [y for _, y in held_polar])
     n_neutral_end = len(held_sst2[0]) + len(held_neutral)
     temperature, nll_before, nll_after = fit_temperature(held_logits, held_labels)
@@ -340,7 +322,7 @@ def evaluate(
         "temperature": round(temperature, 4),
     }
     if probe:
-        p = softmax(probabilities(onnx_path, tokenizer_path, probe), temperature)
+        p = softmax(onnx_logits(onnx_path, tokenizer_path, probe), temperature)
         report["probe_sentences"] = len(probe)
         report["probe_called_neutral"] = float((p.argmax(1) == NEUTRAL).mean())
         report["probe_mean_p_neutral"] = float(p[:, NEUTRAL].mean())

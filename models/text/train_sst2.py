@@ -233,7 +233,8 @@ def quantize_int8(fp32: Path, int8: Path) -> None:
     quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True, reduce_range=True)
 
 
-def onnx_accuracy(onnx_path: Path, tokenizer_path: Path, sentences: list[str], labels: list[int]) -> float:
+def onnx_logits(onnx_path: Path, tokenizer_path: Path, sentences: list[str]) -> np.ndarray:
+    """The model's logits for each sentence, 64 at a time."""
     import onnxruntime as ort
     from tokenizers import Tokenizer
 
@@ -243,14 +244,18 @@ def onnx_accuracy(onnx_path: Path, tokenizer_path: Path, sentences: list[str], l
     tokenizer = Tokenizer.from_file(str(tokenizer_path))
     tokenizer.enable_truncation(128)
     tokenizer.enable_padding()
-    correct = 0
+    rows = []
     for start in range(0, len(sentences), 64):
         batch = tokenizer.encode_batch(sentences[start : start + 64])
         ids = np.array([e.ids for e in batch], dtype=np.int64)
         mask = np.array([e.attention_mask for e in batch], dtype=np.int64)
-        logits = session.run(["logits"], {"input_ids": ids, "attention_mask": mask})[0]
-        correct += int((logits.argmax(-1) == np.array(labels[start : start + 64])).sum())
-    return correct / len(sentences)
+        rows.append(session.run(["logits"], {"input_ids": ids, "attention_mask": mask})[0])
+    return np.concatenate(rows)
+
+
+def onnx_accuracy(onnx_path: Path, tokenizer_path: Path, sentences: list[str], labels: list[int]) -> float:
+    logits = onnx_logits(onnx_path, tokenizer_path, sentences)
+    return float((logits.argmax(-1) == np.array(labels)).mean())
 
 
 def sha256(path: Path) -> str:
@@ -298,23 +303,10 @@ def held_out_split(sst2: Path, options: TrainOptions) -> tuple[list[str], list[i
 
 def calibrate(args: argparse.Namespace) -> None:
     """Fit a softmax temperature on held-out train rows (never on dev) and write calibration.json."""
-    import onnxruntime as ort
-    from tokenizers import Tokenizer
-
     out = Path(args.out)
     sentences, labels = held_out_split(Path(args.sst2), TrainOptions())
-    session = ort.InferenceSession(str(out / ONNX_INT8), providers=["CPUExecutionProvider"])
-    tokenizer = Tokenizer.from_file(str(out / TOKENIZER))
-    tokenizer.enable_truncation(128)
-    tokenizer.enable_padding()
-    margins = []
-    for start in range(0, len(sentences), 64):
-        batch = tokenizer.encode_batch(sentences[start : start + 64])
-        ids = np.array([e.ids for e in batch], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in batch], dtype=np.int64)
-        logits = session.run(["logits"], {"input_ids": ids, "attention_mask": mask})[0]
-        margins.extend((logits[:, 1] - logits[:, 0]).tolist())
-    margin = np.array(margins)
+    logits = onnx_logits(out / ONNX_INT8, out / TOKENIZER, sentences)
+    margin = logits[:, 1] - logits[:, 0]
     target = np.array(labels, dtype=np.float64)
 
     def nll(temperature: float) -> float:
