@@ -31,6 +31,7 @@ def register(ctx: StageContext) -> ModelVersions:
             "end_ms": utterance.end_ms,
             "model_id": transcriber.model_id,
             "last_frame_received_at_ms": utterance.last_frame_received_at_ms,
+            "fusion_alpha": utterance.fusion_alpha,
         }
         if utterance.gated:  # the anti-hallucination gate: never decoded
             return Transcript(text="", rejected=True, reject_reason=f"gate:{utterance.gated}", compute_ms=0, **common)

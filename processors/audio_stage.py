@@ -60,6 +60,8 @@ class SessionAudio:
     last_received_at_ms: float = 0.0
     last_offset: int | None = None
     """Offset of the last frame record processed (None until one is)."""
+    fusion_alpha: float | None = None
+    """The session's text weight from its start message (None: the server default)."""
 
 
 def register(ctx: StageContext) -> ModelVersions:
@@ -67,7 +69,7 @@ def register(ctx: StageContext) -> ModelVersions:
     app, settings = ctx.app, ctx.settings
     options = EndpointerOptions()
     model = ctx.preload(load_silero)
-    # session id (bytes) → JSON {"next_seq", "resume"}; raw bytes because the app's serializers are raw
+    # session id (bytes) → JSON {"next_seq", "resume", "fusion_alpha"}; raw bytes because the app's serializers are raw
     checkpoints = app.Table("vad-checkpoints", partitions=AUDIO.partitions, key_type=bytes, value_type=bytes)
     sessions: dict[str, SessionAudio] = {}
     audio_topic = ctx.topic(AUDIO)
@@ -81,8 +83,18 @@ def register(ctx: StageContext) -> ModelVersions:
             endpointer.reset(checkpoint["resume"])
             log.info("session %s resumed at utterance %d", sid, checkpoint["next_seq"])
         state = SessionAudio(endpointer, LevelMeter(settings.level_window_ms), partition)
+        state.fusion_alpha = checkpoint.get("fusion_alpha") if checkpoint else None
         sessions[sid] = state
         return state
+
+    def save_checkpoint(sid: str, state: SessionAudio) -> None:
+        checkpoints[sid.encode()] = json.dumps(
+            {
+                "next_seq": state.endpointer.next_utterance_seq,
+                "resume": state.endpointer.position,
+                "fusion_alpha": state.fusion_alpha,
+            }
+        ).encode()
 
     async def ack_through(stream: faust.StreamT, state: SessionAudio, safe_sample: int) -> None:
         while state.held and state.held[0][1] <= safe_sample:
@@ -125,13 +137,12 @@ def register(ctx: StageContext) -> ModelVersions:
                     pcm_start_ms=samples_to_ms(event.pcm_start_sample),
                     gated=event.gated,  # type: ignore[arg-type]
                     last_frame_received_at_ms=received_at_ms,
+                    fusion_alpha=state.fusion_alpha,
                     pcm=event.pcm,
                 )
                 await ctx.emit(UTTERANCES, utterance, sid)
                 await ctx.emit(EVENTS, vad, sid)
-                checkpoints[sid.encode()] = json.dumps(
-                    {"next_seq": state.endpointer.next_utterance_seq, "resume": state.endpointer.position}
-                ).encode()
+                save_checkpoint(sid, state)
 
     async def emit_levels(sid: str, readings: list) -> None:
         for reading in readings:
@@ -169,6 +180,11 @@ def register(ctx: StageContext) -> ModelVersions:
     async def on_control(stream: faust.StreamT, event: faust.EventT, control: SessionControl) -> None:
         sid = control.session_id
         if control.action == "start":
+            if control.options.fusion_alpha is not None:
+                # checkpointed before the ack: the start record is not replayed after a crash, the checkpoint is
+                state = sessions.get(sid) or open_session(sid, event.message.partition)
+                state.fusion_alpha = control.options.fusion_alpha
+                save_checkpoint(sid, state)
             await stream.ack(event)
             return
         state = sessions.pop(sid, None) or open_session(sid, event.message.partition)
@@ -184,9 +200,7 @@ def register(ctx: StageContext) -> ModelVersions:
         )
         await ctx.emit(EVENTS, ended, sid)
         if control.reason == "disconnect":  # the client may resume: its next utterance keeps counting
-            checkpoints[sid.encode()] = json.dumps(
-                {"next_seq": state.endpointer.next_utterance_seq, "resume": state.endpointer.position}
-            ).encode()
+            save_checkpoint(sid, state)
         else:
             checkpoints.pop(sid.encode(), None)
         await ack_through(stream, state, float("inf"))  # type: ignore[arg-type]

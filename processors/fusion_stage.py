@@ -51,7 +51,12 @@ def register(ctx: StageContext) -> ModelVersions:
     def result(key: tuple[str, int], state: Pending, final: bool) -> FusedResult:
         text = state.text if state.text is not None and state.text.has_text else None
         audio = fuser.audio_distribution(state.whole.sentiment.model_dump() if state.whole else None, state.windows)
-        fused = fuser.fuse(text.sentiment.model_dump() if text else None, audio, text.asr_avg_logprob if text else None)
+        fused = fuser.fuse(
+            text.sentiment.model_dump() if text else None,
+            audio,
+            text.asr_avg_logprob if text else None,
+            alpha=text.fusion_alpha if text else None,  # the session's own weight; without text it is 0 anyway
+        )
         origin = (
             state.text.last_frame_received_at_ms if state.text else (state.whole.received_at_ms if state.whole else 0)
         )

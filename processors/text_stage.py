@@ -37,6 +37,7 @@ def register(ctx: StageContext) -> ModelVersions:
             start_ms=transcript.start_ms,
             end_ms=transcript.end_ms,
             last_frame_received_at_ms=transcript.last_frame_received_at_ms,
+            fusion_alpha=transcript.fusion_alpha,
         )
 
     async def send(record: TextScore) -> None:

@@ -118,6 +118,8 @@ class Utterance(PcmRecord):
     """Set when the anti-hallucination gate keeps this utterance from ASR."""
     last_frame_received_at_ms: float
     """Gateway receipt time of the frame that closed the utterance (latency origin)."""
+    fusion_alpha: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    """The session's text weight from its start message, carried to fusion; None uses the server default."""
     pcm: bytes = Field(repr=False)
 
 
@@ -187,6 +189,8 @@ class Transcript(Record):
     model_id: str
     compute_ms: float
     last_frame_received_at_ms: float
+    fusion_alpha: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    """The session's text weight from its start message, carried to fusion; None uses the server default."""
 
 
 class TextScore(Record):
@@ -211,6 +215,8 @@ class TextScore(Record):
     start_ms: float = 0.0
     end_ms: float = 0.0
     last_frame_received_at_ms: float = 0.0
+    fusion_alpha: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    """The session's text weight from its start message, carried to fusion; None uses the server default."""
 
 
 class FusionWeights(BaseModel):

@@ -117,3 +117,25 @@ async def test_a_replayed_result_reaches_the_client_once(stack: Stack) -> None:
             if message["type"] == "utterance":
                 received.append((message["utterance_seq"], message["revision"]))
     assert received == [(0, 0), (0, 1), (1, 1)]
+
+
+async def test_a_sessions_own_text_weight_reaches_fusion(stack: Stack) -> None:
+    """`fusion_alpha` in the start message travels with the session's utterances to the fusion stage."""
+    from pathlib import Path
+
+    from producers.audio import load_pcm16
+
+    speech = load_pcm16(Path(__file__).parent / "data" / "three_prompts.wav")
+    voice_only, words_first = await asyncio.gather(
+        stream_pcm(stack.ws, speech, realtime=False, options={"fusion_alpha": 0.0}),
+        stream_pcm(stack.ws, speech, realtime=False, options={"fusion_alpha": 1.0}),
+    )
+    for messages in (voice_only, words_first):
+        assert messages[-1]["type"] == "session.ended" and messages[-1]["utterances"] == 3
+    finals = [[m for m in ms if m["type"] == "utterance" and m["final"]] for ms in (voice_only, words_first)]
+    assert [len(f) for f in finals] == [3, 3]
+    for result in finals[0]:
+        assert result["weights"] == {"text": 0.0, "audio": 1.0}
+        audio = result["audio_sentiment"]
+        assert result["fused_label"] == max(audio, key=audio.__getitem__)
+    assert all(result["weights"]["text"] > 0 for result in finals[1])
