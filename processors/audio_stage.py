@@ -157,8 +157,8 @@ def register(ctx: StageContext) -> ModelVersions:
         pcm, start_sample = frame.pcm, frame.start_sample
         already = state.endpointer.position - start_sample
         if already < 0 and state.last_offset is not None:
-            # Records of this session were skipped. Seen (rarely) when a rebalance interrupts a fetched batch:
-            # Faust drops the rest of it. The endpointer closes what is open at the gap; the audio in it is lost.
+            # Records of this session were skipped: a tripwire for the consumer bug PromptFetchConsumer guards
+            # against. The endpointer closes what is open at the gap; the audio in it is lost.
             log.warning(
                 "session %s: samples %d-%d were skipped by the consumer (%s[%d] offset %d)",
                 sid, state.endpointer.position, start_sample, message.topic, message.partition, message.offset,

@@ -80,11 +80,6 @@ async def test_speech_yields_vad_events_utterances_and_acoustic_windows(stack: S
     assert sorted(s.utterance_seq for s in scores) == [0, 1, 2] and all(s.has_text for s in scores)
 
 
-@pytest.mark.xfail(
-    reason="known issue: in about 1 run of 5 the replacement's second rebalance makes Faust drop part of a fetched "
-    "batch, so one 100 ms audio record is skipped and that utterance is split in two",
-    strict=False,
-)
 async def test_worker_killed_mid_utterance_loses_nothing_and_client_sees_no_duplicate() -> None:
     with EmbeddedBroker() as broker:
         ensure_topics({"bootstrap.servers": broker.bootstrap})
@@ -119,12 +114,6 @@ async def test_worker_killed_mid_utterance_loses_nothing_and_client_sees_no_dupl
             stop([p for p in (gateway, first, replacement) if p is not None])
 
 
-@pytest.mark.xfail(
-    reason="known issue: in about 1 run of 5 a rebalance makes Faust drop part of a fetched batch, so the survivor "
-    "skips one 100 ms audio record and that utterance is split in two (logged as 'skipped by the consumer'); once, "
-    "with the hand-back rebalance 0.5 s after the take-over, an utterance's final result never came",
-    strict=False,
-)
 async def test_partitions_move_to_the_survivor_and_back_without_loss_or_duplicates() -> None:
     """Two workers, one session on each (the gateway places them); one worker is killed mid-utterance and restarted:
     the survivor takes its partitions over, then hands them back to the replacement, both without waiting for the
