@@ -79,3 +79,24 @@ def test_neutral_training_text_is_lexicon_free_and_polar_text_takes_vaders_side(
         ("a wonderful, happy door", POSITIVE),
         ("I hate the terrible noise", NEGATIVE),
     ]
+
+
+def test_fine_tune_fits_a_tiny_model_to_its_rows(tmp_path: Path) -> None:
+    import random
+
+    import torch
+    from transformers import DistilBertForSequenceClassification
+
+    from models.text.train_sst2 import TrainOptions, fine_tune
+
+    torch.manual_seed(0)
+    model = DistilBertForSequenceClassification.from_pretrained(tiny_distilbert(tmp_path))
+    encoded = [[2, 5, 6, 7, 3], [2, 10, 11, 8, 9, 3], [2, 5, 7, 3]]  # "a fine film", "it was dull mess", "a film"
+    labels = [1, 0, 1]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
+    options = TrainOptions(batch_size=2, warmup_fraction=0.1, bucket_batches=2)
+    steps = fine_tune(model, optimizer, encoded, labels, [0, 1], 40, options, random.Random(1))
+    assert steps == 40 and not model.training
+    with torch.no_grad():
+        predicted = [int(model(input_ids=torch.tensor([encoded[i]])).logits.argmax()) for i in (0, 1)]
+    assert predicted == [1, 0]

@@ -42,7 +42,7 @@ from models.text.train_sst2 import (
     TOKENIZER,
     TrainOptions,
     export_onnx,
-    length_bucketed_batches,
+    fine_tune,
     onnx_logits,
     quantize_int8,
     read_tsv,
@@ -213,36 +213,10 @@ def train(args: argparse.Namespace) -> None:
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=opts.learning_rate, weight_decay=0.01)
     total_steps = int(math.ceil(len(texts) / opts.batch_size) * opts.epochs)
-    warmup = max(1, int(total_steps * opts.warmup_fraction))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total_steps - s) / max(1, total_steps - warmup)))
-    )
-    lengths = [len(e) for e in encoded]
-    step, started = 0, time.time()
-    model.train()
-    while step < total_steps:
-        for batch in length_bucketed_batches(lengths, opts.batch_size, 50, rng):
-            if step >= total_steps:
-                break
-            width = max(lengths[i] for i in batch)
-            ids = torch.zeros((len(batch), width), dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for r, i in enumerate(batch):
-                ids[r, : lengths[i]] = torch.tensor(encoded[i])
-                mask[r, : lengths[i]] = 1
-            target = torch.tensor([targets[i] for i in batch])
-            loss = torch.nn.functional.cross_entropy(model(input_ids=ids, attention_mask=mask).logits, target)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            if step % 50 == 0:
-                progress = {"step": step, "of": total_steps, "loss": round(loss.item(), 4)}
-                print(json.dumps(progress | {"s_per_step": round((time.time() - started) / step, 3)}), flush=True)
+    loop = TrainOptions(batch_size=opts.batch_size, warmup_fraction=opts.warmup_fraction, bucket_batches=50)
+    started = time.time()
+    step = fine_tune(model, optimizer, encoded, targets, list(range(len(texts))), total_steps, loop, rng)
 
-    model.eval()
     checkpoint = work / "checkpoint-neutral"
     model.save_pretrained(checkpoint)
     shutil.copy(start_from / TOKENIZER, checkpoint / TOKENIZER)

@@ -24,6 +24,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -86,6 +87,53 @@ def length_bucketed_batches(
     return batches
 
 
+def fine_tune(
+    model: Any,
+    optimizer: Any,
+    encoded: list[list[int]],
+    labels: list[int],
+    rows: list[int],
+    total_steps: int,
+    opts: TrainOptions,
+    rng: random.Random,
+) -> int:
+    """`total_steps` AdamW steps (linear warm-up, then linear decay) over `rows` of `encoded`, in length-bucketed
+    batches, repeating the rows as often as needed; prints progress every 50 steps. Returns the steps taken."""
+    import torch
+
+    warmup = max(1, int(total_steps * opts.warmup_fraction))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total_steps - s) / max(1, total_steps - warmup)))
+    )
+    lengths = [len(encoded[i]) for i in rows]
+    step, started = 0, time.time()
+    model.train()
+    while step < total_steps:
+        for batch in length_bucketed_batches(lengths, opts.batch_size, opts.bucket_batches, rng):
+            if step >= total_steps:
+                break
+            picked = [rows[i] for i in batch]
+            width = max(len(encoded[i]) for i in picked)
+            ids = torch.zeros((len(picked), width), dtype=torch.long)
+            mask = torch.zeros((len(picked), width), dtype=torch.long)
+            for r, i in enumerate(picked):
+                ids[r, : len(encoded[i])] = torch.tensor(encoded[i])
+                mask[r, : len(encoded[i])] = 1
+            target = torch.tensor([labels[i] for i in picked])
+            loss = torch.nn.functional.cross_entropy(model(input_ids=ids, attention_mask=mask).logits, target)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            if step % 50 == 0:
+                progress = {"step": step, "of": total_steps, "loss": round(loss.item(), 4)}
+                print(json.dumps(progress | {"s_per_step": round((time.time() - started) / step, 3)}), flush=True)
+    model.eval()
+    return step
+
+
 def train(args: argparse.Namespace) -> None:
     import torch
     from tokenizers import Tokenizer
@@ -129,50 +177,10 @@ def train(args: argparse.Namespace) -> None:
         {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
     ]
     optimizer = torch.optim.AdamW(groups, lr=opts.learning_rate)
-    steps_per_epoch = math.ceil(len(train_idx) / opts.batch_size)
-    total_steps = int(steps_per_epoch * opts.epochs)
-    warmup = max(1, int(total_steps * opts.warmup_fraction))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total_steps - s) / max(1, total_steps - warmup)))
-    )
+    total_steps = int(math.ceil(len(train_idx) / opts.batch_size) * opts.epochs)
+    started = time.time()
+    step = fine_tune(model, optimizer, encoded, labels, train_idx, total_steps, opts, rng)
 
-    def collate(rows: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        width = max(len(encoded[i]) for i in rows)
-        ids = torch.zeros((len(rows), width), dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for r, i in enumerate(rows):
-            ids[r, : len(encoded[i])] = torch.tensor(encoded[i])
-            mask[r, : len(encoded[i])] = 1
-        return ids, mask, torch.tensor([labels[i] for i in rows])
-
-    lengths = [len(e) for e in encoded]
-    step, started = 0, time.time()
-    model.train()
-    epoch = 0
-    while step < total_steps:
-        sub_lengths = [lengths[i] for i in train_idx]
-        for batch in length_bucketed_batches(sub_lengths, opts.batch_size, opts.bucket_batches, rng):
-            if step >= total_steps:
-                break
-            ids, mask, target = collate([train_idx[i] for i in batch])
-            loss = torch.nn.functional.cross_entropy(model(input_ids=ids, attention_mask=mask).logits, target)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            if step % 50 == 0:
-                rate = (time.time() - started) / step
-                print(
-                    json.dumps(
-                        {"step": step, "of": total_steps, "loss": round(loss.item(), 4), "s_per_step": round(rate, 3)}
-                    ),
-                    flush=True,
-                )
-        epoch += 1
-
-    model.eval()
     checkpoint = work / "checkpoint"
     model.save_pretrained(checkpoint)
     shutil.copy(Path(opts.base_model) / TOKENIZER, checkpoint / TOKENIZER)
