@@ -115,8 +115,9 @@ async def test_worker_killed_mid_utterance_loses_nothing_and_client_sees_no_dupl
 
 
 @pytest.mark.xfail(
-    reason="known issue: in 2 runs of 20 (with both consumer guards) the last utterance's final result of one session "
-    "never came when the partitions were handed back 0.5 s after the takeover; cause not found yet",
+    reason="known issue: about 1 run in 10 the surviving worker stops consuming after the rebalance in which the "
+    "replacement joins (it seeks to the committed offsets, then processes nothing), so one session's last result or "
+    "session.ended never comes; cause not found yet",
     strict=False,
 )
 async def test_partitions_move_to_the_survivor_and_back_without_loss_or_duplicates() -> None:
