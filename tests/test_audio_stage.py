@@ -115,9 +115,9 @@ async def test_worker_killed_mid_utterance_loses_nothing_and_client_sees_no_dupl
 
 
 @pytest.mark.xfail(
-    reason="known issue: about 1 run in 10 the surviving worker stops consuming after the rebalance in which the "
-    "replacement joins (it seeks to the committed offsets, then processes nothing), so one session's last result or "
-    "session.ended never comes; cause not found yet",
+    reason="known issue: about 1 run in 10 the surviving worker never finishes Faust's table recovery after the "
+    "rebalance in which the replacement joins (it stops at 'Restoring state from changelog topics'), so one "
+    "session's last result or session.ended never comes; why it hangs is not found yet",
     strict=False,
 )
 async def test_partitions_move_to_the_survivor_and_back_without_loss_or_duplicates() -> None:
