@@ -62,7 +62,7 @@ class SessionOptions(BaseModel):
 
     language: str = "en"
     """Spoken language (only English models ship today)."""
-    fusion_alpha: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    fusion_alpha: Probability | None = None
     """Weight of the text score in late fusion; None uses the server default."""
 
 
@@ -118,7 +118,7 @@ class Utterance(PcmRecord):
     """Set when the anti-hallucination gate keeps this utterance from ASR."""
     last_frame_received_at_ms: float
     """Gateway receipt time of the frame that closed the utterance (latency origin)."""
-    fusion_alpha: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    fusion_alpha: Probability | None = None
     """The session's text weight from its start message, carried to fusion; None uses the server default."""
     pcm: bytes = Field(repr=False)
 
@@ -189,7 +189,7 @@ class Transcript(Record):
     model_id: str
     compute_ms: float
     last_frame_received_at_ms: float
-    fusion_alpha: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    fusion_alpha: Probability | None = None
     """The session's text weight from its start message, carried to fusion; None uses the server default."""
 
 
@@ -215,7 +215,7 @@ class TextScore(Record):
     start_ms: float = 0.0
     end_ms: float = 0.0
     last_frame_received_at_ms: float = 0.0
-    fusion_alpha: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    fusion_alpha: Probability | None = None
     """The session's text weight from its start message, carried to fusion; None uses the server default."""
 
 
