@@ -93,10 +93,19 @@ def test_fine_tune_fits_a_tiny_model_to_its_rows(tmp_path: Path) -> None:
     model = DistilBertForSequenceClassification.from_pretrained(tiny_distilbert(tmp_path))
     encoded = [[2, 5, 6, 7, 3], [2, 10, 11, 8, 9, 3], [2, 5, 7, 3]]  # "a fine film", "it was dull mess", "a film"
     labels = [1, 0, 1]
+
+    def loss_on_rows() -> float:
+        with torch.no_grad():
+            logits = [model(input_ids=torch.tensor([encoded[i]])).logits for i in (0, 1)]
+        return float(torch.nn.functional.cross_entropy(torch.cat(logits), torch.tensor(labels[:2])))
+
+    model.eval()
+    before = loss_on_rows()
     optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
     options = TrainOptions(batch_size=2, warmup_fraction=0.1, bucket_batches=2)
     steps = fine_tune(model, optimizer, encoded, labels, [0, 1], 40, options, random.Random(1))
     assert steps == 40 and not model.training
+    assert loss_on_rows() < before / 4  # random initial weights may already guess right; they cannot fit
     with torch.no_grad():
         predicted = [int(model(input_ids=torch.tensor([encoded[i]])).logits.argmax()) for i in (0, 1)]
     assert predicted == [1, 0]
