@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 
 SAMPLE_RATE = 16_000
+RAW_FORMATS = {".g722": "g722", ".gsm": "gsm", ".ul": "mulaw", ".al": "alaw"}
+"""Headerless telephony files, whose container PyAV cannot guess from the content."""
 
 
 def load_pcm16(path: str | Path, sample_rate: int = SAMPLE_RATE) -> bytes:
@@ -14,7 +16,8 @@ def load_pcm16(path: str | Path, sample_rate: int = SAMPLE_RATE) -> bytes:
     import av
 
     path = Path(path)
-    options = {"format": "g722"} if path.suffix.lower() == ".g722" else {}
+    raw = RAW_FORMATS.get(path.suffix.lower())
+    options = {"format": raw} if raw else {}
     chunks: list[np.ndarray] = []
     with av.open(str(path), **options) as container:
         resampler = av.AudioResampler(format="s16", layout="mono", rate=sample_rate)

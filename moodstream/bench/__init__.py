@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
+from typing import NoReturn
 
 
 def report(result: dict, as_json: bool) -> None:
@@ -13,3 +15,14 @@ def report(result: dict, as_json: bool) -> None:
         for key, value in result.items():
             print(f"{key:>{width}}: {value}", file=sys.stderr)
     print(json.dumps(result), flush=True)
+
+
+def unusable(benchmark: str, message: str) -> NoReturn:
+    """A benchmark without its data or tool: one line on stderr saying what to install or pass, exit status 2."""
+    print(f"bench {benchmark}: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
+
+
+def require_tool(benchmark: str, tool: str, package: str) -> None:
+    if shutil.which(tool) is None:
+        unusable(benchmark, f"{tool} not found: apt-get install {package}")

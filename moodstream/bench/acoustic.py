@@ -10,13 +10,10 @@ from pathlib import Path
 import numpy as np
 
 from models import ACOUSTIC_MODEL_DIR
-from moodstream.bench import report
+from models.acoustic.corpus import SENTIMENT_OF, ravdess_name, read_audio, trim
+from models.metrics import three_way_report
+from moodstream.bench import report, unusable
 from processors.acoustic import AcousticClassifier, AcousticOptions
-
-EMOTIONS = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
-SENTIMENT_OF = {"neutral": "neutral", "calm": "neutral", "happy": "positive", "surprised": "positive",
-                "sad": "negative", "angry": "negative", "fearful": "negative", "disgust": "negative"}  # fmt: skip
-SENTIMENTS = ("negative", "neutral", "positive")
 
 
 def held_out_actors() -> list[int]:
@@ -24,41 +21,25 @@ def held_out_actors() -> list[int]:
 
 
 def ravdess_files(root: Path, actors: list[int] | None) -> list[tuple[Path, str, int]]:
+    """(path, emotion, actor) of every RAVDESS-named file under `root` (any depth) of the chosen actors (None: all);
+    exits 2 when there is none."""
     files = []
-    for path in sorted(root.rglob("*")):
-        parts = path.stem.split("-")
-        if path.suffix.lower() not in (".flac", ".wav") or len(parts) != 7:
-            continue
-        emotion, actor = EMOTIONS[int(parts[2]) - 1], int(parts[6])
-        if actors is None or actor in actors:
-            files.append((path, emotion, actor))
+    for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in (".flac", ".wav")):
+        named = ravdess_name(path)
+        if named and (actors is None or named[1] in actors):
+            files.append((path, *named))
+    if not files:
+        chosen = "any actor" if actors is None else f"actors {','.join(map(str, actors))}"
+        unusable("acoustic", f"no RAVDESS-named .wav/.flac files (03-01-EE-II-SS-RR-NN) of {chosen} under {root}")
     return files
 
 
-def uar_report(truth: list[str], predicted: list[str]) -> dict:
-    confusion = np.zeros((3, 3), dtype=int)
-    for t, p in zip(truth, predicted, strict=True):
-        confusion[SENTIMENTS.index(t), SENTIMENTS.index(p)] += 1
-    recalls = confusion.diagonal() / np.maximum(1, confusion.sum(axis=1))
-    return {
-        "uar": round(float(recalls.mean()), 4),
-        "accuracy": round(float(confusion.diagonal().sum() / max(1, confusion.sum())), 4),
-        "confusion": confusion.tolist(),
-        "confusion_labels": list(SENTIMENTS),
-    }
-
-
 def run(data: Path, actors: list[int] | None) -> dict:
-    import soundfile
-
-    from models.acoustic.train_ravdess import trim  # numpy only: the endpointer-like trim used in training
-
     classifier = AcousticClassifier(AcousticOptions(threads=1))
     files = ravdess_files(data, actors)
     truth, predicted, window_ms = [], [], []
     for path, emotion, _actor in files:
-        audio, _rate = soundfile.read(str(path), dtype="int16")
-        audio = trim(audio.astype(np.float32) / 32768.0)
+        audio = trim(read_audio(path))
         result = classifier.classify(audio)
         truth.append(SENTIMENT_OF[emotion])
         predicted.append(max(result.sentiment, key=result.sentiment.__getitem__))
@@ -71,7 +52,7 @@ def run(data: Path, actors: list[int] | None) -> dict:
         "model": classifier.version,
         "files": len(files),
         "actors": sorted({a for _, _, a in files}),
-        **uar_report(truth, predicted),
+        **three_way_report(truth, predicted),
         "ms_per_window": round(float(np.mean(window_ms)), 3),
         "ms_per_window_p95": round(float(np.percentile(window_ms, 95)), 3),
         "window_ms": 500,
@@ -79,7 +60,18 @@ def run(data: Path, actors: list[int] | None) -> dict:
     }
 
 
+def chosen_actors(actors: str) -> list[int] | None:
+    """'all' → None (every actor), '' → the actors the shipped model held out, else the comma-separated list."""
+    if actors == "all":
+        return None
+    if not actors:
+        return held_out_actors()
+    try:
+        return [int(a) for a in actors.split(",")]
+    except ValueError:
+        unusable("acoustic", f"--actors takes 'all' or numbers like 17,18, not {actors!r}")
+
+
 def main(data: Path, actors: str, as_json: bool) -> None:
-    chosen = None if actors == "all" else ([int(a) for a in actors.split(",")] if actors else held_out_actors())
-    result = run(data, chosen)
+    result = run(data, chosen_actors(actors))
     report(result, as_json)

@@ -21,8 +21,9 @@ def bench_env(bootstrap: str | None = None, **settings: str) -> dict[str, str]:
 
 
 def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """``moodstream ARGS`` as a child process."""
-    return subprocess.Popen([sys.executable, "-m", "moodstream", *args], env=env)
+    """``moodstream ARGS`` as a child process. Its stdout goes to our stderr: a benchmark's stdout carries its JSON
+    alone (Faust writes terminal control codes such as show-cursor there when it stops)."""
+    return subprocess.Popen([sys.executable, "-m", "moodstream", *args], env=env, stdout=sys.stderr)
 
 
 def wait_http(url: str, processes: list[subprocess.Popen[bytes]], timeout_s: float = 120.0) -> float:
