@@ -149,15 +149,16 @@ def bench_vad(prompts: int, seed: int, as_json: bool) -> None:
     "--tsv",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     required=True,
-    help="Header, then sentence<TAB>label (1 positive, 0 negative), e.g. SST-2 dev.tsv.",
+    help="Header, then sentence<TAB>label (1/0, SST-2) or sentence<TAB>label3 (negative/neutral/positive).",
 )
 @click.option("--model-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None)
+@click.option("--context", is_flag=True, help="Give each sentence the previous one of its dialogue (source_id column).")
 @click.option("--json", "as_json", is_flag=True, help="Only the JSON line.")
-def bench_text(tsv: Path, model_dir: Path | None, as_json: bool) -> None:
-    """Text sentiment accuracy, ms per sentence at batch 1 (p50/p95), sentences/s at batch 8; one thread."""
+def bench_text(tsv: Path, model_dir: Path | None, context: bool, as_json: bool) -> None:
+    """Text sentiment accuracy (3-way: UAR, F1, confusion), ms per sentence at batch 1 (p50/p95); one thread."""
     from moodstream.bench.text import main as run
 
-    run(tsv, model_dir, as_json)
+    run(tsv, model_dir, context, as_json)
 
 
 @bench.command(name="asr")
@@ -225,15 +226,32 @@ def topics() -> None:
     default=None,
     help="SST-2 dev.tsv: sentences spoken by espeak-ng; fused vs text-only accuracy.",
 )
+@click.option("--actors", default="", help="Comma-separated actors to score, or 'all' (default: the held-out ones).")
 @click.option("--limit", type=int, default=0, help="Use only the first N SST-2 sentences.")
 @click.option("--json", "as_json", is_flag=True, help="Only the JSON line.")
-def bench_fusion(ravdess: Path | None, sst2: Path | None, limit: int, as_json: bool) -> None:
+def bench_fusion(ravdess: Path | None, sst2: Path | None, actors: str, limit: int, as_json: bool) -> None:
     """Fusion keeps what each modality knows: RAVDESS (neutral words) and SST-2 via espeak-ng (flat voice)."""
     from moodstream.bench.fusion import main as run
 
     if not ravdess and not sst2:
         raise click.UsageError("give --ravdess DIR and/or --sst2 FILE")
-    run(ravdess, sst2, limit, as_json)
+    run(ravdess, sst2, actors, limit, as_json)
+
+
+@bench.command(name="sentiment")
+@click.option(
+    "--data",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder with labels.tsv (header, then file<TAB>label3[<TAB>…]) and the audio files it names.",
+)
+@click.option("--limit", type=int, default=0, help="Use only the first N files.")
+@click.option("--json", "as_json", is_flag=True, help="Only the JSON line.")
+def bench_sentiment(data: Path, limit: int, as_json: bool) -> None:
+    """The serving verdict (VAD, voice, ASR, text, fusion) per clip: UAR, accuracy, shares, confusion of each."""
+    from moodstream.bench.sentiment import main as run
+
+    run(data, limit, as_json)
 
 
 @main.command()
