@@ -10,7 +10,6 @@ transcripts get an explicit "no text" result rather than a guess.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +32,8 @@ class TextSentimentOptions:
     """Folder with model.int8.onnx, tokenizer.json and optionally calibration.json."""
     max_tokens: int = 128
     """Longer transcripts are truncated (SST-2 sentences rarely exceed 60 tokens)."""
+    context_words: int = 24
+    """Of a previous utterance given as context, only its last this many words are kept."""
     neutral_band: float = 0.4
     """Binary models only: |p(positive) − p(negative)| below this gives neutral mass; 0 disables it."""
     threads: int = 1
@@ -81,18 +82,26 @@ class TextClassifier:
         self.temperature = float(json.loads(calibration.read_text())["temperature"]) if calibration.exists() else 1.0
         self.version = model_dir.name + ":" + _short_hash(model_dir / MODEL_FILE)
 
-    def logits(self, texts: list[str]) -> np.ndarray:
-        encodings = self.tokenizer.encode_batch(texts)
+    def logits(self, texts: list[str], contexts: list[str] | None = None) -> np.ndarray:
+        """Raw logits; with `contexts`, each text is encoded as the pair (its context, the text)."""
+        if contexts is None:
+            encodings = self.tokenizer.encode_batch(texts)
+        else:
+            keep = self.options.context_words
+            pairs = [(" ".join(c.split()[-keep:]), t) if c.strip() else t for c, t in zip(contexts, texts, strict=True)]
+            encodings = self.tokenizer.encode_batch(pairs)
         ids = np.array([e.ids for e in encodings], dtype=np.int64)
         mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
         return self.session.run(["logits"], {"input_ids": ids, "attention_mask": mask})[0]
 
-    def classify(self, texts: list[str]) -> list[TextSentiment]:
-        """Scores for each text, in order; blank texts get NO_TEXT."""
+    def classify(self, texts: list[str], contexts: list[str] | None = None) -> list[TextSentiment]:
+        """Scores for each text, in order; blank texts get NO_TEXT. `contexts[i]` is the utterance said before
+        `texts[i]` in the same conversation ("" for none); only a model trained with context should be given it."""
         results: list[TextSentiment | None] = [None if t.strip() else NO_TEXT for t in texts]
         real = [i for i, r in enumerate(results) if r is None]
         if real:
-            logits = self.logits([texts[i].strip() for i in real]) / self.temperature
+            chosen = None if contexts is None else [contexts[i] for i in real]
+            logits = self.logits([texts[i].strip() for i in real], chosen) / self.temperature
             margin = logits[:, 1] - logits[:, 0]
             p_pos = 1.0 / (1.0 + np.exp(-margin))
             if logits.shape[1] == 3:
@@ -120,9 +129,3 @@ def _short_hash(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()[:12]
-
-
-def timed_classify(classifier: TextClassifier, texts: list[str]) -> tuple[list[TextSentiment], float]:
-    started = time.perf_counter()
-    results = classifier.classify(texts)
-    return results, (time.perf_counter() - started) * 1000
