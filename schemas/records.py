@@ -225,7 +225,11 @@ class FusionWeights(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     text: Probability
+    """α: the words' share of the fused distribution."""
     audio: Probability
+    """1 − α: the voice's share."""
+    voice_commitment: Probability | None = None
+    """How far the voice's polar verdict counted (1 in full; 0: a voice this unsure was read as calm)."""
 
 
 class FusedResult(Record):

@@ -66,3 +66,37 @@ def test_window_pooling() -> None:
     assert fuser.audio_distribution(None, [a, b]) == pytest.approx(pool([a, b], "mean"))
     mixed = fuser.audio_distribution(ANGRY_VOICE, [a])
     assert mixed["negative"] == pytest.approx(0.7)
+
+
+PLAIN_WORDS = {"negative": 0.05, "neutral": 0.9, "positive": 0.05}
+
+
+def test_neutral_words_and_a_voice_that_only_leans_give_neutral() -> None:
+    leaning = {"negative": 0.55, "neutral": 0.4, "positive": 0.05}  # polar mass 0.6: a third of the way to "sure"
+    fused = Fuser().fuse(PLAIN_WORDS, leaning, avg_logprob=-0.1)
+    assert fused.voice_commitment == pytest.approx(1 / 3)
+    assert fused.label == "neutral"
+    assert fused.audio_sentiment == leaning  # what the voice said is reported as it said it
+
+
+def test_neutral_words_and_a_clearly_emotional_voice_give_the_voice() -> None:
+    fused = Fuser().fuse(PLAIN_WORDS, ANGRY_VOICE, avg_logprob=-0.1)
+    assert fused.voice_commitment == 1.0
+    assert fused.label == "negative"
+
+
+def test_polar_words_decide_and_the_voice_only_nudges() -> None:
+    calm_voice = {"negative": 0.1, "neutral": 0.8, "positive": 0.1}
+    happy_voice = {"negative": 0.02, "neutral": 0.08, "positive": 0.9}
+    angry_words = {"negative": 0.97, "neutral": 0.02, "positive": 0.01}
+    with_calm = Fuser().fuse(angry_words, calm_voice, avg_logprob=-0.1)
+    with_happy = Fuser().fuse(angry_words, happy_voice, avg_logprob=-0.1)
+    assert with_calm.label == with_happy.label == "negative"
+    assert with_happy.score > with_calm.score  # the voice moved it, towards positive
+
+
+def test_the_calm_default_can_be_turned_off() -> None:
+    leaning = {"negative": 0.55, "neutral": 0.4, "positive": 0.05}
+    fuser = Fuser(FusionOptions(voice_calm_below=0.0, voice_emotional_above=0.0))
+    fused = fuser.fuse(PLAIN_WORDS, leaning, avg_logprob=-0.1)
+    assert fused.voice_commitment == 1.0 and fused.label == "negative"
