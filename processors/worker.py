@@ -171,6 +171,38 @@ class StageContext:
     async def emit(self, spec: TopicSpec, record: Record, key: str) -> None:
         await self.topic(spec).send(key=key.encode(), value=encode(record))
 
+    async def each_record(
+        self,
+        stream: faust.StreamT,
+        expected: tuple[type[Record], ...],
+        name: str,
+        handle: Callable[[faust.EventT, Any], Awaitable[None]],
+        *,
+        manual_ack: bool = False,
+    ) -> None:
+        """The one consume loop of every stage: decode and validate each record, call `handle(event, record)`; a
+        record that fails validation, or whose handling raises, goes to the dead-letter topic and the loop goes on.
+        With `manual_ack` the stream does not ack by itself: `handle` acks (or holds) what it took, and this loop
+        acks what it dead-lettered."""
+        async for event in stream.events():
+            try:
+                record = decode(event.value, expected)
+            except SchemaError as exc:
+                await self._reject(stream, event, name, exc, manual_ack)
+                continue
+            try:
+                await handle(event, record)
+            except Exception as exc:  # one bad record must not stop the partition
+                log.exception("%s failed on session %s", name, getattr(record, "session_id", "?"))
+                await self._reject(stream, event, name, exc, manual_ack)
+
+    async def _reject(
+        self, stream: faust.StreamT, event: faust.EventT, name: str, error: Exception, manual_ack: bool
+    ) -> None:
+        await self.dead_letter(event, name, error)
+        if manual_ack:
+            await stream.ack(event)
+
     async def consume(
         self,
         stream: faust.StreamT,
@@ -180,20 +212,14 @@ class StageContext:
         pool: Executor,
         send: Callable[[Record], Awaitable[None]],
     ) -> None:
-        """The shell of a stateless stage: decode (invalid records are dead-lettered), run `compute` in the
-        stage's pool off the event loop, send its result; a record whose processing fails is dead-lettered."""
+        """The shell of a stateless stage: `compute` runs in the stage's pool off the event loop, its result is
+        sent; invalid records and failures are dead-lettered (`each_record`)."""
         loop = asyncio.get_running_loop()
-        async for event in stream.events():
-            try:
-                record = decode(event.value, (expected,))
-            except SchemaError as exc:
-                await self.dead_letter(event, name, exc)
-                continue
-            try:
-                await send(await loop.run_in_executor(pool, compute, record))
-            except Exception as exc:  # one bad record must not stop the partition
-                log.exception("%s failed on session %s", name, getattr(record, "session_id", "?"))
-                await self.dead_letter(event, name, exc)
+
+        async def handle(_event: faust.EventT, record: R) -> None:
+            await send(await loop.run_in_executor(pool, compute, record))
+
+        await self.each_record(stream, (expected,), name, handle)
 
     async def dead_letter(self, event: faust.EventT, consumer: str, error: Exception) -> None:
         message = event.message

@@ -1,0 +1,98 @@
+"""The audio stage's state machine on real speech, without a broker: what it sends, stores and acks, and that a
+worker taking a session over from its checkpoint neither repeats nor loses an utterance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from processors.audio_session import AudioSession, Checkpoint, Send, Step, Store
+from processors.endpointer import Endpointer
+from processors.level import LevelMeter
+from processors.vad import SileroStream, load_silero
+from producers.audio import load_pcm16
+from schemas.records import AudioFrame, SessionControl, SessionEnded, Utterance
+from schemas.topics import UTTERANCES
+
+SPEECH = load_pcm16(Path(__file__).parent / "data" / "three_prompts.wav")
+FRAME = 3200  # bytes: 100 ms records, as the gateway joins them
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_silero()
+
+
+def new_session(model, checkpoint: Checkpoint | None = None) -> AudioSession[int]:
+    return AudioSession("s1", Endpointer(SileroStream(model)), LevelMeter(500), checkpoint)
+
+
+def frame(offset: int) -> AudioFrame:
+    pcm = SPEECH[offset : offset + FRAME]
+    return AudioFrame(session_id="s1", seq=offset // FRAME, start_sample=offset // 2, received_at_ms=1.0, pcm=pcm)
+
+
+def end(reason: str = "client") -> SessionControl:
+    return SessionControl(session_id="s1", action="end", next_seq=0, reason=reason, at_ms=2.0)  # type: ignore[arg-type]
+
+
+def utterances(steps: list[Step[int]]) -> list[Utterance]:
+    return [a.record for s in steps for a in s.actions if isinstance(a, Send) and a.topic == UTTERANCES]  # type: ignore[misc]
+
+
+def feed(session: AudioSession[int], offsets: range) -> list[Step[int]]:
+    return [session.on_frame(frame(offset), offset // FRAME) for offset in offsets]
+
+
+def test_each_utterance_is_sent_before_the_checkpoint_that_counts_it_and_frames_are_acked_after(model) -> None:
+    session = new_session(model)
+    steps = feed(session, range(0, len(SPEECH), FRAME))
+    assert [u.utterance_seq for u in utterances(steps)] == [0, 1, 2]
+    for step in steps:
+        kinds = [type(a) for a in step.actions]
+        if Store in kinds:  # an utterance was cut in this step: it is sent first, the checkpoint written after
+            assert kinds.index(Store) > kinds.index(Send)
+    acked = [token for step in steps for token in step.acks]
+    assert acked == sorted(acked) and len(acked) < len(steps)  # in order; the tail is held (padding)
+    final = session.on_end(end(), 999)
+    assert final.acks[-1] == 999 and set(acked + final.acks[:-1]) == set(range(len(steps)))
+    ended = [a.record for a in final.actions if isinstance(a, Send) and isinstance(a.record, SessionEnded)]
+    assert ended[0].utterances == 3
+    assert final.actions[-1] == Store(None)  # a normal end drops the checkpoint
+
+
+def test_a_takeover_from_the_checkpoint_replays_held_frames_without_repeating_or_losing_an_utterance(model) -> None:
+    first = new_session(model)
+    middle = len(SPEECH) // 2 // FRAME * FRAME
+    before = feed(first, range(0, middle, FRAME))
+    stored = [a.checkpoint for s in before for a in s.actions if isinstance(a, Store)]
+    acked = {token for step in before for token in step.acks}
+    # the worker dies here: the next owner reads the last checkpoint and gets every unacked frame again
+    second = new_session(model, stored[-1])
+    replay_from = min(set(range(middle // FRAME)) - acked) * FRAME
+    after = [*feed(second, range(replay_from, len(SPEECH), FRAME)), second.on_end(end(), 999)]
+    seqs = [u.utterance_seq for u in utterances(before)] + [u.utterance_seq for u in utterances(after)]
+    assert seqs == [0, 1, 2]
+
+
+def test_a_disconnect_keeps_the_checkpoint_and_a_resent_frame_counts_once(model) -> None:
+    session = new_session(model)
+    feed(session, range(0, 10 * FRAME, FRAME))
+    again = session.on_frame(frame(9 * FRAME), 100)  # a resuming client resends audio the worker already has
+    assert again.actions == []  # nothing new in it: no level, no VAD step
+    step = session.on_end(end("disconnect"), 999)
+    assert [u.utterance_seq for u in utterances([step])] == [0]  # "Goodbye!" was open at the disconnect
+    assert step.actions[-1] == Store(Checkpoint(1, 10 * FRAME // 2, None))
+
+
+def test_a_start_with_a_text_weight_stores_it_before_the_ack_and_utterances_carry_it(model) -> None:
+    session = new_session(model)
+    start = SessionControl.model_validate(
+        {"session_id": "s1", "action": "start", "next_seq": 0, "options": {"fusion_alpha": 0.2}, "at_ms": 0.0}
+    )
+    step = session.on_start(start, 0)
+    assert step.actions == [Store(Checkpoint(0, 0, 0.2))] and step.acks == [0]
+    sent = utterances(feed(session, range(0, len(SPEECH), FRAME)))
+    assert sent and all(u.fusion_alpha == 0.2 for u in sent)
+    assert Checkpoint.from_bytes(Checkpoint(3, 480, 0.2).to_bytes()) == Checkpoint(3, 480, 0.2)
