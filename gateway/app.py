@@ -27,7 +27,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from gateway import metrics
-from gateway.auth import ResumeTokens
+from gateway.auth import Authenticator, ResumeTokens
 from gateway.bridge import KafkaBridge
 from gateway.placement import choose_partition, new_session_id
 from moodstream.settings import Settings
@@ -331,7 +331,7 @@ class ClientSession:
 def create_app(settings: Settings) -> Starlette:
     bridge = KafkaBridge(settings)
     open_sessions: set[ClientSession] = set()
-    auth = settings.authenticator()
+    auth = Authenticator.from_settings(settings)
     resume_tokens = ResumeTokens(settings.resume_secret)
 
     async def watch_broker() -> None:
@@ -436,7 +436,7 @@ def run_gateway(settings: Settings) -> None:
 
     from gateway.auth import check_bind
 
-    check_bind(settings.host, settings.authenticator())
+    check_bind(settings.host, Authenticator.from_settings(settings))
     uvicorn.run(
         create_app(settings),
         host=settings.host,

@@ -17,6 +17,8 @@ import secrets
 import time
 from dataclasses import dataclass
 
+from moodstream.settings import Settings
+
 
 def hash_key(key: str) -> str:
     """The digest to configure for an API key (`MOODSTREAM_API_KEY_HASHES`)."""
@@ -43,6 +45,11 @@ class Authenticator:
     token_secret: str | None = None
     allowed_origins: frozenset[str] = frozenset()
     """Origins allowed to open sockets from a browser; empty allows any (non-browser clients send none)."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Authenticator:
+        split = lambda text: frozenset(p.strip() for p in text.split(",") if p.strip())  # noqa: E731
+        return cls(split(settings.api_key_hashes.lower()), settings.token_secret, split(settings.allowed_origins))
 
     @property
     def enabled(self) -> bool:

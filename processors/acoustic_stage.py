@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import faust
 
 from processors.acoustic import AcousticClassifier
-from processors.worker import ModelVersions, StageContext
+from processors.runtime import ModelVersions, StageContext
 from schemas.records import AcousticScore, AcousticWindow, SentimentScores, Utterance
 from schemas.topics import ACOUSTIC_SCORES, ACOUSTIC_WINDOWS, EVENTS, UTTERANCES
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import faust
 
+from processors.runtime import ModelVersions, StageContext
 from processors.transcriber import Transcriber, TranscriberOptions
-from processors.worker import ModelVersions, StageContext
 from schemas.records import Transcript, Utterance
 from schemas.topics import TRANSCRIPTS, UTTERANCES
 

@@ -16,8 +16,8 @@ from faust.types import TP
 from processors.audio_session import AudioSession, Checkpoint, Send, Step
 from processors.endpointer import Endpointer, EndpointerOptions
 from processors.level import LevelMeter
+from processors.runtime import ModelVersions, StageContext
 from processors.vad import SileroStream, load_silero
-from processors.worker import ModelVersions, StageContext
 from schemas.records import AudioFrame, SessionControl
 from schemas.topics import AUDIO
 

@@ -12,9 +12,9 @@ import time
 import faust
 from faust.types import TP
 
-from processors.fusion import Fuser
+from processors.fusion import Fuser, FusionOptions
 from processors.fusion_join import FusionJoin, JoinOptions, JoinStep
-from processors.worker import ModelVersions, StageContext, now_ms
+from processors.runtime import ModelVersions, StageContext, now_ms
 from schemas.records import AcousticScore, TextScore
 from schemas.topics import ACOUSTIC_SCORES, EVENTS, TEXT_SCORES
 
@@ -22,7 +22,13 @@ from schemas.topics import ACOUSTIC_SCORES, EVENTS, TEXT_SCORES
 def register(ctx: StageContext) -> ModelVersions:
     settings = ctx.settings
     join: FusionJoin[faust.EventT] = FusionJoin(
-        Fuser(settings.fusion_options()),
+        Fuser(
+            FusionOptions(
+                text_weight=settings.fusion_text_weight,
+                voice_calm_below=settings.fusion_voice_calm_below,
+                voice_emotional_above=settings.fusion_voice_emotional_above,
+            )
+        ),
         JoinOptions(degrade_after_s=settings.fusion_degrade_after_s, give_up_after_s=settings.fusion_give_up_after_s),
     )
     topic = ctx.app.topic(ACOUSTIC_SCORES.name, TEXT_SCORES.name, partitions=ACOUSTIC_SCORES.partitions)

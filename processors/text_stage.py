@@ -7,8 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import faust
 
+from processors.runtime import ModelVersions, StageContext
 from processors.text_sentiment import NO_TEXT, TextClassifier
-from processors.worker import ModelVersions, StageContext
 from schemas.records import SentimentScores, TextScore, Transcript
 from schemas.topics import TEXT_SCORES, TRANSCRIPTS
 

@@ -9,7 +9,7 @@ from faust.transport.consumer import Consumer
 from faust.types import TP
 from intervaltree import IntervalTree
 
-from processors.worker import PromptFetchConsumer
+from processors.faust_overrides import PromptFetchConsumer
 
 TOPIC_PARTITION = TP("moodstream.audio", 0)
 

@@ -1,0 +1,113 @@
+"""Every override of faust-streaming and aiokafka internals the worker needs, in one place.
+
+Each class below reaches into private attributes of faust-streaming 0.15.3 (and the aiokafka it pins); importing
+this module under another version fails at once rather than misbehaving quietly. `install(app, settings)` applies
+them to one app: nothing here changes Faust's classes for other apps in the process.
+"""
+
+from __future__ import annotations
+
+import logging
+from importlib.metadata import version
+from typing import Any
+
+import faust
+from faust.tables import TableManager
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer
+
+from moodstream.settings import Settings
+
+log = logging.getLogger("moodstream.worker")
+
+WRITTEN_FOR = "0.15.3"
+"""The faust-streaming release these overrides were written and tested against."""
+
+if version("faust-streaming") != WRITTEN_FOR:
+    raise ImportError(
+        f"processors.faust_overrides was written against faust-streaming {WRITTEN_FOR}, "
+        f"found {version('faust-streaming')}: check each override against the new release, then update WRITTEN_FOR"
+    )
+
+
+class PromptTableManager(TableManager):
+    """Faust's table manager without its fixed 1 s grace before finalizing tables: every table is declared in
+    `create_app` before the app starts (declaring one later raises), so the grace would only delay the group join."""
+
+    async def on_start(self) -> None:
+        if not self.should_stop:
+            await self._update_channels()
+            await self.recovery.start()
+
+
+class PromptFetchConsumerThread(AIOKafkaConsumerThread):
+    """Faust's aiokafka consumer with a short fetch wait. Faust hard-codes 1.5 s; a broker that holds an empty fetch
+    for the whole wait (tansu does) then adds up to that much to every hop of the pipeline. Measured with
+    `moodstream bench load`: see README, Performance."""
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = self.consumer.fetch_wait_ms  # read when the consumer starts its fetcher
+        return consumer
+
+
+class PromptFetchConsumer(Consumer):
+    """Faust's consumer with the short fetch wait, and without delivering records fetched before a seek.
+
+    On a rebalance Faust resumes the flow, unpauses the stream partitions, then seeks them to their committed offsets
+    and resets its read offsets. A batch fetched from the old position before or during that seek was still handed
+    out after it: the read offset ran ahead, the re-read from the committed offset was dropped as already read, and
+    records between were never delivered ("skipped by the consumer" in the audio stage, or an utterance's result
+    never sent; instrumented runs of the two-worker takeover test showed both, 2 to 5 runs in 10). Here such a batch
+    is cut at its first record after the seek, the agents' queues are cleared, and every partition seeks to its
+    committed offset again: whatever follows it comes once more, which the idempotent stages absorb. It also never
+    commits past the record at the committed offset while that record is unacked (Faust's own check does)."""
+
+    fetch_wait_ms: int = 20
+    """Longest a fetch waits; `install` sets it from ``Settings.kafka_fetch_wait_ms`` in a subclass per app."""
+    _seek_epoch: int = 0
+    _batch_epoch: int = 0
+
+    def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
+        return PromptFetchConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def perform_seek(self) -> None:
+        # counted on both sides of the await: a batch returned while the seek runs may still be from the old position
+        self._seek_epoch += 1
+        await super().perform_seek()
+        self._seek_epoch += 1
+
+    def _new_offset(self, tp: Any) -> int | None:
+        acked, committed = self._acked[tp], self._committed_offset[tp]
+        # Faust's head-gap check (`min(acked) - committed > 1`) lets a commit pass over the one record at the
+        # committed offset (the next to read) when it was never acked but the next one was: that record was lost.
+        if acked and committed is not None and min(acked) > committed and not self._gap[tp].overlaps(committed):
+            return None
+        return Consumer._new_offset(self, tp)
+
+    async def _wait_next_records(self, timeout: float) -> Any:
+        records, active_partitions = await super()._wait_next_records(timeout)
+        self._batch_epoch = self._seek_epoch
+        return records, active_partitions
+
+    async def getmany(self, timeout: float) -> Any:
+        batch = super().getmany(timeout)
+        stale = False
+        try:
+            async for tp, message in batch:
+                if self._seek_epoch != self._batch_epoch:
+                    stale = True
+                    break
+                yield tp, message
+        finally:
+            await batch.aclose()
+        if stale:
+            log.info("a batch fetched before the last seek was cut short; seeking to the committed offsets again")
+            # what the stale batch already put in the agents' queues would run ahead of the re-read: drop it too
+            self.app.flow_control.clear()
+            await self.perform_seek()
+
+
+def install(app: faust.App, settings: Settings) -> None:
+    """Use the prompt-fetch consumer for this app's transport only (an attribute of its transport instance)."""
+    wait = {"fetch_wait_ms": settings.kafka_fetch_wait_ms}
+    app.transport.Consumer = type("AppPromptFetchConsumer", (PromptFetchConsumer,), wait)
