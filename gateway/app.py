@@ -33,7 +33,8 @@ from gateway.placement import choose_partition, new_session_id
 from moodstream.settings import Settings
 from schemas import encode
 from schemas import errors as E
-from schemas.records import SAMPLE_RATE, AudioFrame, FusedResult, Record, SessionControl, SessionEnded, SessionOptions
+from schemas.audio import SAMPLE_RATE
+from schemas.records import AudioFrame, FusedResult, Record, SessionControl, SessionEnded, SessionOptions
 from schemas.topics import AUDIO, partition_for
 from schemas.websocket import CLIENT_MESSAGE, EndMessage, ErrorMessage, PingMessage, Pong, SessionStarted, StartMessage
 

@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.audio import ms_to_bytes
+
 
 class Settings(BaseSettings):
     """moodstream configuration. Field descriptions are the documentation (README's configuration table)."""
@@ -129,7 +131,7 @@ class Settings(BaseSettings):
 
     @property
     def max_frame_bytes(self) -> int:
-        return 16_000 * 2 * self.max_frame_ms // 1000
+        return ms_to_bytes(self.max_frame_ms)
 
     def kafka_config(self) -> dict[str, str]:
         """librdkafka (confluent-kafka) connection settings, security included."""

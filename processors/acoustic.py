@@ -15,6 +15,7 @@ import numpy as np
 import onnxruntime as ort
 
 from models import ACOUSTIC_MODEL_DIR
+from schemas.audio import ms_to_samples
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ class AcousticClassifier:
         self.sentiments = meta["sentiments"].split(",")
         self.emotions = meta["emotions"].split(",")
         self.version = f"acoustic-cnn:{hashlib.sha256(path.read_bytes()).hexdigest()[:12]}"
-        self._min_samples = 16 * self.options.min_window_ms
+        self._min_samples = ms_to_samples(self.options.min_window_ms)
 
     def classify(self, pcm: bytes | np.ndarray) -> AcousticResult:
         started = time.perf_counter()

@@ -27,10 +27,9 @@ from processors.endpointer import (
     Event,
     SpeechStart,
     UtteranceCut,
-    ms_to_samples,
-    samples_to_ms,
 )
 from processors.level import LevelMeter
+from schemas.audio import ms_to_samples, samples_to_ms
 from schemas.records import (
     AcousticWindow,
     AudioFrame,

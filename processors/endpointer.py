@@ -11,16 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from processors.vad import WINDOW, SileroStream
-
-SAMPLE_RATE = 16_000
-
-
-def ms_to_samples(ms: float) -> int:
-    return round(ms * SAMPLE_RATE / 1000)
-
-
-def samples_to_ms(samples: int) -> float:
-    return samples * 1000.0 / SAMPLE_RATE
+from schemas.audio import ms_to_samples, samples_to_ms
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SAMPLE_RATE = 16_000
+from schemas.audio import SAMPLE_RATE
+
 _FULL_SCALE = 32768.0
 _FLOOR_DBFS = -120.0
 

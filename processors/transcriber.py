@@ -28,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-SAMPLE_RATE = 16_000
+from schemas.audio import SAMPLE_RATE
+
 FULL_WINDOW_S = 30
 SILENCE_PHRASES = (
     "thank you",

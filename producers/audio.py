@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-SAMPLE_RATE = 16_000
+from schemas.audio import SAMPLE_RATE
+
 RAW_FORMATS = {".g722": "g722", ".gsm": "gsm", ".ul": "mulaw", ".al": "alaw"}
 """Headerless telephony files, whose container PyAV cannot guess from the content."""
 

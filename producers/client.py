@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 import websockets
 from websockets.protocol import State
 
-from producers.audio import SAMPLE_RATE, frames
+from producers.audio import frames
+from schemas.audio import SAMPLE_RATE
 
 DEFAULT_URL = "ws://127.0.0.1:8000/ws/analyze"
 log = logging.getLogger("moodstream.client")

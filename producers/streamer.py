@@ -13,8 +13,8 @@ from typing import IO
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from producers.audio import SAMPLE_RATE
 from producers.client import ClientOptions, MoodstreamClient
+from schemas.audio import SAMPLE_RATE
 
 COLOURS = {"negative": "red", "neutral": "grey50", "positive": "green"}
 

@@ -10,8 +10,9 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-SAMPLE_RATE = 16_000
-"""The only sample rate the protocol accepts: 16 kHz mono int16 little-endian PCM."""
+from schemas.audio import SAMPLE_RATE
+
+__all__ = ["SAMPLE_RATE"]  # re-exported: records state their audio in the protocol's one format
 
 SessionId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]

@@ -13,7 +13,8 @@ import math
 import numpy as np
 import torch
 
-SAMPLE_RATE = 16_000
+from schemas.audio import SAMPLE_RATE
+
 N_FFT = 400
 HOP = 160
 N_MELS = 64

@@ -19,6 +19,7 @@ from moodstream.bench.speech import asterisk_prompts
 from moodstream.bench.wer import wer
 from processors.transcriber import Transcriber, TranscriberOptions
 from producers.audio import load_pcm16
+from schemas.audio import SAMPLE_RATE
 
 
 def make_asterisk_folder(out: Path, count: int = 120, seed: int = 1) -> Path:
@@ -32,7 +33,7 @@ def make_asterisk_folder(out: Path, count: int = 120, seed: int = 1) -> Path:
         with wave.open(str(out / name), "wb") as handle:
             handle.setnchannels(1)
             handle.setsampwidth(2)
-            handle.setframerate(16000)
+            handle.setframerate(SAMPLE_RATE)
             handle.writeframes(load_pcm16(prompt.path))
         rows.append((name, " ".join(prompt.text.split())))
     with (out / "transcripts.tsv").open("w", newline="", encoding="utf-8") as handle:
@@ -73,7 +74,7 @@ def run(data: Path, limit: int = 0) -> dict:
     result = {
         "benchmark": "asr",
         "files": len(items),
-        "audio_s_mean": round(float(np.mean([len(a) for a in audios])) / 16000, 2),
+        "audio_s_mean": round(float(np.mean([len(a) for a in audios])) / SAMPLE_RATE, 2),
         "model": transcriber.model_id,
         "wer": round(wer(references, ours), 4),
         "default_wer": round(wer(references, theirs), 4),

@@ -30,8 +30,9 @@ import psutil
 from moodstream.bench import report
 from moodstream.bench.processes import bench_env, spawn, stop, wait_http
 from moodstream.broker import EmbeddedBroker, ensure_topics, free_port
-from producers.audio import SAMPLE_RATE, load_pcm16
+from producers.audio import load_pcm16
 from producers.client import ClientOptions, MoodstreamClient
+from schemas.audio import SAMPLE_RATE
 
 DEFAULT_AUDIO = Path(__file__).resolve().parents[2] / "tests" / "data" / "three_prompts.wav"
 

@@ -13,11 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from processors.acoustic import AcousticClassifier, AcousticOptions
-from processors.endpointer import EndpointerOptions, ms_to_samples
+from processors.endpointer import EndpointerOptions
 from processors.fusion import Fused, Fuser
 from processors.text_sentiment import TextClassifier, TextSentimentOptions
 from processors.transcriber import Transcriber, TranscriberOptions
 from processors.vad import WINDOW, SileroStream, load_silero
+from schemas.audio import ms_to_samples
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,10 @@ import numpy as np
 
 from moodstream.bench import report
 from moodstream.bench.speech import asterisk_prompts
-from processors.endpointer import Endpointer, EndpointerOptions, UtteranceCut, ms_to_samples
+from processors.endpointer import Endpointer, EndpointerOptions, UtteranceCut
 from processors.vad import WINDOW, SileroStream, load_silero
 from producers.audio import load_pcm16
+from schemas.audio import SAMPLE_RATE, ms_to_bytes, ms_to_samples
 
 FRAME = WINDOW  # 32 ms label frames
 
@@ -55,7 +56,7 @@ def build_stream(count: int, seed: int, min_silence: int) -> tuple[np.ndarray, l
     truth: list[tuple[int, int]] = []
     cursor = 0
     for prompt in picks:
-        gap = int(rng.uniform(0.8, 2.5) * 16000)
+        gap = int(rng.uniform(0.8, 2.5) * SAMPLE_RATE)
         level = float(rng.choice(noise_levels))
         pieces.append(noise(gap, level, rng))
         cursor += gap
@@ -63,10 +64,14 @@ def build_stream(count: int, seed: int, min_silence: int) -> tuple[np.ndarray, l
         truth.extend((cursor + a, cursor + b) for a, b in clean_speech_runs(speech.astype(np.int16), min_silence))
         pieces.append(speech + noise(len(speech), -70.0, rng))  # a faint floor under speech too
         cursor += len(speech)
-    tail = int(1.5 * 16000)
+    tail = int(1.5 * SAMPLE_RATE)
     pieces.append(noise(tail, -55.0, rng))
     audio = np.clip(np.concatenate(pieces), -32768, 32767).astype(np.int16)
-    info = {"prompts": len(picks), "audio_s": round(len(audio) / 16000, 1), "noise_levels_dbfs": list(noise_levels)}
+    info = {
+        "prompts": len(picks),
+        "audio_s": round(len(audio) / SAMPLE_RATE, 1),
+        "noise_levels_dbfs": list(noise_levels),
+    }
     return audio, truth, info
 
 
@@ -98,7 +103,7 @@ def run(count: int = 60, seed: int = 7, frame_ms: int = 20, tolerance_ms: int = 
     model = load_silero()
     endpointer = Endpointer(SileroStream(model), options)
     pcm = audio.tobytes()
-    step = 16000 * 2 * frame_ms // 1000
+    step = ms_to_bytes(frame_ms)
     found: list[tuple[int, int]] = []
     for offset in range(0, len(pcm), step):
         for event in endpointer.feed(pcm[offset : offset + step], offset // 2):
