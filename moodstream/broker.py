@@ -122,6 +122,11 @@ def broker_reachable(bootstrap: str | dict[str, str], timeout_s: float = 2.0) ->
         return False
 
 
+def topic_config(spec: TopicSpec) -> dict[str, str]:
+    config = {"retention.ms": str(spec.retention_ms)} if spec.retention_ms else {}
+    return config | ({"cleanup.policy": "compact"} if spec.compacted else {})
+
+
 def ensure_topics(config: dict[str, str], topics: tuple[TopicSpec, ...] = ALL_TOPICS, timeout_s: float = 15.0) -> None:
     """Create the contract's topics that do not exist yet; existing ones are left alone (idempotent)."""
     admin = AdminClient(config)
@@ -133,7 +138,7 @@ def ensure_topics(config: dict[str, str], topics: tuple[TopicSpec, ...] = ALL_TO
                 t.name,
                 num_partitions=t.partitions,
                 replication_factor=-1,
-                config={"retention.ms": str(t.retention_ms)} if t.retention_ms else {},
+                config=topic_config(t),
             )
             for t in missing
         ]

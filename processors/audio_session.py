@@ -16,7 +16,6 @@ Invariants (no utterance lost, none doubled):
 from __future__ import annotations
 
 import collections
-import json
 import logging
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -35,6 +34,7 @@ from schemas.records import (
     AudioFrame,
     AudioLevel,
     Record,
+    SessionCheckpoint,
     SessionControl,
     SessionEnded,
     Utterance,
@@ -49,27 +49,6 @@ Token = TypeVar("Token")
 
 
 @dataclass(frozen=True)
-class Checkpoint:
-    """What a worker taking a session over needs to continue it exactly."""
-
-    next_seq: int
-    """The seq the session's next utterance gets."""
-    resume: int
-    """Session sample to resume endpointing at: audio before it was already cut and sent."""
-    fusion_alpha: float | None = None
-    """The session's own text weight from its start message (None: the server default)."""
-
-    def to_bytes(self) -> bytes:
-        value = {"next_seq": self.next_seq, "resume": self.resume, "fusion_alpha": self.fusion_alpha}
-        return json.dumps(value).encode()
-
-    @classmethod
-    def from_bytes(cls, raw: bytes) -> Checkpoint:
-        value = json.loads(raw)
-        return cls(value["next_seq"], value["resume"], value.get("fusion_alpha"))
-
-
-@dataclass(frozen=True)
 class Send:
     topic: TopicSpec
     record: Record
@@ -79,7 +58,7 @@ class Send:
 class Store:
     """Write the session's checkpoint (None: delete it)."""
 
-    checkpoint: Checkpoint | None
+    checkpoint: SessionCheckpoint | None
 
 
 @dataclass
@@ -94,7 +73,7 @@ class AudioSession(Generic[Token]):
     """The audio stage's state for one session: endpointer, level meter, held frames, session options."""
 
     def __init__(
-        self, session_id: str, endpointer: Endpointer, meter: LevelMeter, checkpoint: Checkpoint | None = None
+        self, session_id: str, endpointer: Endpointer, meter: LevelMeter, checkpoint: SessionCheckpoint | None = None
     ) -> None:
         self.session_id = session_id
         self.endpointer = endpointer
@@ -105,11 +84,16 @@ class AudioSession(Generic[Token]):
         self.last_received_at_ms = 0.0
         self._seen_frame = False
         if checkpoint:  # a session taken over after a crash or rebalance
-            endpointer.next_utterance_seq = checkpoint.next_seq
-            endpointer.reset(checkpoint.resume)
+            endpointer.next_utterance_seq = checkpoint.next_utterance_seq
+            endpointer.reset(checkpoint.resume_sample)
 
-    def checkpoint(self) -> Checkpoint:
-        return Checkpoint(self.endpointer.next_utterance_seq, self.endpointer.position, self.fusion_alpha)
+    def checkpoint(self) -> SessionCheckpoint:
+        return SessionCheckpoint(
+            session_id=self.session_id,
+            next_utterance_seq=self.endpointer.next_utterance_seq,
+            resume_sample=self.endpointer.position,
+            fusion_alpha=self.fusion_alpha,
+        )
 
     def on_frame(self, frame: AudioFrame, token: Token) -> Step[Token]:
         step: Step[Token] = Step()

@@ -1,8 +1,8 @@
 """Audio stage shell: frames and session control in; levels, VAD events, acoustic windows and utterances out.
 
 The state machine is `audio_session.AudioSession` (its docstring states the no-loss, no-duplicate invariants); this
-shell decodes, calls it, and carries out its `Step`: sends, writes or deletes the session's checkpoint in a
-changelogged table, then acks.
+shell decodes, calls it, and carries out its `Step`: sends, writes the session's checkpoint to the checkpoint topic
+(or its tombstone), then acks. `checkpoints.CheckpointStore` reads a partition's checkpoints when it is taken over.
 """
 
 from __future__ import annotations
@@ -13,13 +13,14 @@ import time
 import faust
 from faust.types import TP
 
-from processors.audio_session import AudioSession, Checkpoint, Send, Step
+from processors.audio_session import AudioSession, Send, Step
+from processors.checkpoints import CheckpointStore
 from processors.endpointer import Endpointer, EndpointerOptions
 from processors.level import LevelMeter
 from processors.runtime import ModelVersions, StageContext
 from processors.vad import SileroStream, load_silero
 from schemas.records import AudioFrame, SessionControl
-from schemas.topics import AUDIO
+from schemas.topics import AUDIO, CHECKPOINTS
 
 log = logging.getLogger("moodstream.audio")
 
@@ -31,31 +32,28 @@ def register(ctx: StageContext) -> ModelVersions:
     """Register the audio agent; returns the model versions it serves."""
     app, settings = ctx.app, ctx.settings
     model = ctx.preload(load_silero)
-    # session id → Checkpoint bytes (raw: the app's serializers are raw)
-    checkpoints = app.Table("vad-checkpoints", partitions=AUDIO.partitions, key_type=bytes, value_type=bytes)
+    checkpoints = CheckpointStore(settings)
     sessions: dict[str, tuple[AudioSession[faust.EventT], int, float]] = {}  # sid → (session, partition, last seen)
 
-    def session(sid: str, partition: int) -> AudioSession[faust.EventT]:
+    async def session(sid: str, partition: int) -> AudioSession[faust.EventT]:
         if sid not in sessions:
-            raw = checkpoints.get(sid.encode())
-            checkpoint = Checkpoint.from_bytes(raw) if raw else None
+            checkpoint = await checkpoints.get(sid, partition)
             endpointer = Endpointer(SileroStream(model.get()), EndpointerOptions())
             state = AudioSession(sid, endpointer, LevelMeter(settings.level_window_ms), checkpoint)
             if checkpoint:
-                log.info("session %s resumed at utterance %d", sid, checkpoint.next_seq)
+                log.info("session %s resumed at utterance %d", sid, checkpoint.next_utterance_seq)
             sessions[sid] = (state, partition, time.monotonic())
         state, _partition, _seen = sessions[sid]
         sessions[sid] = (state, partition, time.monotonic())
         return state
 
-    async def carry_out(stream: faust.StreamT, sid: str, step: Step[faust.EventT]) -> None:
+    async def carry_out(stream: faust.StreamT, sid: str, partition: int, step: Step[faust.EventT]) -> None:
         for action in step.actions:
             if isinstance(action, Send):
                 await ctx.emit(action.topic, action.record, sid)
-            elif action.checkpoint is None:
-                checkpoints.pop(sid.encode(), None)
             else:
-                checkpoints[sid.encode()] = action.checkpoint.to_bytes()
+                await ctx.emit(CHECKPOINTS, action.checkpoint, sid)  # None: a tombstone
+                await checkpoints.put(sid, partition, action.checkpoint)
         for event in step.acks:
             await stream.ack(event)
 
@@ -65,7 +63,8 @@ def register(ctx: StageContext) -> ModelVersions:
         manual = stream.noack()
 
         async def handle(event: faust.EventT, record: AudioFrame | SessionControl) -> None:
-            sid, state = record.session_id, session(record.session_id, event.message.partition)
+            sid, partition = record.session_id, event.message.partition
+            state = await session(sid, partition)
             if isinstance(record, AudioFrame):
                 step = state.on_frame(record, event)
             elif record.action == "start":
@@ -73,7 +72,7 @@ def register(ctx: StageContext) -> ModelVersions:
             else:
                 step = state.on_end(record, event)
                 sessions.pop(sid, None)
-            await carry_out(manual, sid, step)
+            await carry_out(manual, sid, partition, step)
 
         await ctx.each_record(manual, (AudioFrame, SessionControl), "audio", handle, manual_ack=True)
 
@@ -81,6 +80,7 @@ def register(ctx: StageContext) -> ModelVersions:
         # The partition's next owner replays the unacked frames and resumes from the checkpoint. Acking them here
         # would skip that audio; keeping the state would serve a stale position if the partition came back.
         gone = {tp.partition for tp in revoked if tp.topic == AUDIO.name}
+        checkpoints.forget(gone)
         for sid in [sid for sid, (_s, partition, _seen) in sessions.items() if partition in gone]:
             del sessions[sid]
 

@@ -62,8 +62,9 @@ class StageContext:
     def topic(self, spec: TopicSpec) -> faust.TopicT:
         return self.app.topic(spec.name, partitions=spec.partitions)
 
-    async def emit(self, spec: TopicSpec, record: Record, key: str) -> None:
-        await self.topic(spec).send(key=key.encode(), value=encode(record))
+    async def emit(self, spec: TopicSpec, record: Record | None, key: str) -> None:
+        """Send `record` keyed by `key` (None: a tombstone, for compacted topics)."""
+        await self.topic(spec).send(key=key.encode(), value=encode(record) if record is not None else None)
 
     async def each_record(
         self,

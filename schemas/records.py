@@ -318,6 +318,23 @@ class ErrorEvent(Record):
     message: str
 
 
+class SessionCheckpoint(Record):
+    """What a worker taking a session over needs to continue it exactly; the latest per session is kept (a compacted
+    topic, keyed by session, in the partition of the session's audio). A session that ended for good has a
+    tombstone (no value) instead."""
+
+    SCHEMA: ClassVar[str] = "session_checkpoint"
+    VERSION: ClassVar[int] = 1
+
+    session_id: SessionId
+    next_utterance_seq: Annotated[int, Field(ge=0)]
+    """The seq the session's next utterance gets."""
+    resume_sample: Annotated[int, Field(ge=0)]
+    """Session sample to resume endpointing at: audio before it was already cut and sent."""
+    fusion_alpha: Probability | None = None
+    """The session's own text weight from its start message (None: the server default)."""
+
+
 class WorkerHeartbeat(Record):
     """A processor worker is alive and owns these partitions of the audio topic."""
 
@@ -360,6 +377,7 @@ RECORD_TYPES: tuple[type[Record], ...] = (
     VadEvent,
     SessionEnded,
     ErrorEvent,
+    SessionCheckpoint,
     WorkerHeartbeat,
     DeadLetter,
 )

@@ -27,6 +27,8 @@ class TopicSpec:
     """Schema names (see schemas.records) of the records it carries."""
     retention_ms: int | None = None
     """Topic retention; None leaves the broker default."""
+    compacted: bool = False
+    """Keep only the latest record per key (cleanup.policy=compact) instead of deleting by age."""
 
 
 AUDIO = TopicSpec(
@@ -48,6 +50,10 @@ EVENTS = TopicSpec(
     ("audio_level", "vad_event", "acoustic_score", "fused_result", "session_ended", "error_event"),
 )
 """Everything a client sees about its session, in order per session; gateways relay it, analytics read it."""
+CHECKPOINTS = TopicSpec(
+    "moodstream.checkpoints", SESSION_PARTITIONS, "session id", ("session_checkpoint",), compacted=True
+)
+"""The audio stage's per-session checkpoints; a worker reads a partition's when it takes the partition over."""
 HEALTH = TopicSpec("moodstream.health", 1, "worker id", ("worker_heartbeat",), retention_ms=600_000)
 DEAD_LETTER = TopicSpec("moodstream.dead-letter", 1, "source topic", ("dead_letter",))
 
@@ -59,6 +65,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     TRANSCRIPTS,
     TEXT_SCORES,
     EVENTS,
+    CHECKPOINTS,
     HEALTH,
     DEAD_LETTER,
 )

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from processors.audio_session import AudioSession, Checkpoint, Send, Step, Store
+from processors.audio_session import AudioSession, Send, Step, Store
 from processors.endpointer import Endpointer
 from processors.level import LevelMeter
 from processors.vad import SileroStream, load_silero
 from producers.audio import load_pcm16
-from schemas.records import AudioFrame, SessionControl, SessionEnded, Utterance
+from schemas.records import AudioFrame, SessionCheckpoint, SessionControl, SessionEnded, Utterance
 from schemas.topics import UTTERANCES
 
 SPEECH = load_pcm16(Path(__file__).parent / "data" / "three_prompts.wav")
@@ -24,8 +24,12 @@ def model():
     return load_silero()
 
 
-def new_session(model, checkpoint: Checkpoint | None = None) -> AudioSession[int]:
+def new_session(model, checkpoint: SessionCheckpoint | None = None) -> AudioSession[int]:
     return AudioSession("s1", Endpointer(SileroStream(model)), LevelMeter(500), checkpoint)
+
+
+def checkpoint(next_seq: int, resume: int, alpha: float | None) -> SessionCheckpoint:
+    return SessionCheckpoint(session_id="s1", next_utterance_seq=next_seq, resume_sample=resume, fusion_alpha=alpha)
 
 
 def frame(offset: int) -> AudioFrame:
@@ -83,7 +87,7 @@ def test_a_disconnect_keeps_the_checkpoint_and_a_resent_frame_counts_once(model)
     assert again.actions == []  # nothing new in it: no level, no VAD step
     step = session.on_end(end("disconnect"), 999)
     assert [u.utterance_seq for u in utterances([step])] == [0]  # "Goodbye!" was open at the disconnect
-    assert step.actions[-1] == Store(Checkpoint(1, 10 * FRAME // 2, None))
+    assert step.actions[-1] == Store(checkpoint(1, 10 * FRAME // 2, None))
 
 
 def test_a_start_with_a_text_weight_stores_it_before_the_ack_and_utterances_carry_it(model) -> None:
@@ -92,7 +96,6 @@ def test_a_start_with_a_text_weight_stores_it_before_the_ack_and_utterances_carr
         {"session_id": "s1", "action": "start", "next_seq": 0, "options": {"fusion_alpha": 0.2}, "at_ms": 0.0}
     )
     step = session.on_start(start, 0)
-    assert step.actions == [Store(Checkpoint(0, 0, 0.2))] and step.acks == [0]
+    assert step.actions == [Store(checkpoint(0, 0, 0.2))] and step.acks == [0]
     sent = utterances(feed(session, range(0, len(SPEECH), FRAME)))
     assert sent and all(u.fusion_alpha == 0.2 for u in sent)
-    assert Checkpoint.from_bytes(Checkpoint(3, 480, 0.2).to_bytes()) == Checkpoint(3, 480, 0.2)
