@@ -51,16 +51,15 @@ class PromptFetchConsumerThread(AIOKafkaConsumerThread):
 
 
 class PromptFetchConsumer(Consumer):
-    """Faust's consumer with the short fetch wait, and without delivering records fetched before a seek.
+    """Faust's consumer with the short fetch wait, and two guarantees Faust's own lacks
+    (docs/decisions/0001-no-record-lost-on-a-rebalance.md):
 
-    On a rebalance Faust resumes the flow, unpauses the stream partitions, then seeks them to their committed offsets
-    and resets its read offsets. A batch fetched from the old position before or during that seek was still handed
-    out after it: the read offset ran ahead, the re-read from the committed offset was dropped as already read, and
-    records between were never delivered ("skipped by the consumer" in the audio stage, or an utterance's result
-    never sent; instrumented runs of the two-worker takeover test showed both, 2 to 5 runs in 10). Here such a batch
-    is cut at its first record after the seek, the agents' queues are cleared, and every partition seeks to its
-    committed offset again: whatever follows it comes once more, which the idempotent stages absorb. It also never
-    commits past the record at the committed offset while that record is unacked (Faust's own check does)."""
+    - No record fetched before a seek is handed out after it: Faust seeks partitions back to their committed offsets on
+      a rebalance while a batch from the old position may still be in flight, and a record delivered from it moves the
+      read offset past the re-read, which is then dropped. Such a batch is cut at its first record after the seek, the
+      agents' queues are cleared, and every partition seeks to its committed offset again; what follows comes once
+      more, which the idempotent stages absorb.
+    - No commit passes the record at the committed offset while that record is unacked."""
 
     fetch_wait_ms: int = 20
     """Longest a fetch waits; `install` sets it from ``Settings.kafka_fetch_wait_ms`` in a subclass per app."""
