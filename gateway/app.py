@@ -329,85 +329,87 @@ class ClientSession:
         return all(seq in self.final_utterances for seq in range(self.ended_record.utterances))
 
 
-def create_app(settings: Settings) -> Starlette:
-    bridge = KafkaBridge(settings)
-    open_sessions: set[ClientSession] = set()
-    auth = Authenticator.from_settings(settings)
-    resume_tokens = ResumeTokens(settings.resume_secret)
+class Gateway:
+    """One gateway process: its Kafka bridge, its open sessions and its HTTP and WebSocket endpoints."""
 
-    async def watch_broker() -> None:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.bridge = KafkaBridge(settings)
+        self.open_sessions: set[ClientSession] = set()
+        self.auth = Authenticator.from_settings(settings)
+        self.resume_tokens = ResumeTokens(settings.resume_secret)
+
+    async def watch_broker(self) -> None:
         """Tell open sessions when Kafka becomes unreachable (their audio is buffered, results will stall)."""
         was_ok = True
         while True:
             await asyncio.sleep(0.5)
-            ok = bridge.broker_ok
+            ok = self.bridge.broker_ok
             if was_ok and not ok:
-                log.warning("broker unreachable: telling %d open sessions", len(open_sessions))
-                for session in list(open_sessions):
+                log.warning("broker unreachable: telling %d open sessions", len(self.open_sessions))
+                for session in list(self.open_sessions):
                     with contextlib.suppress(Exception):
                         await session.send_error(E.BROKER_UNAVAILABLE, "Kafka is unreachable; audio is buffered")
             was_ok = ok
 
     @contextlib.asynccontextmanager
-    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        bridge.start(asyncio.get_running_loop())
-        watcher = asyncio.create_task(watch_broker())
-        log.info("gateway %s up on %s:%s", settings.instance_id, settings.host, settings.port)
+    async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
+        self.bridge.start(asyncio.get_running_loop())
+        watcher = asyncio.create_task(self.watch_broker())
+        log.info("gateway %s up on %s:%s", self.settings.instance_id, self.settings.host, self.settings.port)
         try:
             yield
         finally:
             watcher.cancel()
-            await asyncio.to_thread(bridge.stop)
+            await asyncio.to_thread(self.bridge.stop)
 
-    async def healthz(_request: Request) -> Response:
-        return JSONResponse({"status": "ok", "instance": settings.instance_id})
+    async def healthz(self, _request: Request) -> Response:
+        return JSONResponse({"status": "ok", "instance": self.settings.instance_id})
 
-    async def readyz(_request: Request) -> Response:
-        checks = bridge.readiness()
+    async def readyz(self, _request: Request) -> Response:
+        checks = self.bridge.readiness()
         ready = all(checks.values())
         return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
-    async def metrics_endpoint(_request: Request) -> Response:
+    async def metrics_endpoint(self, _request: Request) -> Response:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-        metrics.QUEUE_DEPTH.set(len(bridge.producer))
+        metrics.QUEUE_DEPTH.set(len(self.bridge.producer))
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    async def index(_request: Request) -> Response:
+    async def index(self, _request: Request) -> Response:
         return FileResponse(STATIC / "index.html")
 
-    async def analyze(ws: WebSocket) -> None:
+    def admit(self, ws: WebSocket) -> None:
+        """Raise SessionClosed with the documented error when this connection may not open a session."""
+        refusal = self.auth.check(
+            ws.headers.get("authorization"), ws.query_params.get("token"), ws.headers.get("origin")
+        )
+        if refusal:
+            raise SessionClosed(E.UNAUTHORIZED, refusal)
+        if len(self.open_sessions) >= self.settings.max_sessions:
+            limit = self.settings.max_sessions
+            raise SessionClosed(E.OVER_CAPACITY, f"this gateway holds its limit of {limit} sessions")
+        if not self.bridge.ready:
+            raise SessionClosed(E.BROKER_UNAVAILABLE, f"not ready: {self.bridge.readiness()}")
+
+    async def analyze(self, ws: WebSocket) -> None:
         await ws.accept()
-        session = ClientSession(ws, bridge, settings, resume_tokens)
-        live = (partition_for(s.session_id) for s in open_sessions)
-        session.session_id = new_session_id(choose_partition(bridge.live_workers(), live))
+        session = ClientSession(ws, self.bridge, self.settings, self.resume_tokens)
+        live = (partition_for(s.session_id) for s in self.open_sessions)
+        session.session_id = new_session_id(choose_partition(self.bridge.live_workers(), live))
         try:
-            refusal = auth.check(
-                ws.headers.get("authorization"), ws.query_params.get("token"), ws.headers.get("origin")
-            )
-            if refusal:
-                raise SessionClosed(E.UNAUTHORIZED, refusal)
-            if len(open_sessions) >= settings.max_sessions:
-                raise SessionClosed(
-                    E.OVER_CAPACITY, f"this gateway holds its limit of {settings.max_sessions} sessions"
-                )
-            if not bridge.ready:
-                raise SessionClosed(E.BROKER_UNAVAILABLE, f"not ready: {bridge.readiness()}")
-            open_sessions.add(session)
-            metrics.SESSIONS.set(len(open_sessions))
+            self.admit(ws)
+            self.open_sessions.add(session)
+            metrics.SESSIONS.set(len(self.open_sessions))
             metrics.SESSIONS_TOTAL.inc()
-            first = await asyncio.wait_for(ws.receive(), settings.idle_timeout_s)
+            first = await asyncio.wait_for(ws.receive(), self.settings.idle_timeout_s)
             if first["type"] == "websocket.disconnect":
                 return
             await session.run(first)
             await ws.close(1000)
         except SessionClosed as closed:
-            metrics.REJECTED.labels(closed.error.code).inc()
-            if session.session_id in bridge._subscribers:
-                session.end("server")
-            with contextlib.suppress(Exception):
-                await session.send_error(closed.error, closed.detail, fatal=True)
-                await ws.close(closed.error.close_code or 1011, reason=closed.error.code)
+            await self.refuse(ws, session, closed)
         except (WebSocketDisconnect, TimeoutError):
             pass
         except Exception:
@@ -416,19 +418,30 @@ def create_app(settings: Settings) -> Starlette:
             with contextlib.suppress(Exception):
                 await ws.close(E.INTERNAL.close_code or 1011, reason=E.INTERNAL.code)
         finally:
-            open_sessions.discard(session)
-            metrics.SESSIONS.set(len(open_sessions))
+            self.open_sessions.discard(session)
+            metrics.SESSIONS.set(len(self.open_sessions))
 
+    async def refuse(self, ws: WebSocket, session: ClientSession, closed: SessionClosed) -> None:
+        metrics.REJECTED.labels(closed.error.code).inc()
+        if self.bridge.is_subscribed(session.session_id):
+            session.end("server")
+        with contextlib.suppress(Exception):
+            await session.send_error(closed.error, closed.detail, fatal=True)
+            await ws.close(closed.error.close_code or 1011, reason=closed.error.code)
+
+
+def create_app(settings: Settings) -> Starlette:
+    gateway = Gateway(settings)
     return Starlette(
         routes=[
-            Route("/", index),
-            Route("/healthz", healthz),
-            Route("/readyz", readyz),
-            Route("/metrics", metrics_endpoint),
-            WebSocketRoute("/ws/analyze", analyze),
+            Route("/", gateway.index),
+            Route("/healthz", gateway.healthz),
+            Route("/readyz", gateway.readyz),
+            Route("/metrics", gateway.metrics_endpoint),
+            WebSocketRoute("/ws/analyze", gateway.analyze),
             Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
         ],
-        lifespan=lifespan,
+        lifespan=gateway.lifespan,
     )
 
 

@@ -97,9 +97,7 @@ class KafkaBridge:
         self.consumer.close()
 
     # producing ---------------------------------------------------------------------------------------------------
-    def produce(
-        self, topic: str, key: str, value: bytes, on_ack: Callable[[KafkaError | None], None] | None = None
-    ) -> None:
+    def produce(self, topic: str, key: str, value: bytes) -> None:
         """Queue a record; raises BufferError when the local queue is full (the caller throttles the client)."""
         sent_at = time.perf_counter()
 
@@ -109,8 +107,7 @@ class KafkaBridge:
                 self.broker_ok = True
             else:
                 metrics.PRODUCE_ERRORS.inc()
-            if on_ack is not None and self._loop is not None:
-                self._loop.call_soon_threadsafe(on_ack, err)
+                log.warning("a record for %s was not delivered: %s", topic, err)
 
         self.producer.produce(topic, value=value, key=key.encode(), on_delivery=delivered)
 
@@ -133,6 +130,9 @@ class KafkaBridge:
                 horizon = now - self.settings.resume_window_s
                 for sid in [sid for sid, kept in self._recent.items() if kept[-1][0] < horizon]:
                     del self._recent[sid]
+
+    def is_subscribed(self, session_id: str) -> bool:
+        return session_id in self._subscribers
 
     def unsubscribe(self, session_id: str) -> None:
         self._subscribers.pop(session_id, None)
@@ -175,7 +175,9 @@ class KafkaBridge:
                 try:
                     self.producer.list_topics(AUDIO.name, timeout=2.0)
                     self.broker_ok = True
-                except Exception:  # noqa: BLE001
+                except Exception as exc:  # noqa: BLE001 - any failure to reach the broker means it is unreachable
+                    if self.broker_ok:
+                        log.warning("broker metadata check failed: %s", exc)
                     self.broker_ok = False
 
     def _assign(self) -> None:
@@ -232,7 +234,8 @@ class KafkaBridge:
     def _on_heartbeat(self, raw: bytes) -> None:
         try:
             beat = decode(raw, (WorkerHeartbeat,))
-        except SchemaError:
+        except SchemaError as exc:
+            log.warning("unreadable worker heartbeat ignored: %s", exc)
             return
         age_s = max(0.0, time.time() - beat.at_ms / 1000)
         self._workers[beat.worker_id] = WorkerSeen(frozenset(beat.audio_partitions), time.monotonic() - age_s)

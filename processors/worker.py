@@ -77,6 +77,14 @@ def create_app(settings: Settings) -> faust.App:
     versions: ModelVersions = {}
     for stage in STAGES:
         versions |= stage.register(context)
+    register_heartbeat(context, versions)
+    return app
+
+
+def register_heartbeat(context: StageContext, versions: ModelVersions) -> None:
+    """Publish this worker's heartbeat (its audio partitions and model versions) once every model has loaded, every
+    `worker_heartbeat_s` and at once after each rebalance; a model that failed to load crashes the worker."""
+    app, settings = context.app, context.settings
     models: dict[str, str] = {}
 
     async def send_heartbeat() -> None:
@@ -106,7 +114,6 @@ def create_app(settings: Settings) -> faust.App:
         await send_heartbeat()  # tell gateways at once, not at the next tick
 
     app.on_rebalance_complete.connect(beat_when_assigned, weak=False)  # a local function: keep a strong reference
-    return app
 
 
 def run_worker(settings: Settings) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import IO
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from producers.client import ClientOptions, MoodstreamClient
 from schemas.audio import SAMPLE_RATE
@@ -72,6 +72,62 @@ async def microphone_frames(frame_ms: int) -> AsyncIterator[bytes]:
             yield await queue.get()
 
 
+def progress_bar(console: Console, total_s: float | None) -> tuple[Progress, TaskID]:
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:.1f}/{task.fields[total_label]} s  {task.fields[results]} results"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+    task = progress.add_task(
+        "streaming" if total_s is not None else "listening (Ctrl-C to finish)",
+        total=total_s,
+        total_label=f"{total_s:.1f}" if total_s else "∞",
+        results=0,
+    )
+    return progress, task
+
+
+async def send_audio(
+    client: MoodstreamClient, pcm: bytes | None, fast: bool, frame_ms: int, progress: Progress, task: TaskID
+) -> None:
+    """Send `pcm` (real time unless `fast`) or the microphone until cancelled, then end the session."""
+    if pcm is not None:
+        step = SAMPLE_RATE * 2 // 2  # report progress every half second of audio
+        for offset in range(0, len(pcm), step):
+            await client.stream(pcm[offset : offset + step], realtime=not fast, end=False)
+            progress.update(task, completed=min(offset + step, len(pcm)) / 2 / SAMPLE_RATE)
+        await client.end()
+        return
+    sent = 0
+    try:
+        async for frame in microphone_frames(frame_ms):
+            await client.send_audio(frame)
+            sent += len(frame)
+            progress.update(task, completed=sent / 2 / SAMPLE_RATE)
+    finally:
+        await client.end()
+
+
+async def show_messages(client: MoodstreamClient, out: IO[str] | None, progress: Progress, task: TaskID) -> int:
+    """Print each message worth a line, record all of them to `out`; 1 if a fatal error came, else 0."""
+    status = results = 0
+    async for message in client.messages():
+        if out:
+            out.write(json.dumps(message) + "\n")
+        line = describe(message)
+        if line:
+            progress.console.print(line, highlight=False)
+        if message.get("type") == "utterance" and message.get("final"):
+            results += 1
+            progress.update(task, results=results)
+        if message.get("type") == "error" and message.get("fatal"):
+            status = 1
+    return status
+
+
 async def stream_session(
     url: str,
     pcm: bytes | None,
@@ -90,62 +146,17 @@ async def stream_session(
     except Exception as exc:  # noqa: BLE001 - refused, unreachable, bad credentials: say so and exit 1
         console.print(f"[bold red]could not start a session at {url}: {exc}[/]")
         return 1
-    status = 0
-    total_s = len(pcm) / 2 / SAMPLE_RATE if pcm is not None else None
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed:.1f}/{task.fields[total_label]} s  {task.fields[results]} results"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    )
-    task = progress.add_task(
-        "streaming" if pcm is not None else "listening (Ctrl-C to finish)",
-        total=total_s,
-        total_label=f"{total_s:.1f}" if total_s else "∞",
-        results=0,
-    )
-
-    async def send() -> None:
-        if pcm is not None:
-            step = SAMPLE_RATE * 2 // 2  # report progress every half second of audio
-            for offset in range(0, len(pcm), step):
-                await client.stream(pcm[offset : offset + step], realtime=not fast, end=False)
-                progress.update(task, completed=min(offset + step, len(pcm)) / 2 / SAMPLE_RATE)
-            await client.end()
-            return
-        sent = 0
-        try:
-            async for frame in microphone_frames(frame_ms):
-                await client.send_audio(frame)
-                sent += len(frame)
-                progress.update(task, completed=sent / 2 / SAMPLE_RATE)
-        finally:
-            await client.end()
-
-    sender = asyncio.create_task(send())
+    progress, task = progress_bar(console, len(pcm) / 2 / SAMPLE_RATE if pcm is not None else None)
+    sender = asyncio.create_task(send_audio(client, pcm, fast, frame_ms, progress, task))
     if pcm is None:  # Ctrl-C stops the microphone; the session then ends normally with its last results
         asyncio.get_running_loop().add_signal_handler(signal.SIGINT, sender.cancel)
-    results = 0
     with progress:
         try:
-            async for message in client.messages():
-                if out:
-                    out.write(json.dumps(message) + "\n")
-                line = describe(message)
-                if line:
-                    progress.console.print(line, highlight=False)
-                if message.get("type") == "utterance" and message.get("final"):
-                    results += 1
-                    progress.update(task, results=results)
-                if message.get("type") == "error" and message.get("fatal"):
-                    status = 1
+            return await show_messages(client, out, progress, task)
         finally:
             sender.cancel()
             await asyncio.gather(sender, return_exceptions=True)
             await client.close()
-    return status
 
 
 def run(file: Path | None, mic: bool, url: str, fast: bool, out: Path | None, frame_ms: int, token: str | None) -> int:
