@@ -108,6 +108,8 @@ class ClientSession:
         resumed = False
         if first.get("type") == "websocket.receive" and first.get("text") is not None:
             start = self.parse_text(first["text"])
+            if isinstance(start, str) and '"start"' in first["text"]:  # a start message with an invalid field
+                raise SessionClosed(E.BAD_START, start)
             if not isinstance(start, StartMessage):
                 raise SessionClosed(E.BAD_START, 'the first text message must be {"type":"start",...}')
             if start.sample_rate != SAMPLE_RATE:

@@ -142,10 +142,6 @@ class Endpointer:
         self._quiet: list[tuple[int, float]] = []  # (window start, energy) of the open utterance
 
     @property
-    def in_speech(self) -> bool:
-        return self._triggered
-
-    @property
     def open_since(self) -> int | None:
         """First sample the open utterance needs (with padding), or None when no utterance is open."""
         if self._triggered:

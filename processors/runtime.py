@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import faust
+from pydantic import ValidationError
 
 from moodstream.settings import Settings
 from schemas import SchemaError, decode, encode
-from schemas.records import DeadLetter, Record
-from schemas.topics import DEAD_LETTER, TopicSpec
+from schemas.errors import PROCESSING_FAILED
+from schemas.records import DeadLetter, ErrorEvent, Record
+from schemas.topics import DEAD_LETTER, EVENTS, TopicSpec
 
 log = logging.getLogger("moodstream.worker")
 
@@ -95,8 +97,20 @@ class StageContext:
         self, stream: faust.StreamT, event: faust.EventT, name: str, error: Exception, manual_ack: bool
     ) -> None:
         await self.dead_letter(event, name, error)
+        await self.tell_session(event, name)
         if manual_ack:
             await stream.ack(event)
+
+    async def tell_session(self, event: faust.EventT, name: str) -> None:
+        """An `error` event (processing_failed) to the session the rejected record was keyed by, if it names one."""
+        key = event.message.key
+        session_id = key.decode("utf-8", "replace") if isinstance(key, bytes) else ""
+        try:
+            notice = ErrorEvent(session_id=session_id, code=PROCESSING_FAILED.code,
+                                message=f"the {name} stage could not process a record of this session")  # fmt: skip
+        except ValidationError:  # the key is no session id: nobody to tell
+            return
+        await self.emit(EVENTS, notice, session_id)
 
     async def consume(
         self,

@@ -39,6 +39,12 @@ TOO_FAST = ErrorCode("too_fast", None, "Audio arrives faster than the server acc
 IDLE_TIMEOUT = ErrorCode("idle_timeout", 1000, "No audio for the idle timeout; the session was ended normally.")
 MAX_DURATION = ErrorCode("max_duration", 1000, "The session reached its maximum duration and was ended normally.")
 INTERNAL = ErrorCode("internal", 1011, "An unexpected server error ended the session.")
+PROCESSING_FAILED = ErrorCode(
+    "processing_failed",
+    None,
+    "A worker could not process part of this session's data (it went to the dead-letter topic); a result may be "
+    "missing or come from the voice alone. The session goes on.",
+)
 
 ALL_ERRORS: tuple[ErrorCode, ...] = (
     BAD_MESSAGE,
@@ -53,4 +59,5 @@ ALL_ERRORS: tuple[ErrorCode, ...] = (
     IDLE_TIMEOUT,
     MAX_DURATION,
     INTERNAL,
+    PROCESSING_FAILED,
 )

@@ -61,8 +61,8 @@ class SessionOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    language: str = "en"
-    """Spoken language (only English models ship today)."""
+    language: Literal["en"] = "en"
+    """Spoken language; English is the only one the shipped models serve, so any other is refused (bad_start)."""
     fusion_alpha: Probability | None = None
     """Weight of the text score in late fusion; None uses the server default."""
 

@@ -62,6 +62,15 @@ async def test_wrong_sample_rate_closes_with_1003(stack: Stack) -> None:
     assert ws.close_code == 1003
 
 
+async def test_a_language_no_model_serves_is_refused_with_1003(stack: Stack) -> None:
+    async with websockets.connect(stack.ws) as ws:
+        await ws.send(json.dumps({"type": "start", "sample_rate": 16000, "options": {"language": "de"}}))
+        messages = await receive_until_closed(ws)
+    assert [m["code"] for m in messages] == ["bad_start"]
+    assert "language" in messages[0]["message"]
+    assert ws.close_code == 1003
+
+
 async def test_over_capacity_is_refused_with_1013_and_the_open_session_is_unharmed(stack: Stack) -> None:
     port = free_port()
     gateway = spawn(["gateway", "--port", str(port)], process_env(stack.bootstrap, MOODSTREAM_MAX_SESSIONS="1"))
