@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import httpx
 
-from moodstream.broker import EmbeddedBroker, _die_with_parent, ensure_topics
+from moodstream import processes
+from moodstream.broker import EmbeddedBroker, ensure_topics
 from moodstream.settings import Settings
 
 log = logging.getLogger("moodstream.up")
@@ -47,9 +48,7 @@ class Stack:
         return env
 
     def spawn(self, name: str, *args: str) -> None:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "moodstream", *args], env=self.env(), preexec_fn=_die_with_parent
-        )
+        process = processes.spawn(list(args), self.env(), die_with_parent=True)
         self.children.append(Child(name, process))
         log.info("started %s (pid %d)", name, process.pid)
 
@@ -81,18 +80,9 @@ class Stack:
         return next((c for c in self.children if c.process.poll() is not None), None)
 
     def stop(self) -> None:
+        """Gateway first, then workers (reverse start order), each SIGTERM then SIGKILL after 15 s; then the broker."""
         self._stopping = True
-        for child in reversed(self.children):
-            if child.process.poll() is None:
-                child.process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        for child in reversed(self.children):
-            try:
-                child.process.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                log.warning("%s did not stop in time; killing it", child.name)
-                child.process.kill()
-                child.process.wait()
+        processes.stop([child.process for child in reversed(self.children)])
         if self.broker:
             self.broker.stop()
 

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import httpx
 import numpy as np
 import pytest
 
+from moodstream import processes
 from moodstream.broker import EmbeddedBroker, ensure_topics, free_port
 
 # Short group timeouts: a consumer-group join waits about half the session timeout.
@@ -39,35 +38,12 @@ def process_env(bootstrap: str | None, **extra: str) -> dict[str, str]:
     return env
 
 
-def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "moodstream", *args], env=env)
+spawn = processes.spawn
+stop = processes.stop
 
 
-def wait_ready(base_url: str, processes: list[subprocess.Popen[bytes]], timeout_s: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        for process in processes:
-            if process.poll() is not None:
-                raise RuntimeError(f"{process.args} exited with {process.returncode}")
-        try:
-            if httpx.get(f"{base_url}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"{base_url} not ready within {timeout_s}s")
-
-
-def stop(processes: list[subprocess.Popen[bytes]]) -> None:
-    for process in processes:
-        if process.poll() is None:
-            process.terminate()
-    for process in processes:
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+def wait_ready(base_url: str, children: list[subprocess.Popen[bytes]], timeout_s: float = 90.0) -> None:
+    processes.wait_http(f"{base_url}/readyz", children, timeout_s, interval_s=0.2)
 
 
 @dataclass

@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 
-import httpx
+from moodstream import processes
 
 
 def bench_env(bootstrap: str | None = None, **settings: str) -> dict[str, str]:
@@ -23,33 +22,8 @@ def bench_env(bootstrap: str | None = None, **settings: str) -> dict[str, str]:
 def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     """``moodstream ARGS`` as a child process. Its stdout goes to our stderr: a benchmark's stdout carries its JSON
     alone (Faust writes terminal control codes such as show-cursor there when it stops)."""
-    return subprocess.Popen([sys.executable, "-m", "moodstream", *args], env=env, stdout=sys.stderr)
+    return processes.spawn(args, env, stdout=sys.stderr)
 
 
-def wait_http(url: str, processes: list[subprocess.Popen[bytes]], timeout_s: float = 120.0) -> float:
-    """Poll ``url`` until it answers 200; returns the monotonic time it did. Fails if a process exits first."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        for process in processes:
-            if process.poll() is not None:
-                raise RuntimeError(f"{process.args} exited with {process.returncode}")
-        try:
-            if httpx.get(url, timeout=0.5).status_code == 200:
-                return time.monotonic()
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.02)
-    raise TimeoutError(f"{url} did not answer 200 within {timeout_s:.0f} s")
-
-
-def stop(processes: list[subprocess.Popen[bytes]], timeout_s: float = 20.0) -> None:
-    """SIGTERM all, wait, then SIGKILL what is left."""
-    for process in processes:
-        if process.poll() is None:
-            process.terminate()
-    for process in processes:
-        try:
-            process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+wait_http = processes.wait_http
+stop = processes.stop
