@@ -6,15 +6,14 @@ graph, so training and serving cannot disagree on them.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 from models import ACOUSTIC_MODEL_DIR
+from processors.onnx import cpu_session, model_version
 from schemas.audio import ms_to_samples
 
 
@@ -42,17 +41,12 @@ class AcousticResult:
 class AcousticClassifier:
     def __init__(self, options: AcousticOptions | None = None) -> None:
         self.options = options or AcousticOptions()
-        session_options = ort.SessionOptions()
-        session_options.intra_op_num_threads = self.options.threads
-        session_options.inter_op_num_threads = 1
-        session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        session_options.log_severity_level = 3
         path = Path(self.options.model_path)
-        self.session = ort.InferenceSession(str(path), session_options, providers=["CPUExecutionProvider"])
+        self.session = cpu_session(path, self.options.threads)
         meta = self.session.get_modelmeta().custom_metadata_map
         self.sentiments = meta["sentiments"].split(",")
         self.emotions = meta["emotions"].split(",")
-        self.version = f"acoustic-cnn:{hashlib.sha256(path.read_bytes()).hexdigest()[:12]}"
+        self.version = model_version("acoustic-cnn", path)
         self._min_samples = ms_to_samples(self.options.min_window_ms)
 
     def classify(self, pcm: bytes | np.ndarray) -> AcousticResult:

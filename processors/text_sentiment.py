@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 from tokenizers import Tokenizer
 
 from models import TEXT_MODEL_DIR
+from processors.onnx import cpu_session, model_version
 
 MODEL_FILE = "model.int8.onnx"
 TOKENIZER_FILE = "tokenizer.json"
@@ -67,20 +67,13 @@ class TextClassifier:
     def __init__(self, options: TextSentimentOptions | None = None) -> None:
         self.options = options or TextSentimentOptions()
         model_dir = Path(self.options.model_dir)
-        session_options = ort.SessionOptions()
-        session_options.intra_op_num_threads = self.options.threads
-        session_options.inter_op_num_threads = 1
-        session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        session_options.log_severity_level = 3
-        self.session = ort.InferenceSession(
-            str(model_dir / MODEL_FILE), session_options, providers=["CPUExecutionProvider"]
-        )
+        self.session = cpu_session(model_dir / MODEL_FILE, self.options.threads)
         self.tokenizer = Tokenizer.from_file(str(model_dir / TOKENIZER_FILE))
         self.tokenizer.enable_truncation(self.options.max_tokens)
         self.tokenizer.enable_padding()
         calibration = model_dir / CALIBRATION_FILE
         self.temperature = float(json.loads(calibration.read_text())["temperature"]) if calibration.exists() else 1.0
-        self.version = model_dir.name + ":" + _short_hash(model_dir / MODEL_FILE)
+        self.version = model_version(model_dir.name, model_dir / MODEL_FILE)
 
     def logits(self, texts: list[str], contexts: list[str] | None = None) -> np.ndarray:
         """Raw logits; with `contexts`, each text is encoded as the pair (its context, the text)."""
@@ -119,13 +112,3 @@ class TextClassifier:
         margin = abs(2 * p_pos - 1)
         neutral = max(0.0, 1.0 - margin / band) if band > 0 else 0.0
         return TextSentiment(True, (1 - neutral) * (1 - p_pos), neutral, (1 - neutral) * p_pos, p_pos)
-
-
-def _short_hash(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:12]

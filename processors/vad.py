@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from processors.onnx import cpu_session
+
 WINDOW = 512
 """Samples per VAD window (32 ms at 16 kHz)."""
 CONTEXT = 64
@@ -27,12 +29,7 @@ def silero_model_path() -> Path:
 
 def load_silero(path: Path | None = None) -> ort.InferenceSession:
     """One single-threaded onnxruntime session; share it between the sessions of a worker (calls are sequential)."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path or silero_model_path()), options, providers=["CPUExecutionProvider"])
+    return cpu_session(path or silero_model_path(), threads=1)
 
 
 class SileroStream:
