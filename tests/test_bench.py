@@ -1,0 +1,87 @@
+"""The verdict benchmarks as a newcomer runs them: one JSON object on stdout and nothing else, or one line and exit 2
+when data is missing; and the three-way figures they report."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from models.metrics import three_way_report
+from moodstream.bench.text import previous_in_dialogue
+
+DATA = Path(__file__).parent / "data"
+
+
+def bench(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "moodstream", "bench", *args], capture_output=True, text=True)
+
+
+def test_three_way_report_counts_recall_f1_shares_and_confusion() -> None:
+    truth = ["negative", "neutral", "neutral", "neutral", "positive"]
+    predicted = ["negative", "neutral", "positive", "neutral", "positive"]
+    report = three_way_report(truth, predicted)
+    assert report["confusion"] == [[1, 0, 0], [0, 2, 1], [0, 0, 1]]
+    assert report["recall"] == {"negative": 1.0, "neutral": pytest.approx(2 / 3, abs=1e-4), "positive": 1.0}
+    assert report["uar"] == pytest.approx((1 + 2 / 3 + 1) / 3, abs=1e-4)
+    assert report["accuracy"] == 0.8
+    assert report["shares"] == {"negative": 0.2, "neutral": 0.4, "positive": 0.4}
+    # F1: negative 1, neutral 0.8, positive 2/3; weighted by support 1, 3, 1
+    assert report["weighted_f1"] == pytest.approx((1 + 3 * 0.8 + 2 / 3) / 5, abs=1e-4)
+    only_neutral = three_way_report(["neutral", "neutral"], ["neutral", "negative"])
+    assert only_neutral["uar"] == 0.5 and set(only_neutral["recall"]) == {"neutral"}  # classes present only
+
+
+def test_dialogue_context_is_the_previous_line_of_the_same_dialogue() -> None:
+    rows = [
+        {"sentence": "Hi .", "source_id": "dd:validation:d1:u0"},
+        {"sentence": "Other talk", "source_id": "dd:validation:d2:u0"},
+        {"sentence": "Hello !", "source_id": "dd:validation:d1:u1"},
+        {"sentence": "No dialogue"},
+    ]
+    assert previous_in_dialogue(rows) == ["", "", "Hi .", ""]
+
+
+def test_bench_sentiment_prints_one_json_object_with_each_modality(tmp_path: Path) -> None:
+    (tmp_path / "labels.tsv").write_text(f"file\tlabel3\tnote\n{DATA / 'three_prompts.wav'}\tneutral\tcalm IVR voice\n")
+    done = bench("sentiment", "--data", str(tmp_path), "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)  # the whole of stdout is one JSON object
+    assert result["files"] == 1
+    for modality in ("acoustic", "text", "fused"):
+        assert {"uar", "accuracy", "confusion", "shares"} <= set(result[modality])
+        assert sum(sum(row) for row in result[modality]["confusion"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["sentiment", "--data", "/nonexistent"], "labels.tsv"),
+        (["acoustic", "--data", str(DATA)], "no RAVDESS-named"),
+        (["acoustic", "--data", str(DATA), "--actors", "x"], "--actors"),
+    ],
+)
+def test_a_bench_without_its_data_says_so_in_one_line_and_exits_2(args: list[str], says: str) -> None:
+    done = bench(*args, "--json")
+    assert done.returncode == 2 and done.stdout == ""
+    assert len(done.stderr.strip().splitlines()) == 1 and says in done.stderr
+
+
+def test_bench_text_reads_three_way_and_binary_files(tmp_path: Path) -> None:
+    three = tmp_path / "three.tsv"
+    three.write_text(
+        "sentence\tlabel3\toriginal_label\tsource_id\n"
+        '"Great, thanks!\tpositive\tjoy\tx:dev:d1:u0\n'
+        "I hate this.\tnegative\tanger\tx:dev:d1:u1\n"
+        "The bus leaves at six.\tneutral\tneutral\tx:dev:d2:u0\n"
+    )
+    result = json.loads(bench("text", "--tsv", str(three), "--context", "--json").stdout)
+    assert result["format"] == "label3" and result["sentences"] == 3
+    assert {"uar", "macro_f1", "weighted_f1", "recall", "confusion"} <= set(result)
+    binary = tmp_path / "binary.tsv"
+    binary.write_text("sentence\tlabel\na wonderful film\t1\na dull mess\t0\n")
+    result = json.loads(bench("text", "--tsv", str(binary), "--json").stdout)
+    assert result["format"] == "binary" and result["accuracy"] == 1.0
