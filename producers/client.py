@@ -207,8 +207,8 @@ class MoodstreamClient:
                 if message.get("type") == "session.ended":
                     self._done = True
                     return
-        except websockets.ConnectionClosed:
-            pass
+        except websockets.ConnectionClosed as closed:  # what the close means is decided below, by its code
+            log.info("connection closed (%s): %s", ws.close_code, closed)
         if self._done:
             return
         code = ws.close_code
@@ -299,6 +299,6 @@ async def stream_pcm(
         await ws.send(json.dumps({"type": "end"}))
         try:
             await receiver
-        except websockets.ConnectionClosed:
-            pass
+        except websockets.ConnectionClosed as closed:  # the messages so far are the answer; say how it ended
+            log.info("stream_pcm: connection closed (%s)", closed)
     return messages
