@@ -104,10 +104,10 @@ class Settings(BaseSettings):
         "`fusion_alpha` overrides it).",
     )
     fusion_voice_calm_below: float = Field(
-        0.5, ge=0, le=1, description="Fusion: a voice with at most this polar mass (p(neg) + p(pos)) counts as calm."
+        0.4, ge=0, le=1, description="Fusion: a voice with at most this polar mass (p(neg) + p(pos)) counts as calm."
     )
     fusion_voice_emotional_above: float = Field(
-        0.8,
+        0.6,
         ge=0,
         le=1,
         description="Fusion: a voice with at least this polar mass keeps its verdict in full; between "

@@ -40,9 +40,9 @@ class FusionOptions:
     """ASR average log-prob at or above which the transcript is fully trusted."""
     unreliable_logprob: float = -1.2
     """ASR average log-prob at or below which the transcript gets no weight."""
-    voice_calm_below: float = 0.5
+    voice_calm_below: float = 0.4
     """Voice polar mass (p(negative) + p(positive)) at or below which the voice counts as calm (commitment 0)."""
-    voice_emotional_above: float = 0.8
+    voice_emotional_above: float = 0.6
     """Voice polar mass at or above which the voice's verdict counts in full (commitment 1); ≤ `voice_calm_below`
     turns the calm default off."""
 

@@ -72,9 +72,9 @@ PLAIN_WORDS = {"negative": 0.05, "neutral": 0.9, "positive": 0.05}
 
 
 def test_neutral_words_and_a_voice_that_only_leans_give_neutral() -> None:
-    leaning = {"negative": 0.55, "neutral": 0.4, "positive": 0.05}  # polar mass 0.6: a third of the way to "sure"
+    leaning = {"negative": 0.45, "neutral": 0.5, "positive": 0.05}  # polar mass 0.5: half the way to "sure"
     fused = Fuser().fuse(PLAIN_WORDS, leaning, avg_logprob=-0.1)
-    assert fused.voice_commitment == pytest.approx(1 / 3)
+    assert fused.voice_commitment == pytest.approx(0.5)
     assert fused.label == "neutral"
     assert fused.audio_sentiment == leaning  # what the voice said is reported as it said it
 
