@@ -15,6 +15,7 @@ import ssl
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 
 from moodstream.settings import Settings
 from schemas import SchemaError, decode
@@ -69,6 +70,20 @@ class CheckpointStore:
                 load.cancel()
 
     async def _read(self, partition: int) -> dict[str, SessionCheckpoint]:
+        """The partition's latest checkpoints; retried until it succeeds (a broker away now may be back soon, and
+        the partition's audio waits for this either way) or the partition is forgotten (the task is cancelled)."""
+        delay_s = 0.5
+        while True:
+            try:
+                return await self._read_once(partition)
+            except (KafkaError, OSError) as exc:
+                log.warning(
+                    "reading checkpoints of partition %d failed (%s); retrying in %.1f s", partition, exc, delay_s
+                )
+                await asyncio.sleep(delay_s)
+                delay_s = min(10.0, delay_s * 2)
+
+    async def _read_once(self, partition: int) -> dict[str, SessionCheckpoint]:
         tp = TopicPartition(CHECKPOINTS.name, partition)
         consumer = AIOKafkaConsumer(enable_auto_commit=False, group_id=None, **self.options)
         latest: dict[str, SessionCheckpoint] = {}
