@@ -64,14 +64,13 @@ class CheckpointStore:
             latest[session_id] = checkpoint
 
     def forget(self, partitions: set[int]) -> None:
+        """Drop what is known of `partitions` (a read under way finishes for whoever awaits it, then is dropped)."""
         for partition in partitions:
-            load = self._loads.pop(partition, None)
-            if load is not None and not load.done():
-                load.cancel()
+            self._loads.pop(partition, None)
 
     async def _read(self, partition: int) -> dict[str, SessionCheckpoint]:
         """The partition's latest checkpoints; retried until it succeeds (a broker away now may be back soon, and
-        the partition's audio waits for this either way) or the partition is forgotten (the task is cancelled)."""
+        the partition's audio waits for this either way)."""
         delay_s = 0.5
         while True:
             try:
