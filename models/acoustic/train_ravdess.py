@@ -91,7 +91,7 @@ def trim(audio: np.ndarray, floor_db: float = -40.0) -> np.ndarray:
     return audio[max(0, loud[0] * 160 - 1600) : min(len(audio), (loud[-1] + 1) * 160 + 1600)]
 
 
-def build_model():
+def build_model(channels: tuple[int, int, int] = (64, 128, 128)):
     import torch
 
     from models.acoustic.features import MFCC, N_MFCC
@@ -103,21 +103,22 @@ def build_model():
             super().__init__()
             self.mfcc = MFCC()
             self.norm = torch.nn.InstanceNorm1d(N_MFCC)  # per-window CMVN: gain and channel invariant
+            a, b, c = channels
             self.body = torch.nn.Sequential(
-                torch.nn.Conv1d(N_MFCC, 64, 5, padding=2),
-                torch.nn.BatchNorm1d(64),
+                torch.nn.Conv1d(N_MFCC, a, 5, padding=2),
+                torch.nn.BatchNorm1d(a),
                 torch.nn.ReLU(),
                 torch.nn.MaxPool1d(2),
-                torch.nn.Conv1d(64, 128, 5, padding=2),
-                torch.nn.BatchNorm1d(128),
+                torch.nn.Conv1d(a, b, 5, padding=2),
+                torch.nn.BatchNorm1d(b),
                 torch.nn.ReLU(),
-                torch.nn.Conv1d(128, 128, 3, padding=1),
-                torch.nn.BatchNorm1d(128),
+                torch.nn.Conv1d(b, c, 3, padding=1),
+                torch.nn.BatchNorm1d(c),
                 torch.nn.ReLU(),
             )
             self.dropout = torch.nn.Dropout(0.3)
-            self.sentiment_head = torch.nn.Linear(256, len(SENTIMENTS))
-            self.emotion_head = torch.nn.Linear(256, len(EMOTIONS))
+            self.sentiment_head = torch.nn.Linear(2 * c, len(SENTIMENTS))
+            self.emotion_head = torch.nn.Linear(2 * c, len(EMOTIONS))
 
         def forward(self, audio: torch.Tensor):
             features = self.mfcc(audio)
