@@ -22,6 +22,7 @@ from processors.onnx import cpu_session, model_version
 MODEL_FILE = "model.int8.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 CALIBRATION_FILE = "calibration.json"
+METRICS_FILE = "metrics.json"
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,10 @@ class TextClassifier:
         self.tokenizer.enable_padding()
         calibration = model_dir / CALIBRATION_FILE
         self.temperature = float(json.loads(calibration.read_text())["temperature"]) if calibration.exists() else 1.0
+        metrics = model_dir / METRICS_FILE
+        trained = json.loads(metrics.read_text()).get("train", {}) if metrics.exists() else {}
+        self.uses_context = float(trained.get("context_share", 0.0)) > 0
+        """Trained on (previous utterance, utterance) pairs: the text stage then gives each utterance its context."""
         self.version = model_version(model_dir.name, model_dir / MODEL_FILE)
 
     def logits(self, texts: list[str], contexts: list[str] | None = None) -> np.ndarray:

@@ -1,4 +1,7 @@
-"""Text stage: transcripts in, text sentiment scores out. Inference runs in a one-thread pool off the event loop."""
+"""Text stage: transcripts in, text sentiment scores out. Inference runs in a one-thread pool off the event loop.
+
+A model trained on dialogue context reads each utterance after the session's previous one (`dialogue.DialogueMemory`).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import faust
 
+from processors.dialogue import DialogueMemory
 from processors.runtime import ModelVersions, StageContext
 from processors.text_sentiment import NO_TEXT, TextClassifier
 from schemas.records import SentimentScores, TextScore, Transcript
@@ -16,12 +20,17 @@ from schemas.topics import TEXT_SCORES, TRANSCRIPTS
 def register(ctx: StageContext) -> ModelVersions:
     loading = ctx.preload(TextClassifier)
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="text-sentiment")
+    memory = DialogueMemory()  # touched only from the one pool thread
 
     def score(transcript: Transcript) -> TextScore:
         classifier = loading.get()
         started = time.perf_counter()
         usable = not transcript.rejected and transcript.text.strip()
-        result = classifier.classify([transcript.text])[0] if usable else NO_TEXT
+        sid, seq = transcript.session_id, transcript.utterance_seq
+        context = [memory.context(sid, seq)] if classifier.uses_context else None
+        result = classifier.classify([transcript.text], context)[0] if usable else NO_TEXT
+        if usable:
+            memory.remember(sid, seq, transcript.text)
         return TextScore(
             session_id=transcript.session_id,
             utterance_seq=transcript.utterance_seq,
