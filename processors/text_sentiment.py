@@ -1,10 +1,11 @@
 """Text sentiment: a fine-tuned BERT-family encoder (ONNX int8) on tokenizers + onnxruntime. No torch.
 
-The committed model has three outputs (negative, positive, neutral): SST-2 polarity plus a learned neutral class for
-text whose words carry no sentiment (`models/text/train_neutral.py`). Its logits become calibrated probabilities
-(temperature scaling fitted on held-out data, stored beside the model). A binary model (any exported SST-2
-checkpoint) still works: a neutral band around 50/50 then stands in for the class it lacks. Empty or rejected
-transcripts get an explicit "no text" result rather than a guess.
+The committed model has three outputs (negative, positive, neutral) and was trained on conversation, reviews and
+neutral text, with the previous utterance of the dialogue as optional context (`models/text/MODEL_CARD.md`,
+`models/text/train_conversation.py`). Its logits become calibrated probabilities (temperature scaling fitted on
+held-out data, stored beside the model). A binary model (any exported SST-2 checkpoint) still works: a neutral band
+around 50/50 then stands in for the class it lacks. Empty or rejected transcripts get an explicit "no text" result
+rather than a guess.
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ def test_export_of_a_distilbert_checkpoint_serves_in_the_text_classifier(tmp_pat
 
 
 def test_neutral_training_text_is_lexicon_free_and_polar_text_takes_vaders_side(tmp_path: Path) -> None:
-    from models.text.train_neutral import (
+    from models.text.wordnet_text import (
         NEGATIVE,
         POSITIVE,
         lexically_neutral,

@@ -74,7 +74,7 @@ def held_out_speaker(speaker: str, share: float) -> bool:
 
 
 def prompt_texts(path: Path) -> list[str]:
-    from models.text.train_neutral import asterisk_prompts
+    from models.text.wordnet_text import asterisk_prompts
 
     return asterisk_prompts(path)
 

@@ -134,6 +134,16 @@ def fine_tune(
     return step
 
 
+def decay_groups(model: Any, weight_decay: float) -> list[dict]:
+    """AdamW parameter groups: weight decay on weights, none on biases and LayerNorm."""
+    no_decay = ("bias", "LayerNorm.weight")
+    named = list(model.named_parameters())
+    return [
+        {"params": [p for n, p in named if not n.endswith(no_decay)], "weight_decay": weight_decay},
+        {"params": [p for n, p in named if n.endswith(no_decay)], "weight_decay": 0.0},
+    ]
+
+
 def train(args: argparse.Namespace) -> None:
     import torch
     from tokenizers import Tokenizer
@@ -168,15 +178,7 @@ def train(args: argparse.Namespace) -> None:
     model = AutoModelForSequenceClassification.from_pretrained(
         opts.base_model, num_labels=2, id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1}
     )
-    no_decay = ("bias", "LayerNorm.weight")
-    groups = [
-        {
-            "params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
-            "weight_decay": opts.weight_decay,
-        },
-        {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
-    ]
-    optimizer = torch.optim.AdamW(groups, lr=opts.learning_rate)
+    optimizer = torch.optim.AdamW(decay_groups(model, opts.weight_decay), lr=opts.learning_rate)
     total_steps = int(math.ceil(len(train_idx) / opts.batch_size) * opts.epochs)
     started = time.time()
     step = fine_tune(model, optimizer, encoded, labels, train_idx, total_steps, opts, rng)
