@@ -199,9 +199,11 @@ def options(args: argparse.Namespace) -> VoiceOptions:
 
 def report_on(model: Path, sets: dict[str, list[Clip]], baseline: str) -> dict:
     report: dict = {"held_out_actors": list(RAVDESS_TEST_ACTORS)}
-    report |= {name: score(onnx_predictor(model), clips) for name, clips in sets.items()}
+    predict = onnx_predictor(model)
+    report |= {name: score(predict, clips) for name, clips in sets.items()}
     if baseline:
-        report["baseline"] = {name: score(onnx_predictor(Path(baseline)), clips) for name, clips in sets.items()}
+        old = onnx_predictor(Path(baseline))
+        report["baseline"] = {name: score(old, clips) for name, clips in sets.items()}
     return report
 
 
