@@ -34,7 +34,15 @@ from moodstream.settings import Settings
 from schemas import encode
 from schemas import errors as E
 from schemas.audio import SAMPLE_RATE
-from schemas.records import AudioFrame, FusedResult, Record, SessionControl, SessionEnded, SessionOptions
+from schemas.records import (
+    AudioFrame,
+    FusedResult,
+    PartialResult,
+    Record,
+    SessionControl,
+    SessionEnded,
+    SessionOptions,
+)
 from schemas.topics import AUDIO, partition_for
 from schemas.websocket import CLIENT_MESSAGE, EndMessage, ErrorMessage, PingMessage, Pong, SessionStarted, StartMessage
 
@@ -303,6 +311,8 @@ class ClientSession:
         """Forward events in order; drop replayed duplicates; return after session.ended and its results."""
         while True:
             record = await self.outbox.get()
+            if isinstance(record, PartialResult) and record.utterance_seq in self.final_utterances:
+                continue  # the final supersedes every partial: one arriving after it is never shown
             identity = record.identity()
             if identity in self.delivered:  # a replay after a worker crash: never show it twice
                 metrics.DUPLICATES_DROPPED.inc()

@@ -96,6 +96,12 @@ class Settings(BaseSettings):
     worker_heartbeat_s: float = Field(2.0, gt=0, description="How often workers publish a heartbeat.")
     worker_stale_s: float = Field(10.0, gt=0, description="A heartbeat older than this no longer counts as ready.")
     level_window_ms: int = Field(500, ge=20, description="Audio-level stage: ms of audio per level event.")
+    partial_interval_ms: int = Field(
+        1000,
+        ge=0,
+        description="While an utterance is open, its words so far are decoded about this often (`partial` events, "
+        "when the worker has spare time); 0 turns partials off for every session.",
+    )
     fusion_text_weight: float = Field(
         0.7,
         ge=0,

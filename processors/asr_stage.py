@@ -1,56 +1,101 @@
-"""ASR stage: utterances in, transcripts out. Whisper runs in a one-thread pool off the event loop.
+"""ASR stage: utterances in, transcripts out; open utterances' audio in, partial transcripts out. Whisper runs in a
+one-thread pool off the event loop.
 
 One pool thread per worker process keeps threads × workers ≤ cores; utterances queue there in arrival order, so
-one long utterance delays the others on this worker by its own decode time (~0.2-0.4 s), never by more.
+one long utterance delays the others on this worker by its own decode time (~0.2-0.4 s), never by more. Partials
+(`partials.PartialTracker`) are decoded only while no final waits for the pool: under load they thin out and stop,
+and a final waits at most for the one partial decode already running.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import faust
 
-from processors.runtime import ModelVersions, StageContext
+from processors.partials import PartialTracker
+from processors.runtime import ModelVersions, StageContext, now_ms
 from processors.transcriber import Transcriber, TranscriberOptions
-from schemas.records import Transcript, Utterance
-from schemas.topics import TRANSCRIPTS, UTTERANCES
+from schemas.records import PartialAudio, Transcript, Utterance
+from schemas.topics import PARTIAL_AUDIO, TRANSCRIPTS, UTTERANCES
+
+T = TypeVar("T")
+
+
+def transcript_of(transcriber: Transcriber, utterance: Utterance) -> Transcript:
+    common = {
+        "session_id": utterance.session_id,
+        "utterance_seq": utterance.utterance_seq,
+        "start_ms": utterance.start_ms,
+        "end_ms": utterance.end_ms,
+        "model_id": transcriber.model_id,
+        "last_frame_received_at_ms": utterance.last_frame_received_at_ms,
+        "fusion_alpha": utterance.fusion_alpha,
+    }
+    if utterance.gated:  # the anti-hallucination gate: never decoded
+        return Transcript(text="", rejected=True, reject_reason=f"gate:{utterance.gated}", compute_ms=0, **common)
+    result = transcriber.transcribe(utterance.pcm)
+    return Transcript(
+        text=result.text,
+        rejected=result.rejected,
+        reject_reason=result.reject_reason,
+        avg_logprob=result.avg_logprob,
+        no_speech_prob=result.no_speech_prob,
+        compute_ms=result.compute_ms,
+        **common,
+    )
+
+
+class AsrShell:
+    """The worker's ASR: finals first, partials in the gaps. Every method runs on the event loop."""
+
+    def __init__(self, ctx: StageContext) -> None:
+        path = ctx.settings.asr_model_path
+        options = TranscriberOptions(model_path=Path(path) if path else None)
+        self.ctx = ctx
+        self.loading = ctx.preload(lambda: Transcriber(options))
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asr")
+        self.partials = PartialTracker()
+        self.finals_waiting = 0
+        """Finals handed to the pool and not yet done: while any waits, no partial is decoded."""
+
+    async def on_utterance(self, _event: faust.EventT, utterance: Utterance) -> None:
+        self.partials.finished(utterance.session_id, utterance.utterance_seq)
+        self.finals_waiting += 1
+        try:
+            transcript = await self._run(transcript_of, self.loading.get(), utterance)
+        finally:
+            self.finals_waiting -= 1
+        await self.ctx.emit(TRANSCRIPTS, transcript, transcript.session_id)
+
+    async def on_chunk(self, _event: faust.EventT, chunk: PartialAudio) -> None:
+        decode = self.partials.on_chunk(chunk, now_ms())
+        if decode is None or self.finals_waiting or not self.loading.future.done():
+            return
+        transcriber = self.loading.get()
+        result = await self._run(transcriber.transcribe_partial, decode.pcm, decode.prefix)
+        # back on the loop: the final may have arrived meanwhile, and then the tracker drops this partial
+        partial = self.partials.on_decoded(decode, result.tokens, result.text, transcriber.model_id, result.compute_ms)
+        if partial is not None:
+            await self.ctx.emit(TRANSCRIPTS, partial, partial.session_id)
+
+    async def _run(self, function: Callable[..., T], *args: object) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.pool, function, *args)
 
 
 def register(ctx: StageContext) -> ModelVersions:
-    path = ctx.settings.asr_model_path
-    loading = ctx.preload(lambda: Transcriber(TranscriberOptions(model_path=Path(path) if path else None)))
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asr")
-
-    def transcribe(utterance: Utterance) -> Transcript:
-        transcriber = loading.get()
-        common = {
-            "session_id": utterance.session_id,
-            "utterance_seq": utterance.utterance_seq,
-            "start_ms": utterance.start_ms,
-            "end_ms": utterance.end_ms,
-            "model_id": transcriber.model_id,
-            "last_frame_received_at_ms": utterance.last_frame_received_at_ms,
-            "fusion_alpha": utterance.fusion_alpha,
-        }
-        if utterance.gated:  # the anti-hallucination gate: never decoded
-            return Transcript(text="", rejected=True, reject_reason=f"gate:{utterance.gated}", compute_ms=0, **common)
-        result = transcriber.transcribe(utterance.pcm)
-        return Transcript(
-            text=result.text,
-            rejected=result.rejected,
-            reject_reason=result.reject_reason,
-            avg_logprob=result.avg_logprob,
-            no_speech_prob=result.no_speech_prob,
-            compute_ms=result.compute_ms,
-            **common,
-        )
-
-    async def send(transcript: Transcript) -> None:
-        await ctx.emit(TRANSCRIPTS, transcript, transcript.session_id)
+    shell = AsrShell(ctx)
 
     @ctx.app.agent(ctx.topic(UTTERANCES), name="asr")
     async def asr(stream: faust.StreamT) -> None:
-        await ctx.consume(stream, Utterance, "asr", transcribe, pool, send)  # type: ignore[arg-type]
+        await ctx.each_record(stream, (Utterance,), "asr", shell.on_utterance)
 
-    return {"asr": lambda: loading.get().model_id}
+    @ctx.app.agent(ctx.topic(PARTIAL_AUDIO), name="asr-partials")
+    async def asr_partials(stream: faust.StreamT) -> None:
+        await ctx.each_record(stream, (PartialAudio,), "asr-partials", shell.on_chunk)
+
+    return {"asr": lambda: shell.loading.get().model_id}

@@ -24,6 +24,7 @@ from processors.endpointer import (
     AcousticChunk,
     Endpointer,
     Event,
+    SpeechSoFar,
     SpeechStart,
     UtteranceCut,
 )
@@ -33,6 +34,7 @@ from schemas.records import (
     AcousticWindow,
     AudioFrame,
     AudioLevel,
+    PartialAudio,
     Record,
     SessionCheckpoint,
     SessionControl,
@@ -40,7 +42,7 @@ from schemas.records import (
     Utterance,
     VadEvent,
 )
-from schemas.topics import ACOUSTIC_WINDOWS, EVENTS, UTTERANCES, TopicSpec
+from schemas.topics import ACOUSTIC_WINDOWS, EVENTS, PARTIAL_AUDIO, UTTERANCES, TopicSpec
 
 log = logging.getLogger("moodstream.audio")
 
@@ -79,6 +81,7 @@ class AudioSession(Generic[Token]):
         self.endpointer = endpointer
         self.meter = meter
         self.fusion_alpha = checkpoint.fusion_alpha if checkpoint else None
+        self.partials = checkpoint.partials if checkpoint else True
         self.held: collections.deque[tuple[Token, int]] = collections.deque()
         """Unacked input records and the session sample one past each one's audio."""
         self.last_received_at_ms = 0.0
@@ -93,6 +96,7 @@ class AudioSession(Generic[Token]):
             next_utterance_seq=self.endpointer.next_utterance_seq,
             resume_sample=self.endpointer.position,
             fusion_alpha=self.fusion_alpha,
+            partials=self.partials,
         )
 
     def on_frame(self, frame: AudioFrame, token: Token) -> Step[Token]:
@@ -117,9 +121,11 @@ class AudioSession(Generic[Token]):
 
     def on_start(self, control: SessionControl, token: Token) -> Step[Token]:
         step: Step[Token] = Step()
-        if control.options.fusion_alpha is not None:
+        options = control.options
+        alpha = options.fusion_alpha if options.fusion_alpha is not None else self.fusion_alpha
+        if (alpha, options.partials) != (self.fusion_alpha, self.partials):
             # stored before the ack: the start record is not replayed after a crash, the checkpoint is
-            self.fusion_alpha = control.options.fusion_alpha
+            self.fusion_alpha, self.partials = alpha, options.partials
             step.actions.append(Store(self.checkpoint()))
         step.acks.append(token)
         return step
@@ -166,6 +172,9 @@ class AudioSession(Generic[Token]):
                                                           utterance_seq=event.utterance_seq, at_ms=at)))  # fmt: skip
             elif isinstance(event, AcousticChunk):
                 step.actions.append(Send(ACOUSTIC_WINDOWS, self._window(event, received_at_ms)))
+            elif isinstance(event, SpeechSoFar):
+                if self.partials:
+                    step.actions.append(Send(PARTIAL_AUDIO, self._speech_so_far(event, received_at_ms)))
             elif isinstance(event, UtteranceCut):
                 step.actions.append(Send(UTTERANCES, self._utterance(event, received_at_ms)))
                 at = samples_to_ms(event.end_sample)
@@ -182,6 +191,18 @@ class AudioSession(Generic[Token]):
             end_ms=samples_to_ms(chunk.start_sample + len(chunk.pcm) // 2),
             received_at_ms=received_at_ms,
             pcm=chunk.pcm,
+        )
+
+    def _speech_so_far(self, event: SpeechSoFar, received_at_ms: float) -> PartialAudio:
+        return PartialAudio(
+            session_id=self.session_id,
+            utterance_seq=event.utterance_seq,
+            chunk_seq=event.chunk_seq,
+            start_ms=samples_to_ms(event.start_sample),
+            end_ms=samples_to_ms(event.start_sample + len(event.pcm) // 2),
+            speech_start_ms=samples_to_ms(event.speech_start_sample),
+            received_at_ms=received_at_ms,
+            pcm=event.pcm,
         )
 
     def _utterance(self, cut: UtteranceCut, received_at_ms: float) -> Utterance:

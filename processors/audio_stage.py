@@ -41,7 +41,8 @@ class AudioShell:
     async def session(self, sid: str, partition: int) -> AudioSession[faust.EventT]:
         if sid not in self.sessions:
             checkpoint = await self.checkpoints.get(sid, partition)
-            endpointer = Endpointer(SileroStream(self.model.get()), EndpointerOptions())
+            options = EndpointerOptions(partial_interval_ms=self.ctx.settings.partial_interval_ms)
+            endpointer = Endpointer(SileroStream(self.model.get()), options)
             state = AudioSession(sid, endpointer, LevelMeter(self.ctx.settings.level_window_ms), checkpoint)
             if checkpoint:
                 log.info("session %s resumed at utterance %d", sid, checkpoint.next_utterance_seq)

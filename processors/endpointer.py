@@ -34,6 +34,8 @@ class EndpointerOptions:
     """How far back from the limit to look for the quietest cut point."""
     acoustic_window_ms: int = 500
     """Length of (and interval between) provisional acoustic windows while speech is active; 0 disables them."""
+    partial_interval_ms: int = 1_000
+    """While an utterance is open, its new audio is handed out this often (for partial transcripts); 0: never."""
     min_utterance_ms: int = 250
     """Anti-hallucination gate: shorter utterances are not sent to ASR."""
     min_rms_dbfs: float = -55.0
@@ -55,6 +57,17 @@ class AcousticChunk:
 
 
 @dataclass(frozen=True)
+class SpeechSoFar:
+    """New audio of the open utterance: chunks ``0, 1, …`` are consecutive from the utterance's padded start."""
+
+    utterance_seq: int
+    chunk_seq: int
+    start_sample: int
+    speech_start_sample: int
+    pcm: bytes
+
+
+@dataclass(frozen=True)
 class UtteranceCut:
     """A finished utterance. ``start_sample``/``end_sample`` are the speech boundaries; ``pcm`` adds padding."""
 
@@ -69,7 +82,7 @@ class UtteranceCut:
     """Why the anti-hallucination gate keeps it from ASR ("too_short", "too_quiet"), or None."""
 
 
-Event = SpeechStart | AcousticChunk | UtteranceCut
+Event = SpeechStart | AcousticChunk | SpeechSoFar | UtteranceCut
 
 
 @dataclass
@@ -123,6 +136,7 @@ class Endpointer:
         self._max_utt = ms_to_samples(o.max_utterance_ms)
         self._search = ms_to_samples(o.cut_search_ms)
         self._acoustic = ms_to_samples(o.acoustic_window_ms)
+        self._partial_interval = ms_to_samples(o.partial_interval_ms)
         self._buffer = _Buffer(self._max_utt + 2 * self._pad + ms_to_samples(2_000))
         self.next_utterance_seq = next_utterance_seq
         self.reset()
@@ -139,6 +153,8 @@ class Endpointer:
         self._silence_start: int | None = None
         self._next_acoustic = 0
         self._window_seq = 0
+        self._partial_from = 0  # first sample of the open utterance not yet handed out as SpeechSoFar
+        self._chunk_seq = 0
         self._quiet: list[tuple[int, float]] = []  # (window start, energy) of the open utterance
 
     @property
@@ -198,9 +214,7 @@ class Endpointer:
                     self._speech_start = self._run_start
                     self._run_start = None
                     self._silence_start = None
-                    self._next_acoustic = self._speech_start + self._acoustic
-                    self._window_seq = 0
-                    self._quiet = []
+                    self._opened(self._speech_start)
                     events.append(SpeechStart(self._speech_start, self.next_utterance_seq))
             elif prob < o.stop_threshold:
                 self._run_start = None
@@ -218,6 +232,9 @@ class Endpointer:
             )
             self._window_seq += 1
             self._next_acoustic = end + self._acoustic
+        pause = self._silence_start is not None  # a pause may end the utterance: its final is near
+        if self._partial_interval and not pause and end - self._partial_from >= self._partial_interval:
+            events.append(self._speech_so_far(end))
         if self._silence_start is not None and end - self._silence_start >= self._min_silence:
             events.append(self._cut(self._silence_start, "silence"))
             self._triggered = False
@@ -226,13 +243,27 @@ class Endpointer:
             events.append(self._cut(cut, "max_length"))
             # the speech goes on: a new utterance starts at the cut
             self._triggered = True
-            self._speech_start = cut
-            self._silence_start = None
-            self._next_acoustic = cut + self._acoustic
-            self._window_seq = 0
+            self._opened(cut)
             self._quiet = [q for q in self._quiet if q[0] >= cut]
             events.append(SpeechStart(cut, self.next_utterance_seq))
         return events
+
+    def _opened(self, speech_start: int) -> None:
+        """A new utterance opens with its speech at ``speech_start``."""
+        self._speech_start = speech_start
+        self._silence_start = None
+        self._next_acoustic = speech_start + self._acoustic
+        self._window_seq = 0
+        self._quiet = []
+        self._partial_from = max(speech_start - self._pad, self._buffer.start)
+        self._chunk_seq = 0
+
+    def _speech_so_far(self, end: int) -> SpeechSoFar:
+        chunk = self._buffer.slice(self._partial_from, end)
+        event = SpeechSoFar(self.next_utterance_seq, self._chunk_seq, self._partial_from, self._speech_start,
+                            chunk.tobytes())  # fmt: skip
+        self._partial_from, self._chunk_seq = end, self._chunk_seq + 1
+        return event
 
     def _quietest(self, end: int) -> int:
         lo = end - self._search

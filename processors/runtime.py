@@ -115,7 +115,7 @@ class StageContext:
     async def consume(
         self,
         stream: faust.StreamT,
-        expected: type[R],
+        expected: type[R] | tuple[type[R], ...],
         name: str,
         compute: Callable[[R], Record],
         pool: Executor,
@@ -128,7 +128,7 @@ class StageContext:
         async def handle(_event: faust.EventT, record: R) -> None:
             await send(await loop.run_in_executor(pool, compute, record))
 
-        await self.each_record(stream, (expected,), name, handle)
+        await self.each_record(stream, expected if isinstance(expected, tuple) else (expected,), name, handle)
 
     async def dead_letter(self, event: faust.EventT, consumer: str, error: Exception) -> None:
         message = event.message

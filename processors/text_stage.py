@@ -1,4 +1,5 @@
-"""Text stage: transcripts in, text sentiment scores out. Inference runs in a one-thread pool off the event loop.
+"""Text stage: transcripts in, text sentiment scores out; partial transcripts in, `partial` events out (to the
+client at once). Inference runs in a one-thread pool off the event loop.
 
 A model trained on dialogue context reads each utterance after the session's previous one (`dialogue.DialogueMemory`).
 """
@@ -13,8 +14,8 @@ import faust
 from processors.dialogue import DialogueMemory
 from processors.runtime import ModelVersions, StageContext
 from processors.text_sentiment import NO_TEXT, TextClassifier
-from schemas.records import SentimentScores, TextScore, Transcript
-from schemas.topics import TEXT_SCORES, TRANSCRIPTS
+from schemas.records import PartialResult, PartialTranscript, Record, SentimentScores, TextScore, Transcript
+from schemas.topics import EVENTS, TEXT_SCORES, TRANSCRIPTS
 
 
 def register(ctx: StageContext) -> ModelVersions:
@@ -49,11 +50,31 @@ def register(ctx: StageContext) -> ModelVersions:
             fusion_alpha=transcript.fusion_alpha,
         )
 
-    async def send(record: TextScore) -> None:
-        await ctx.emit(TEXT_SCORES, record, record.session_id)
+    def score_partial(partial: PartialTranscript) -> PartialResult:
+        """The words so far, read after the session's previous utterance; never remembered as context."""
+        classifier = loading.get()
+        context = [memory.context(partial.session_id, partial.utterance_seq)] if classifier.uses_context else None
+        result = classifier.classify([partial.text], context)[0]
+        return PartialResult(
+            session_id=partial.session_id,
+            utterance_seq=partial.utterance_seq,
+            revision=partial.revision,
+            start_ms=partial.start_ms,
+            end_ms=partial.end_ms,
+            text=partial.text,
+            text_sentiment=SentimentScores(negative=result.negative, neutral=result.neutral, positive=result.positive),
+        )
+
+    def compute(record: Transcript | PartialTranscript) -> Record:
+        return score(record) if isinstance(record, Transcript) else score_partial(record)
+
+    async def send(record: Record) -> None:
+        topic = EVENTS if isinstance(record, PartialResult) else TEXT_SCORES
+        await ctx.emit(topic, record, record.session_id)  # type: ignore[attr-defined]
 
     @ctx.app.agent(ctx.topic(TRANSCRIPTS), name="text-sentiment")
     async def text_sentiment(stream: faust.StreamT) -> None:
-        await ctx.consume(stream, Transcript, "text-sentiment", score, pool, send)  # type: ignore[arg-type]
+        expected = (Transcript, PartialTranscript)
+        await ctx.consume(stream, expected, "text-sentiment", compute, pool, send)  # type: ignore[arg-type]
 
     return {"text": lambda: loading.get().version}

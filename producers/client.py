@@ -75,6 +75,8 @@ class MoodstreamClient:
         self._replay_samples = 0
         self._finals: set[int] = set()
         self._seen_results: set[tuple[int, int]] = set()
+        self._partial_revisions: dict[int, int] = {}
+        """utterance seq → the newest partial revision yielded (dropped once the utterance's final is in)."""
         self._inbox: asyncio.Queue[dict | None] = asyncio.Queue()
         self._ended_sent = False
         self._done = False
@@ -188,11 +190,21 @@ class MoodstreamClient:
             if message["type"] == "error" and message.get("fatal") and message.get("code") == "disconnected":
                 return
 
+    def _fresh_partial(self, message: dict) -> bool:
+        """A partial is shown only while its utterance has no final and only if it is newer than the last shown."""
+        seq, revision = message["utterance_seq"], message["revision"]
+        if seq in self._finals or self._partial_revisions.get(seq, 0) >= revision:
+            return False
+        self._partial_revisions[seq] = revision
+        return True
+
     async def _read(self, ws: websockets.ClientConnection, generation: int) -> None:
         fatal: dict | None = None
         try:
             async for raw in ws:
                 message = json.loads(raw)
+                if message.get("type") == "partial" and not self._fresh_partial(message):
+                    continue
                 if message.get("type") == "utterance":
                     key = (message["utterance_seq"], message.get("revision", 1))
                     if key in self._seen_results:
@@ -201,6 +213,7 @@ class MoodstreamClient:
                     self._seen_results.add(key)
                     if message.get("final"):
                         self._finals.add(message["utterance_seq"])
+                        self._partial_revisions.pop(message["utterance_seq"], None)
                 if message.get("type") == "error" and message.get("fatal"):
                     fatal = message
                 self._inbox.put_nowait(message)

@@ -43,6 +43,14 @@ def describe(message: dict) -> str | None:
     return None
 
 
+def caption(partial: dict) -> str:
+    """The live line for a partial: its words so far (the end kept when long) and their leaning."""
+    scores = partial["text_sentiment"]
+    best = max(scores, key=scores.get)
+    words = partial["text"] if len(partial["text"]) <= 70 else "…" + partial["text"][-69:]
+    return f"… {words}  [{COLOURS[best]}]{best[:3]} {scores[best]:.2f}[/]"
+
+
 async def microphone_frames(frame_ms: int) -> AsyncIterator[bytes]:
     """16 kHz mono int16 frames from the default input device (needs the `mic` extra and PortAudio)."""
     try:
@@ -78,6 +86,7 @@ def progress_bar(console: Console, total_s: float | None) -> tuple[Progress, Tas
         BarColumn(),
         TextColumn("{task.completed:.1f}/{task.fields[total_label]} s  {task.fields[results]} results"),
         TimeElapsedColumn(),
+        TextColumn("[italic]{task.fields[caption]}"),  # the open utterance's words so far, replaced by its final
         console=console,
         transient=True,
     )
@@ -86,6 +95,7 @@ def progress_bar(console: Console, total_s: float | None) -> tuple[Progress, Tas
         total=total_s,
         total_label=f"{total_s:.1f}" if total_s else "∞",
         results=0,
+        caption="",
     )
     return progress, task
 
@@ -120,9 +130,11 @@ async def show_messages(client: MoodstreamClient, out: IO[str] | None, progress:
         line = describe(message)
         if line:
             progress.console.print(line, highlight=False)
+        if message.get("type") == "partial":
+            progress.update(task, caption=caption(message))
         if message.get("type") == "utterance" and message.get("final"):
             results += 1
-            progress.update(task, results=results)
+            progress.update(task, results=results, caption="")
         if message.get("type") == "error" and message.get("fatal"):
             status = 1
     return status

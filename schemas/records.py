@@ -65,6 +65,8 @@ class SessionOptions(BaseModel):
     """Spoken language; English is the only one the shipped models serve, so any other is refused (bad_start)."""
     fusion_alpha: Probability | None = None
     """Weight of the text score in late fusion; None uses the server default."""
+    partials: bool = True
+    """Send `partial` transcripts with text sentiment while an utterance is still open (when the worker has time)."""
 
 
 class AudioFrame(PcmRecord):
@@ -140,6 +142,28 @@ class AcousticWindow(PcmRecord):
     pcm: bytes = Field(repr=False)
 
 
+class PartialAudio(PcmRecord):
+    """New audio of an utterance still open, for partial transcripts: consecutive chunks (by `chunk_seq`, from 0)
+    that together hold the utterance's audio from its padded start. Disposable: a consumer that misses a chunk
+    waits for the utterance's next one to start over."""
+
+    SCHEMA: ClassVar[str] = "partial_audio"
+    VERSION: ClassVar[int] = 1
+
+    session_id: SessionId
+    utterance_seq: Annotated[int, Field(ge=0)]
+    chunk_seq: Annotated[int, Field(ge=0)]
+    start_ms: Annotated[float, Field(ge=0)]
+    """Session time of the chunk's first sample (for chunk 0: the utterance's padded start)."""
+    end_ms: Annotated[float, Field(ge=0)]
+    speech_start_ms: Annotated[float, Field(ge=0)]
+    """Where the utterance's speech starts (the final result's `start_ms`)."""
+    received_at_ms: float
+    """Gateway wall clock (Unix ms) when the newest frame of the chunk arrived: a chunk heard long ago is not worth
+    a partial any more."""
+    pcm: bytes = Field(repr=False)
+
+
 class SentimentScores(BaseModel):
     """Three-way sentiment distribution."""
 
@@ -192,6 +216,24 @@ class Transcript(Record):
     last_frame_received_at_ms: float
     fusion_alpha: Probability | None = None
     """The session's text weight from its start message, carried to fusion; None uses the server default."""
+
+
+class PartialTranscript(Record):
+    """ASR of an utterance still open: the words so far (greedy, cheaper than the final's decode)."""
+
+    SCHEMA: ClassVar[str] = "partial_transcript"
+    VERSION: ClassVar[int] = 1
+
+    session_id: SessionId
+    utterance_seq: Annotated[int, Field(ge=0)]
+    revision: Annotated[int, Field(ge=1)]
+    """1 for the utterance's first partial, then one more for each partial with new text."""
+    start_ms: float
+    end_ms: float
+    """Session time up to which the audio was heard."""
+    text: str
+    model_id: str
+    compute_ms: float
 
 
 class TextScore(Record):
@@ -259,6 +301,26 @@ class FusedResult(Record):
     model_versions: dict[str, str]
     last_frame_received_at_ms: float = 0.0
     """Gateway receipt time of the utterance's last frame: the origin of end-to-end latency."""
+
+
+class PartialResult(Record):
+    """Words so far and their sentiment while the speaker is still talking. Superseded by the utterance's final
+    `utterance` result; a client shows no partial of an utterance whose final it already has."""
+
+    SCHEMA: ClassVar[str] = "partial_result"
+    VERSION: ClassVar[int] = 1
+    IDENTITY: ClassVar[tuple[str, ...]] = ("utterance_seq", "revision")
+
+    type: Literal["partial"] = "partial"
+    session_id: SessionId
+    utterance_seq: Annotated[int, Field(ge=0)]
+    revision: Annotated[int, Field(ge=1)]
+    """Increases with each partial of the utterance that changed the text."""
+    start_ms: float
+    end_ms: float
+    """Session time up to which the speech was heard."""
+    text: str
+    text_sentiment: SentimentScores
 
 
 class AudioLevel(Record):
@@ -333,6 +395,8 @@ class SessionCheckpoint(Record):
     """Session sample to resume endpointing at: audio before it was already cut and sent."""
     fusion_alpha: Probability | None = None
     """The session's own text weight from its start message (None: the server default)."""
+    partials: bool = True
+    """The session's `partials` option from its start message."""
 
 
 class WorkerHeartbeat(Record):
@@ -369,10 +433,13 @@ RECORD_TYPES: tuple[type[Record], ...] = (
     SessionControl,
     Utterance,
     AcousticWindow,
+    PartialAudio,
     AcousticScore,
     Transcript,
+    PartialTranscript,
     TextScore,
     FusedResult,
+    PartialResult,
     AudioLevel,
     VadEvent,
     SessionEnded,

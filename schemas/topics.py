@@ -40,14 +40,18 @@ AUDIO = TopicSpec(
 )
 UTTERANCES = TopicSpec("moodstream.utterances", SESSION_PARTITIONS, "session id", ("utterance",))
 ACOUSTIC_WINDOWS = TopicSpec("moodstream.acoustic-windows", SESSION_PARTITIONS, "session id", ("acoustic_window",))
+PARTIAL_AUDIO = TopicSpec("moodstream.partial-audio", SESSION_PARTITIONS, "session id", ("partial_audio",))
+"""Audio of open utterances in ~1 s chunks, for partial transcripts (only for sessions that want partials)."""
 ACOUSTIC_SCORES = TopicSpec("moodstream.acoustic-scores", SESSION_PARTITIONS, "session id", ("acoustic_score",))
-TRANSCRIPTS = TopicSpec("moodstream.transcripts", SESSION_PARTITIONS, "session id", ("transcript",))
+TRANSCRIPTS = TopicSpec(
+    "moodstream.transcripts", SESSION_PARTITIONS, "session id", ("transcript", "partial_transcript")
+)
 TEXT_SCORES = TopicSpec("moodstream.text-scores", SESSION_PARTITIONS, "session id", ("text_score",))
 EVENTS = TopicSpec(
     "moodstream.events",
     SESSION_PARTITIONS,
     "session id",
-    ("audio_level", "vad_event", "acoustic_score", "fused_result", "session_ended", "error_event"),
+    ("audio_level", "vad_event", "acoustic_score", "partial_result", "fused_result", "session_ended", "error_event"),
 )
 """Everything a client sees about its session, in order per session; gateways relay it, analytics read it."""
 CHECKPOINTS = TopicSpec(
@@ -61,6 +65,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     AUDIO,
     UTTERANCES,
     ACOUSTIC_WINDOWS,
+    PARTIAL_AUDIO,
     ACOUSTIC_SCORES,
     TRANSCRIPTS,
     TEXT_SCORES,

@@ -12,8 +12,8 @@ from processors.endpointer import Endpointer
 from processors.level import LevelMeter
 from processors.vad import SileroStream, load_silero
 from producers.audio import load_pcm16
-from schemas.records import AudioFrame, SessionCheckpoint, SessionControl, SessionEnded, Utterance
-from schemas.topics import UTTERANCES
+from schemas.records import AudioFrame, PartialAudio, SessionCheckpoint, SessionControl, SessionEnded, Utterance
+from schemas.topics import PARTIAL_AUDIO, UTTERANCES
 
 SPEECH = load_pcm16(Path(__file__).parent / "data" / "three_prompts.wav")
 FRAME = 3200  # bytes: 100 ms records, as the gateway joins them
@@ -99,3 +99,24 @@ def test_a_start_with_a_text_weight_stores_it_before_the_ack_and_utterances_carr
     assert step.actions == [Store(checkpoint(0, 0, 0.2))] and step.acks == [0]
     sent = utterances(feed(session, range(0, len(SPEECH), FRAME)))
     assert sent and all(u.fusion_alpha == 0.2 for u in sent)
+
+
+def partial_audio(steps: list[Step[int]]) -> list[PartialAudio]:
+    return [a.record for s in steps for a in s.actions if isinstance(a, Send) and a.topic == PARTIAL_AUDIO]  # type: ignore[misc]
+
+
+def test_open_utterances_send_their_audio_for_partials_unless_the_session_turned_them_off(model) -> None:
+    session = new_session(model)
+    chunks = partial_audio(feed(session, range(0, len(SPEECH), FRAME)))
+    assert {c.utterance_seq for c in chunks} == {1, 2}  # "Goodbye!" is over before a second of it is heard
+    second = [c.chunk_seq for c in chunks if c.utterance_seq == 1]  # 5 s of speech: a chunk a second
+    assert second == list(range(len(second))) and len(second) >= 4
+    quiet = new_session(model)
+    start = SessionControl.model_validate(
+        {"session_id": "s1", "action": "start", "next_seq": 0, "options": {"partials": False}, "at_ms": 0.0}
+    )
+    step = quiet.on_start(start, 0)
+    assert step.actions == [Store(checkpoint(0, 0, None).model_copy(update={"partials": False}))]
+    assert partial_audio(feed(quiet, range(0, len(SPEECH), FRAME))) == []
+    taken_over = new_session(model, quiet.checkpoint())  # a takeover keeps the choice
+    assert taken_over.partials is False

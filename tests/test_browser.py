@@ -41,6 +41,16 @@ def speech_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+CAPTION_LOG = """() => {
+  window.captionLog = [];
+  new MutationObserver(() => window.captionLog.push({
+    text: document.getElementById("caption").textContent,
+    finalShown: document.querySelector(`tr.utterance.final[data-seq="${captionSeq}"]`) !== null,
+  })).observe(document.getElementById("caption"), { childList: true, subtree: true, characterData: true });
+}"""
+"""Records every change of the live caption and whether its utterance's final row was already on the page."""
+
+
 def final_transcripts(page) -> list[str]:
     texts = page.eval_on_selector_all("tr.utterance.final", "rows => rows.map(r => r.dataset.seq + '|' + "
                                       "r.querySelector('.transcript').textContent)")  # fmt: skip
@@ -67,8 +77,11 @@ def test_microphone_and_file_upload_show_transcripts_and_sentiment(stack: Stack,
             page = context.new_page()
             page.goto(stack.http)
             page.wait_for_selector("#ready.ok")
+            page.evaluate(CAPTION_LOG)
             page.click("#mic-start")
             assert wait_for_three(page)[:3] == TRUTH
+            captions = page.evaluate("window.captionLog")
+            assert any(c["text"] and not c["finalShown"] for c in captions), captions  # words before the final
             labels = page.eval_on_selector_all("tr.utterance.final .fused-score", "e => e.map(x => x.textContent)")
             assert all(-1 <= float(score) <= 1 for score in labels)
             assert page.locator("#vad").text_content() in ("speaking", "silent")

@@ -141,3 +141,33 @@ async def test_a_sessions_own_text_weight_reaches_fusion(stack: Stack) -> None:
         assert result["fused_label"] == voice_alone.label
         assert result["weights"]["voice_commitment"] == round(voice_alone.voice_commitment, 4)
     assert all(result["weights"]["text"] > 0 for result in finals[1])
+
+
+async def test_a_long_utterance_gets_live_partials_before_its_final_unless_the_session_turns_them_off(
+    stack: Stack,
+) -> None:
+    """Read speech streamed in real time: words so far, with their sentiment, arrive while the speaker talks; the
+    final supersedes them; a session that asks for no partials gets none."""
+    from pathlib import Path
+
+    from moodstream.bench.wer import normalize, wer
+    from producers.audio import load_pcm16
+
+    speech = load_pcm16(Path(__file__).parent / "data" / "read_sentence.wav")
+    live, plain = await asyncio.gather(
+        stream_pcm(stack.ws, speech, realtime=True),
+        stream_pcm(stack.ws, speech, realtime=True, options={"partials": False}),
+    )
+    assert not [m for m in plain if m["type"] == "partial"]
+    assert live[-1]["type"] == "session.ended" and live[-1]["utterances"] == 2
+    final_at = next(
+        i for i, m in enumerate(live) if m["type"] == "utterance" and m["utterance_seq"] == 0 and m["final"]
+    )
+    partials = [(i, m) for i, m in enumerate(live) if m["type"] == "partial" and m["utterance_seq"] == 0]
+    assert len(partials) >= 3 and all(i < final_at for i, _m in partials)  # never after the final
+    assert [m["revision"] for _i, m in partials] == sorted({m["revision"] for _i, m in partials})
+    speech_start = next(m["at_ms"] for m in live if m["type"] == "vad.speech_start" and m["utterance_seq"] == 0)
+    assert partials[0][1]["end_ms"] - speech_start <= 2500
+    for _i, m in partials:
+        assert m["text"] and sum(m["text_sentiment"].values()) == pytest.approx(1.0, abs=1e-3)
+    assert wer(normalize(live[final_at]["text"]), normalize(partials[-1][1]["text"])) <= 0.2

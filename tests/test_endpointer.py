@@ -8,7 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from processors.endpointer import AcousticChunk, Endpointer, EndpointerOptions, SpeechStart, UtteranceCut
+from processors.endpointer import (
+    AcousticChunk,
+    Endpointer,
+    EndpointerOptions,
+    SpeechSoFar,
+    SpeechStart,
+    UtteranceCut,
+)
 from processors.vad import SileroStream, load_silero
 from producers.audio import load_pcm16
 
@@ -100,3 +107,20 @@ def test_quiet_speech_is_gated_from_asr(model) -> None:
     endpointer = Endpointer(SileroStream(model), EndpointerOptions(min_rms_dbfs=-45))
     cuts = [e for e in run(endpointer, quiet) + endpointer.flush() if isinstance(e, UtteranceCut)]
     assert cuts and all(c.gated == "too_quiet" for c in cuts)
+
+
+def test_open_utterances_hand_out_their_audio_in_consecutive_chunks(model) -> None:
+    endpointer = Endpointer(SileroStream(model))
+    events = run(endpointer, SPEECH) + endpointer.flush()
+    cuts = {e.utterance_seq: e for e in events if isinstance(e, UtteranceCut)}
+    chunks = [e for e in events if isinstance(e, SpeechSoFar)]
+    assert chunks and {c.utterance_seq for c in chunks} < set(cuts)
+    for seq in {c.utterance_seq for c in chunks}:
+        mine = [c for c in chunks if c.utterance_seq == seq]
+        assert [c.chunk_seq for c in mine] == list(range(len(mine)))
+        joined = b"".join(c.pcm for c in mine)
+        assert mine[0].start_sample == cuts[seq].pcm_start_sample  # from the padded start, like the final's PCM
+        assert joined == cuts[seq].pcm[: len(joined)]  # each sample once, in order: the final's audio so far
+        assert all(len(c.pcm) // 2 >= 16 * EndpointerOptions().partial_interval_ms for c in mine)
+    silent = Endpointer(SileroStream(model), EndpointerOptions(partial_interval_ms=0))
+    assert not [e for e in run(silent, SPEECH) if isinstance(e, SpeechSoFar)]

@@ -73,6 +73,7 @@ class Session {
           return;
         }
         if (message.type === "error" && message.fatal) fatal = message;
+        if (message.type === "partial" && this.finals.has(message.utterance_seq)) return; // the final supersedes it
         if (message.type === "utterance") {
           const key = `${message.utterance_seq}/${message.revision}`;
           if (this.seen.has(key)) return;
@@ -181,7 +182,18 @@ function showAcoustic(scores) {
   });
 }
 
+let captionSeq = null; // the utterance the live caption shows
+
+function showPartial(m) {
+  if (captionSeq !== null && m.utterance_seq < captionSeq) return;
+  captionSeq = m.utterance_seq;
+  const name = label(m.text_sentiment);
+  const text = m.text.replace(/[<>&]/g, (c) => `&#${c.charCodeAt(0)};`);
+  $("caption").innerHTML = `${text} <span class="label ${name}">${name}</span>`;
+}
+
 function showUtterance(m) {
+  if (m.final && m.utterance_seq === captionSeq) $("caption").textContent = "";
   let row = rows.get(m.utterance_seq);
   if (!row) {
     row = document.createElement("tr");
@@ -230,6 +242,7 @@ function onMessage(m) {
     case "vad.speech_end": $("vad").textContent = "silent"; $("vad").className = ""; break;
     case "level": $("level").textContent = `${m.rms_dbfs.toFixed(0)} dBFS`; break;
     case "acoustic": showAcoustic(m.sentiment); break;
+    case "partial": showPartial(m); break;
     case "utterance": showUtterance(m); break;
     case "error": notice(`${m.code}: ${m.message}`, m.fatal ? "error" : "info"); break;
     case "session.ended": notice(`Session ended (${m.reason}): ${m.utterances} utterances.`, "info"); break;

@@ -1,0 +1,161 @@
+"""Partial transcripts as a pure state machine: the open utterances' audio chunks in; when a partial decode is due,
+what to decode (the audio so far and the prefix to continue from); the decoded tokens in, the partial to send out.
+No Kafka, no model: the ASR stage shell (`asr_stage.py`) decides whether the worker has time and runs the decoder.
+
+Invariants:
+- Partials are disposable. A missing chunk makes the utterance's audio unusable, so its partials stop (the final
+  still comes); a repeated chunk is ignored. Nothing here is acknowledged late or checkpointed.
+- No partial of an utterance is produced once its final utterance reached the ASR stage (`finished`), and a partial
+  that repeats the previous text is not produced at all.
+- Memory is bounded: one open utterance per session, at most `max_sessions` sessions (least recently heard dropped).
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass, field
+
+from schemas.audio import ms_to_samples
+from schemas.records import PartialAudio, PartialTranscript
+
+
+@dataclass(frozen=True)
+class PartialOptions:
+    """When partial transcripts are decoded and how they are kept steady."""
+
+    min_new_audio_ms: int = 900
+    """A partial is due once the open utterance has this much audio more than the last decode heard."""
+    max_lag_ms: float = 1_500
+    """A chunk that reaches the stage this long after its audio arrived at the gateway is kept but not decoded:
+    a partial that late is not live any more (the stage is behind; it catches up on the next chunk)."""
+    stable_margin_tokens: int = 3
+    """Tokens at the end of the part two partials agree on that the next partial may still change."""
+    max_sessions: int = 512
+    """Sessions whose open utterance is kept; beyond it the least recently heard is forgotten."""
+
+
+@dataclass(frozen=True)
+class PartialDecode:
+    """A partial that is due: decode `pcm` (the utterance from its padded start), continuing from `prefix`."""
+
+    session_id: str
+    utterance_seq: int
+    pcm: bytes
+    prefix: list[int]
+    """Token ids the decoder is made to start with: the stable part of the previous partials."""
+    start_ms: float
+    end_ms: float
+
+
+@dataclass
+class _Open:
+    """One session's open utterance."""
+
+    utterance_seq: int
+    speech_start_ms: float
+    next_chunk: int = 0
+    audio: bytearray = field(default_factory=bytearray)
+    end_ms: float = 0.0
+    decoded_samples: int = 0
+    previous_tokens: list[int] = field(default_factory=list)
+    stable: list[int] = field(default_factory=list)
+    text: str = ""
+    revision: int = 0
+    broken: bool = False
+    """A chunk went missing: no more partials for this utterance."""
+
+
+class PartialTracker:
+    """The ASR stage's partial-transcript state for all of its sessions."""
+
+    def __init__(self, options: PartialOptions | None = None) -> None:
+        self.options = options or PartialOptions()
+        self._open: collections.OrderedDict[str, _Open] = collections.OrderedDict()
+        self._finished: collections.OrderedDict[str, int] = collections.OrderedDict()
+        """session id → the highest utterance seq whose final reached the stage."""
+
+    def on_chunk(self, chunk: PartialAudio, now_ms: float) -> PartialDecode | None:
+        """Take one chunk (at wall clock `now_ms`); returns the decode that is now due, if any."""
+        sid, seq = chunk.session_id, chunk.utterance_seq
+        if self._finished.get(sid, -1) >= seq:
+            return None
+        state = self._open.get(sid)
+        if state is None or state.utterance_seq < seq:
+            if chunk.chunk_seq != 0:  # joined mid-utterance (a takeover, a lost chunk): wait for the next one
+                return None
+            state = _Open(seq, chunk.speech_start_ms)
+        elif state.utterance_seq > seq or chunk.chunk_seq < state.next_chunk:
+            return None  # an older utterance's chunk, or a repeat
+        self._remember(sid, state)
+        if chunk.chunk_seq > state.next_chunk:
+            state.broken = True
+        if state.broken:
+            return None
+        state.audio += chunk.pcm
+        state.next_chunk, state.end_ms = chunk.chunk_seq + 1, chunk.end_ms
+        return self.due(sid) if now_ms - chunk.received_at_ms <= self.options.max_lag_ms else None
+
+    def due(self, session_id: str) -> PartialDecode | None:
+        """The decode the session's open utterance is waiting for (None: none is due)."""
+        state = self._open.get(session_id)
+        if state is None or state.broken:
+            return None
+        samples = len(state.audio) // 2
+        if samples - state.decoded_samples < ms_to_samples(self.options.min_new_audio_ms):
+            return None
+        return PartialDecode(session_id, state.utterance_seq, bytes(state.audio), list(state.stable),
+                             state.speech_start_ms, state.end_ms)  # fmt: skip
+
+    def on_decoded(self, decode: PartialDecode, tokens: list[int], text: str, model_id: str,
+                   compute_ms: float) -> PartialTranscript | None:  # fmt: skip
+        """Record what the decoder heard; returns the partial to send, or None when it adds nothing or is stale."""
+        state = self._open.get(decode.session_id)
+        if state is None or state.utterance_seq != decode.utterance_seq:
+            return None
+        state.decoded_samples = len(decode.pcm) // 2
+        state.stable = _agreed(state.previous_tokens, tokens)[: -self.options.stable_margin_tokens or None]
+        state.previous_tokens = tokens
+        text = text.strip()
+        if not text or text == state.text:
+            return None
+        state.text, state.revision = text, state.revision + 1
+        return PartialTranscript(
+            session_id=decode.session_id,
+            utterance_seq=decode.utterance_seq,
+            revision=state.revision,
+            start_ms=decode.start_ms,
+            end_ms=decode.end_ms,
+            text=text,
+            model_id=model_id,
+            compute_ms=compute_ms,
+        )
+
+    def finished(self, session_id: str, utterance_seq: int) -> None:
+        """The utterance's final reached the stage: no partial of it (or of an earlier one) from now on."""
+        if self._finished.get(session_id, -1) < utterance_seq:
+            self._finished[session_id] = utterance_seq
+        self._finished.move_to_end(session_id)
+        while len(self._finished) > self.options.max_sessions:
+            self._finished.popitem(last=False)
+        state = self._open.get(session_id)
+        if state is not None and state.utterance_seq <= utterance_seq:
+            del self._open[session_id]
+
+    def _remember(self, session_id: str, state: _Open) -> None:
+        self._open[session_id] = state
+        self._open.move_to_end(session_id)
+        while len(self._open) > self.options.max_sessions:
+            self._open.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+
+def _agreed(previous: list[int], current: list[int]) -> list[int]:
+    """The longest common prefix of two decodes."""
+    n = 0
+    for a, b in zip(previous, current, strict=False):
+        if a != b:
+            break
+        n += 1
+    return current[:n]
