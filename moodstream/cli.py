@@ -161,6 +161,24 @@ def bench_text(tsv: Path, model_dir: Path | None, context: bool, as_json: bool) 
     run(tsv, model_dir, context, as_json)
 
 
+@bench.command(name="partials")
+@click.option(
+    "--data",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder of audio files plus transcripts.tsv or labels.tsv (first column: file).",
+)
+@click.option("--limit", type=int, default=0, help="Use only the first N files.")
+@click.option("--min-speech", type=float, default=4.0, show_default=True, help="Report on utterances this long (s).")
+@click.option("--compare-prefix", is_flag=True, help="Run again without prefix prompting and report both.")
+@click.option("--json", "as_json", is_flag=True, help="Only the JSON line.")
+def bench_partials(data: Path, limit: int, min_speech: float, compare_prefix: bool, as_json: bool) -> None:
+    """Partial transcripts on long speech: how many, how early, how close the last is to the final, flicker, cost."""
+    from moodstream.bench.partials import main as run
+
+    run(data, limit, min_speech, compare_prefix, as_json)
+
+
 @bench.command(name="asr")
 @click.option(
     "--data",
@@ -336,18 +354,26 @@ FRAME_MS_OPTION = click.option(
 )
 
 
+PARTIALS_OPTION = click.option(
+    "--partials/--no-partials", default=True, show_default=True, help="Sessions ask for partial transcripts."
+)
+
+
 @bench.command(name="load")
 @click.option("--sessions", type=int, default=8, show_default=True, help="Concurrent real-time clients.")
 @click.option("--duration", type=float, default=60.0, show_default=True, help="Seconds each client streams.")
 @click.option("--workers", type=int, default=2, show_default=True, help="Processor worker processes.")
 @AUDIO_OPTION
 @FRAME_MS_OPTION
+@PARTIALS_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Only the JSON line.")
-def bench_load(sessions: int, duration: float, workers: int, audio: Path | None, frame_ms: int, as_json: bool) -> None:
+def bench_load(
+    sessions: int, duration: float, workers: int, audio: Path | None, frame_ms: int, partials: bool, as_json: bool
+) -> None:
     """N real-time sessions of real speech through the whole stack: latency, losses, lag, CPU and RSS."""
     from moodstream.bench.load import DEFAULT_AUDIO, LoadOptions, run_load
 
-    run_load(LoadOptions(sessions, duration, workers, audio or DEFAULT_AUDIO, frame_ms), as_json)
+    run_load(LoadOptions(sessions, duration, workers, audio or DEFAULT_AUDIO, frame_ms, partials), as_json)
 
 
 @bench.command(name="faults")
@@ -371,6 +397,7 @@ def bench_faults(sessions: int, broker_outage: float, as_json: bool) -> None:
 @click.option("--max-lag-slope", type=float, default=100.0, show_default=True, help="Lag growth bar, ms per minute.")
 @AUDIO_OPTION
 @FRAME_MS_OPTION
+@PARTIALS_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Only the JSON line.")
 def bench_capacity(
     start: int,
@@ -381,10 +408,12 @@ def bench_capacity(
     max_lag_slope: float,
     audio: Path | None,
     frame_ms: int,
+    partials: bool,
     as_json: bool,
 ) -> None:
     """The largest N with p95 end-to-end within the bar, nothing lost and no growing lag."""
     from moodstream.bench.load import DEFAULT_AUDIO, LoadOptions, run_capacity
 
-    options = LoadOptions(duration_s=duration, workers=workers, audio=audio or DEFAULT_AUDIO, frame_ms=frame_ms)
+    options = LoadOptions(duration_s=duration, workers=workers, audio=audio or DEFAULT_AUDIO, frame_ms=frame_ms,
+                          partials=partials)  # fmt: skip
     run_capacity(options, start, step, p95_ms, max_lag_slope, as_json)

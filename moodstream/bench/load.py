@@ -51,6 +51,8 @@ class LoadOptions:
     """Speech with pauses that each client loops."""
     frame_ms: int = 20
     """Audio per WebSocket frame (the protocol allows 20-100 ms)."""
+    partials: bool = True
+    """Whether the sessions ask for partial transcripts (the start message's `partials` option)."""
 
 
 @dataclass
@@ -61,6 +63,7 @@ class SessionStats:
     cut: int | None = None
     errors: list[str] = field(default_factory=list)
     wire_duplicates: int = 0
+    partials: int = 0
 
 
 @dataclass
@@ -153,12 +156,13 @@ class ProcessMeter:
         }
 
 
-async def one_session(
-    url: str, pcm: bytes, seconds: float, frame_ms: int, run_start: float, stats: SessionStats
-) -> None:
+async def one_session(url: str, pcm: bytes, options: LoadOptions, run_start: float, stats: SessionStats) -> None:
+    seconds = options.duration_s
     offset = random.randrange(0, len(pcm) // 2) * 2
     looped = (pcm[offset:] + pcm * (int(seconds * SAMPLE_RATE * 2 / len(pcm)) + 2))[: int(seconds * SAMPLE_RATE) * 2]
-    client = MoodstreamClient(url, ClientOptions(backoff_s=0.2, frame_ms=frame_ms))
+    client_options = ClientOptions(backoff_s=0.2, frame_ms=options.frame_ms,
+                                   session_options={"partials": options.partials})  # fmt: skip
+    client = MoodstreamClient(url, client_options)
     await client.connect()
     sender = asyncio.create_task(client.stream(looped))
     async for message in client.messages():
@@ -169,6 +173,8 @@ async def one_session(
             if message.get("last_frame_received_at_ms"):
                 latency = now_ms - message["last_frame_received_at_ms"]
                 stats.e2e_ms.append((time.monotonic() - run_start, latency))
+        elif kind == "partial":
+            stats.partials += 1
         elif kind == "acoustic" and message.get("window_seq") is not None:
             stats.acoustic_ms.append(now_ms - message["received_at_ms"])
         elif kind == "session.ended":
@@ -223,6 +229,7 @@ def summarise(sessions: int, seconds: float, stats: list[SessionStats]) -> dict:
         "duplicates": duplicates,
         "wire_duplicates": sum(s.wire_duplicates for s in stats),
         "errors": {code: errors.count(code) for code in sorted(set(errors))},
+        "partials": sum(s.partials for s in stats),
     }
 
 
@@ -242,7 +249,7 @@ async def drive(
     sampler = asyncio.create_task(sample())
     tasks = []
     for index in range(sessions):  # staggered starts over one second, as real clients arrive
-        session = one_session(url, pcm, options.duration_s, options.frame_ms, run_start, stats[index])
+        session = one_session(url, pcm, options, run_start, stats[index])
         tasks.append(asyncio.create_task(session))
         await asyncio.sleep(1.0 / sessions)
     await asyncio.gather(*tasks)
@@ -263,6 +270,7 @@ def load(options: LoadOptions, stack: Stack | None = None) -> dict:
         result = summarise(options.sessions, options.duration_s, stats)
         result["workers"] = options.workers
         result["frame_ms"] = options.frame_ms
+        result["partials_requested"] = options.partials
         result["processes"] = meter.result()
         return result
     finally:
@@ -285,7 +293,8 @@ def run_capacity(options: LoadOptions, start: int, step: int, p95_ms: float, max
     while True:
         result = load(replace(options, sessions=sessions))
         ok = passes(result, p95_ms, max_slope)
-        tried.append({k: result[k] for k in ("sessions", "e2e_ms_p95", "lost", "lag_trend_ms_per_min")} | {"ok": ok})
+        kept = ("sessions", "e2e_ms_p95", "lost", "lag_trend_ms_per_min", "partials")
+        tried.append({k: result[k] for k in kept} | {"ok": ok})
         print(f"capacity: {tried[-1]}", file=sys.stderr, flush=True)
         if not ok:
             break
@@ -296,6 +305,7 @@ def run_capacity(options: LoadOptions, start: int, step: int, p95_ms: float, max
         "workers": options.workers,
         "duration_s": options.duration_s,
         "frame_ms": options.frame_ms,
+        "partials_requested": options.partials,
         "bar": {"e2e_ms_p95": p95_ms, "lost": 0, "lag_trend_ms_per_min_max": max_slope},
         "runs": tried,
     }
