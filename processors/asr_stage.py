@@ -77,9 +77,9 @@ class AsrShell:
         if decode is None or self.finals_waiting or not self.loading.future.done():
             return
         transcriber = self.loading.get()
-        result = await self._run(transcriber.transcribe_partial, decode.pcm, decode.prefix)
+        result = await self._run(transcriber.transcribe_partial, decode.pcm)
         # back on the loop: the final may have arrived meanwhile, and then the tracker drops this partial
-        partial = self.partials.on_decoded(decode, result.tokens, result.text, transcriber.model_id, result.compute_ms)
+        partial = self.partials.on_decoded(decode, result.text, transcriber.model_id, result.compute_ms)
         if partial is not None:
             await self.ctx.emit(TRANSCRIPTS, partial, partial.session_id)
 

@@ -1,5 +1,5 @@
 """Partial transcripts as a pure state machine: the open utterances' audio chunks in; when a partial decode is due,
-what to decode (the audio so far and the prefix to continue from); the decoded tokens in, the partial to send out.
+what to decode (the audio so far); the decoded text in, the partial to send out.
 No Kafka, no model: the ASR stage shell (`asr_stage.py`) decides whether the worker has time and runs the decoder.
 
 Invariants:
@@ -28,21 +28,17 @@ class PartialOptions:
     max_lag_ms: float = 1_500
     """A chunk that reaches the stage this long after its audio arrived at the gateway is kept but not decoded:
     a partial that late is not live any more (the stage is behind; it catches up on the next chunk)."""
-    stable_margin_tokens: int = 3
-    """Tokens at the end of the part two partials agree on that the next partial may still change."""
     max_sessions: int = 512
     """Sessions whose open utterance is kept; beyond it the least recently heard is forgotten."""
 
 
 @dataclass(frozen=True)
 class PartialDecode:
-    """A partial that is due: decode `pcm` (the utterance from its padded start), continuing from `prefix`."""
+    """A partial that is due: decode `pcm` (the utterance from its padded start)."""
 
     session_id: str
     utterance_seq: int
     pcm: bytes
-    prefix: list[int]
-    """Token ids the decoder is made to start with: the stable part of the previous partials."""
     start_ms: float
     end_ms: float
 
@@ -57,8 +53,6 @@ class _Open:
     audio: bytearray = field(default_factory=bytearray)
     end_ms: float = 0.0
     decoded_samples: int = 0
-    previous_tokens: list[int] = field(default_factory=list)
-    stable: list[int] = field(default_factory=list)
     text: str = ""
     revision: int = 0
     broken: bool = False
@@ -103,18 +97,16 @@ class PartialTracker:
         samples = len(state.audio) // 2
         if samples - state.decoded_samples < ms_to_samples(self.options.min_new_audio_ms):
             return None
-        return PartialDecode(session_id, state.utterance_seq, bytes(state.audio), list(state.stable),
-                             state.speech_start_ms, state.end_ms)  # fmt: skip
+        return PartialDecode(session_id, state.utterance_seq, bytes(state.audio), state.speech_start_ms, state.end_ms)
 
-    def on_decoded(self, decode: PartialDecode, tokens: list[int], text: str, model_id: str,
-                   compute_ms: float) -> PartialTranscript | None:  # fmt: skip
+    def on_decoded(
+        self, decode: PartialDecode, text: str, model_id: str, compute_ms: float
+    ) -> PartialTranscript | None:
         """Record what the decoder heard; returns the partial to send, or None when it adds nothing or is stale."""
         state = self._open.get(decode.session_id)
         if state is None or state.utterance_seq != decode.utterance_seq:
             return None
         state.decoded_samples = len(decode.pcm) // 2
-        state.stable = _agreed(state.previous_tokens, tokens)[: -self.options.stable_margin_tokens or None]
-        state.previous_tokens = tokens
         text = text.strip()
         if not text or text == state.text:
             return None
@@ -149,13 +141,3 @@ class PartialTracker:
 
     def __len__(self) -> int:
         return len(self._open)
-
-
-def _agreed(previous: list[int], current: list[int]) -> list[int]:
-    """The longest common prefix of two decodes."""
-    n = 0
-    for a, b in zip(previous, current, strict=False):
-        if a != b:
-            break
-        n += 1
-    return current[:n]

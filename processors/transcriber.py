@@ -110,9 +110,8 @@ class Transcription:
 class PartialTranscription:
     """The words so far of an open utterance."""
 
-    tokens: list[int]
-    """Token ids, for the next partial's prefix (empty when nothing was heard)."""
     text: str
+    """Empty when nothing was heard (or the guard rejected it)."""
     compute_ms: float
 
 
@@ -164,19 +163,18 @@ class Transcriber:
             self.model_id = f"whisper-tiny.en:{self.options.compute_type}"
 
     def _decode(
-        self, audio: np.ndarray, window_s: int, budget: int, prefix: list[int] | None = None, beam_size: int = 0
+        self, audio: np.ndarray, window_s: int, budget: int, beam_size: int = 0
     ) -> tuple[list[int], float, float]:
-        """Token ids (the forced `prefix` included), average log-prob and no-speech probability of one decode."""
+        """Token ids, average log-prob and no-speech probability of one decode."""
         padded = np.zeros(window_s * SAMPLE_RATE, dtype=np.float32)
         padded[: min(len(audio), len(padded))] = audio[: len(padded)]
         mel = self.features(padded, padding=0)[:, : window_s * 100]
         encoded = self.model.encode(self._ct2.StorageView.from_array(np.ascontiguousarray(mel[None])))
-        prefix = prefix or []
         result = self.model.generate(
             encoded,
-            [self.prompt + prefix],
+            [self.prompt],
             beam_size=beam_size or self.options.beam_size,
-            max_length=len(self.prompt) + len(prefix) + budget,
+            max_length=len(self.prompt) + budget,
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=True,
@@ -221,24 +219,21 @@ class Transcriber:
             raw_text=text,
         )
 
-    def transcribe_partial(self, pcm: np.ndarray | bytes, prefix: list[int] | None = None) -> PartialTranscription:
-        """The words so far of an utterance still open: greedy on a short window, continuing from `prefix` (token ids
-        of the stable part of earlier partials) so the text does not flicker. A looping tail is cut off; what the
-        final's guard would reject (silence, repetition, a phrase Whisper invents on noise) comes back empty."""
+    def transcribe_partial(self, pcm: np.ndarray | bytes) -> PartialTranscription:
+        """The words so far of an utterance still open: greedy on a short window; a looping tail is cut off; what
+        the final's guard would reject (silence, repetition, a phrase Whisper invents on noise) comes back empty."""
         started = time.perf_counter()
         audio = _as_float(pcm)
         o = self.options
         duration = len(audio) / SAMPLE_RATE
         window = min(FULL_WINDOW_S, max(o.min_window_s, math.ceil(duration + o.partial_trailing_silence_s)))
         budget = min(220, int(o.token_margin + o.tokens_per_second * duration))
-        tokens, avg_logprob, no_speech = self._decode(audio, window, budget, prefix, o.partial_beam_size)
+        tokens, avg_logprob, no_speech = self._decode(audio, window, budget, o.partial_beam_size)
         tokens = cut_at_self_repeat(tokens) or tokens
         text = self.tokenizer.decode(tokens).strip()
         heard = self._reject_reason(text, avg_logprob, no_speech, compression_ratio(text)) is None  # the final's guard
         return PartialTranscription(
-            tokens=tokens if heard else [],
-            text=text if heard else "",
-            compute_ms=round((time.perf_counter() - started) * 1000, 2),
+            text=text if heard else "", compute_ms=round((time.perf_counter() - started) * 1000, 2)
         )
 
     def _reject_reason(self, text: str, avg_logprob: float, no_speech: float, ratio: float) -> str | None:

@@ -27,16 +27,16 @@ def chunk(seq: int, chunk_seq: int, session: str = "s1", received_at_ms: float =
 def test_a_decode_is_due_for_each_new_second_and_holds_the_utterance_so_far() -> None:
     tracker = PartialTracker()
     first = tracker.on_chunk(chunk(0, 0), now_ms=0)
-    assert first is not None and first.pcm == chunk(0, 0).pcm and first.prefix == []
+    assert first is not None and first.pcm == chunk(0, 0).pcm
     assert tracker.on_chunk(chunk(0, 0), now_ms=0) is None  # a repeat adds nothing
-    partial = tracker.on_decoded(first, [1, 2, 3, 4, 5], "Hello there", "m", 10.0)
+    partial = tracker.on_decoded(first, "Hello there", "m", 10.0)
     assert partial is not None and (partial.revision, partial.text, partial.end_ms) == (1, "Hello there", 1000)
     second = tracker.on_chunk(chunk(0, 1), now_ms=0)
     assert second is not None and second.pcm == chunk(0, 0).pcm + chunk(0, 1).pcm
-    assert tracker.on_decoded(second, [1, 2, 3, 4, 5, 6], "Hello there", "m", 10.0) is None  # nothing new: dropped
+    assert tracker.on_decoded(second, "Hello there", "m", 10.0) is None  # nothing new: dropped
     third = tracker.on_chunk(chunk(0, 2), now_ms=0)
-    assert third is not None and third.prefix == [1, 2]  # what two decodes agree on, less the last 3 tokens
-    assert tracker.on_decoded(third, [1, 2, 3, 4, 5, 6, 7], "Hello there, friend", "m", 10.0).revision == 2  # type: ignore[union-attr]
+    assert third is not None
+    assert tracker.on_decoded(third, "Hello there, friend", "m", 10.0).revision == 2  # type: ignore[union-attr]
 
 
 def test_no_partial_once_the_final_arrived_even_from_a_decode_in_flight() -> None:
@@ -44,7 +44,7 @@ def test_no_partial_once_the_final_arrived_even_from_a_decode_in_flight() -> Non
     decode = tracker.on_chunk(chunk(3, 0), now_ms=0)
     assert decode is not None
     tracker.finished("s1", 3)
-    assert tracker.on_decoded(decode, [1], "late", "m", 1.0) is None
+    assert tracker.on_decoded(decode, "late", "m", 1.0) is None
     assert tracker.on_chunk(chunk(3, 1), now_ms=0) is None and tracker.on_chunk(chunk(2, 0), now_ms=0) is None
     assert tracker.on_chunk(chunk(4, 0), now_ms=0) is not None  # the next utterance has partials again
 
@@ -91,8 +91,8 @@ def test_partials_of_real_read_speech_grow_towards_the_final(transcriber: Transc
             session_id="s1", utterance_seq=0, chunk_seq=n // 16_000, start_ms=n / 16, end_ms=(n + 16_000) / 16,
             speech_start_ms=280.0, received_at_ms=0.0, pcm=pcm[n : n + 16_000].tobytes()), now_ms=0)  # fmt: skip
         assert decode is not None
-        result = transcriber.transcribe_partial(decode.pcm, decode.prefix)
-        partial = tracker.on_decoded(decode, result.tokens, result.text, transcriber.model_id, result.compute_ms)
+        result = transcriber.transcribe_partial(decode.pcm)
+        partial = tracker.on_decoded(decode, result.text, transcriber.model_id, result.compute_ms)
         if partial is not None:
             texts.append(partial.text)
     final = transcriber.transcribe(pcm.tobytes()).text

@@ -87,7 +87,38 @@ def run(data: Path, limit: int = 0) -> dict:
         "threads": 1,
     }
     result["cost_ratio"] = round(result["ms_mean"] / result["default_ms_mean"], 4)
+    seconds = [len(a) / SAMPLE_RATE for a in audios]
+    result["by_length"] = by_length(seconds, references, ours, theirs, our_ms, their_ms)
     return result
+
+
+LENGTH_BUCKETS = ((0.0, 2.0, "<2s"), (2.0, 5.0, "2-5s"), (5.0, 10.0, "5-10s"), (10.0, float("inf"), ">10s"))
+
+
+def by_length(
+    seconds: list[float],
+    references: list[str],
+    ours: list[str],
+    theirs: list[str],
+    our_ms: list[float],
+    their_ms: list[float],
+) -> dict[str, dict]:
+    """WER and cost of both paths per utterance-length bucket (only the buckets that hold files)."""
+    buckets: dict[str, dict] = {}
+    for low, high, name in LENGTH_BUCKETS:
+        picked = [i for i, s in enumerate(seconds) if low <= s < high]
+        if not picked:
+            continue
+        ms, default_ms = float(np.mean([our_ms[i] for i in picked])), float(np.mean([their_ms[i] for i in picked]))
+        buckets[name] = {
+            "files": len(picked),
+            "wer": round(wer([references[i] for i in picked], [ours[i] for i in picked]), 4),
+            "default_wer": round(wer([references[i] for i in picked], [theirs[i] for i in picked]), 4),
+            "ms_mean": round(ms, 1),
+            "default_ms_mean": round(default_ms, 1),
+            "cost_ratio": round(ms / default_ms, 4),
+        }
+    return buckets
 
 
 def main(data: Path, limit: int, as_json: bool) -> None:

@@ -4,8 +4,7 @@ Each file is cut by the endpointer at 100 ms frames, as a worker hears it; every
 the ASR stage's `PartialTracker` and `Transcriber.transcribe_partial` (no capacity gate: every due partial is
 decoded), its final through `Transcriber.transcribe`. Reported per utterance: how many partials, how much speech the
 first one had heard, how far the last partial is from the final (WER), how often a partial rewrote words the one
-before had shown (flicker), and the decode cost of partials against the final's. With `--compare-prefix` the same
-run is repeated without prefix prompting.
+before had shown (flicker), and the decode cost of partials against the final's.
 
 DIR holds audio files and either `transcripts.tsv` (header, then `file<TAB>text`) or `labels.tsv` (header, first
 column `file`); any rate, any format PyAV reads.
@@ -24,7 +23,7 @@ import numpy as np
 from moodstream.bench import report, unusable
 from moodstream.bench.wer import normalize, wer
 from processors.endpointer import Endpointer, SpeechSoFar, UtteranceCut
-from processors.partials import PartialOptions, PartialTracker
+from processors.partials import PartialTracker
 from processors.transcriber import Transcriber, TranscriberOptions
 from processors.vad import SileroStream, load_silero
 from producers.audio import load_pcm16
@@ -54,11 +53,11 @@ def list_files(data: Path) -> list[Path]:
     unusable("partials", f"{data} holds neither transcripts.tsv nor labels.tsv")
 
 
-def trace_file(path: Path, transcriber: Transcriber, vad_model: object, prefix: bool) -> list[UtteranceTrace]:
+def trace_file(path: Path, transcriber: Transcriber, vad_model: object) -> list[UtteranceTrace]:
     """The partials and finals of one file's utterances."""
     pcm = load_pcm16(path)
     endpointer = Endpointer(SileroStream(vad_model))
-    tracker = PartialTracker(PartialOptions(stable_margin_tokens=10_000 if not prefix else 3))
+    tracker = PartialTracker()
     open_traces: dict[int, UtteranceTrace] = {}
     done: list[UtteranceTrace] = []
     for offset in range(0, len(pcm), FRAME_BYTES):
@@ -93,9 +92,9 @@ def partial_of(event: SpeechSoFar, tracker: PartialTracker, transcriber: Transcr
     decode = tracker.on_chunk(chunk, now_ms=0.0)
     if decode is None:
         return
-    result = transcriber.transcribe_partial(decode.pcm, decode.prefix)
+    result = transcriber.transcribe_partial(decode.pcm)
     trace.partial_ms += result.compute_ms
-    partial = tracker.on_decoded(decode, result.tokens, result.text, transcriber.model_id, result.compute_ms)
+    partial = tracker.on_decoded(decode, result.text, transcriber.model_id, result.compute_ms)
     if partial is not None:
         trace.partials.append(partial.text)
         if trace.first_heard_ms is None:
@@ -135,24 +134,21 @@ def summarise(traces: list[UtteranceTrace], min_speech_ms: float) -> dict:
     }
 
 
-def run(data: Path, limit: int, min_speech_s: float, compare_prefix: bool) -> dict:
+def run(data: Path, limit: int, min_speech_s: float) -> dict:
     files = list_files(data)[: limit or None]
     if not files:
         unusable("partials", f"no audio files listed in {data}")
     transcriber = Transcriber(TranscriberOptions(cpu_threads=1))
     vad_model = load_silero()
-    variants = {"prefix": True, "no_prefix": False} if compare_prefix else {"prefix": True}
-    result: dict = {"benchmark": "partials", "files": len(files), "model": transcriber.model_id}
-    for name, prefix in variants.items():
-        traces = []
-        for index, path in enumerate(files):
-            print(f"{name} {index + 1}/{len(files)} {path.name}", file=sys.stderr, flush=True)
-            traces += trace_file(path, transcriber, vad_model, prefix)
-        result[name] = summarise(traces, min_speech_s * 1000)
-    return result
+    traces = []
+    for index, path in enumerate(files):
+        print(f"{index + 1}/{len(files)} {path.name}", file=sys.stderr, flush=True)
+        traces += trace_file(path, transcriber, vad_model)
+    return {"benchmark": "partials", "files": len(files), "model": transcriber.model_id,
+            **summarise(traces, min_speech_s * 1000)}  # fmt: skip
 
 
-def main(data: Path, limit: int, min_speech_s: float, compare_prefix: bool, as_json: bool) -> None:
+def main(data: Path, limit: int, min_speech_s: float, as_json: bool) -> None:
     if not data.is_dir():
         unusable("partials", f"{data} is not a folder")
-    report(run(data, limit, min_speech_s, compare_prefix), as_json)
+    report(run(data, limit, min_speech_s), as_json)
