@@ -102,6 +102,13 @@ class Settings(BaseSettings):
         description="While an utterance is open, its words so far are decoded about this often (`partial` events, "
         "when the worker has spare time); 0 turns partials off for every session.",
     )
+    partial_max_cpu_percent: float = Field(
+        70.0,
+        ge=0,
+        le=100,
+        description="Partials are decoded only while the machine's CPU use (all cores) is at most this; above it "
+        "the finals need every core and partials pause.",
+    )
     fusion_text_weight: float = Field(
         0.7,
         ge=0,

@@ -3,19 +3,22 @@ one-thread pool off the event loop.
 
 One pool thread per worker process keeps threads × workers ≤ cores; utterances queue there in arrival order, so
 one long utterance delays the others on this worker by its own decode time (~0.2-0.4 s), never by more. Partials
-(`partials.PartialTracker`) are decoded only while no final waits for the pool: under load they thin out and stop,
-and a final waits at most for the one partial decode already running.
+(`partials.PartialTracker`) are decoded only while no final waits for the pool and the machine has CPU to spare
+(`MOODSTREAM_PARTIAL_MAX_CPU_PERCENT`): a busy machine's finals need every core, so under load partials thin out and
+stop, and a final waits at most for the one partial decode already running.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
 import faust
+import psutil
 
 from processors.partials import PartialTracker
 from processors.runtime import ModelVersions, StageContext, now_ms
@@ -50,6 +53,22 @@ def transcript_of(transcriber: Transcriber, utterance: Utterance) -> Transcript:
     )
 
 
+class CpuGauge:
+    """The machine's CPU use (all cores, percent), re-read at most once a second."""
+
+    def __init__(self, every_s: float = 1.0) -> None:
+        self.every_s = every_s
+        self._read_at = 0.0
+        self._percent = 0.0
+        psutil.cpu_percent(interval=None)  # the first call only starts the measurement
+
+    def percent(self) -> float:
+        now = time.monotonic()
+        if now - self._read_at >= self.every_s:
+            self._percent, self._read_at = psutil.cpu_percent(interval=None), now
+        return self._percent
+
+
 class AsrShell:
     """The worker's ASR: finals first, partials in the gaps. Every method runs on the event loop."""
 
@@ -60,6 +79,7 @@ class AsrShell:
         self.loading = ctx.preload(lambda: Transcriber(options))
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asr")
         self.partials = PartialTracker()
+        self.cpu = CpuGauge()
         self.finals_waiting = 0
         """Finals handed to the pool and not yet done: while any waits, no partial is decoded."""
 
@@ -76,6 +96,8 @@ class AsrShell:
         decode = self.partials.on_chunk(chunk, now_ms())
         if decode is None or self.finals_waiting or not self.loading.future.done():
             return
+        if self.cpu.percent() > self.ctx.settings.partial_max_cpu_percent:
+            return  # the chunk is kept: once the machine has room again, the next one decodes the audio so far
         transcriber = self.loading.get()
         result = await self._run(transcriber.transcribe_partial, decode.pcm)
         # back on the loop: the final may have arrived meanwhile, and then the tracker drops this partial

@@ -195,7 +195,7 @@ def train(args: argparse.Namespace) -> None:
     from tokenizers import Tokenizer
 
     opts = ConversationOptions(epochs=args.epochs, threads=args.threads, learning_rate=args.learning_rate,
-                               seed=args.seed)  # fmt: skip
+                               seed=args.seed, **mix_overrides(args.mix))  # fmt: skip
     torch.set_num_threads(opts.threads)
     torch.manual_seed(opts.seed)
     rng = random.Random(opts.seed)
@@ -284,6 +284,18 @@ def calibrate_and_report(out: Path, held: list[Row], conversation: Path, sst2: P
     return report
 
 
+def mix_overrides(pairs: list[str]) -> dict:
+    """``NAME=VALUE`` pairs for ConversationOptions fields, typed like the field's default (``sst2_rows=40000``)."""
+    defaults = asdict(ConversationOptions())
+    overrides: dict = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        if name not in defaults or not value:
+            raise SystemExit(f"--mix {pair!r}: expected NAME=VALUE with NAME one of {', '.join(defaults)}")
+        overrides[name] = type(defaults[name])(value)
+    return overrides
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--conversation", required=True, help="folder with dailydialog_*.tsv and meld_*.tsv")
@@ -297,6 +309,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--learning-rate", type=float, default=ConversationOptions.learning_rate)
     parser.add_argument("--seed", type=int, default=ConversationOptions.seed, help="a new seed samples new rows")
     parser.add_argument("--start-from", default="", help="continue from this checkpoint (three labels) instead")
+    parser.add_argument("--mix", action="append", default=[], metavar="NAME=VALUE",
+                        help="override a ConversationOptions field, e.g. sst2_rows=40000 (repeatable)")  # fmt: skip
     train(parser.parse_args(argv))
 
 
