@@ -62,13 +62,18 @@ class TranscriberOptions:
     beam_size: int = 5
     """Beam width (1 = greedy: ~40% cheaper, ~1.5 WER points worse on asterisk prompts)."""
     trailing_silence_s: float = 8.0
-    """Silence appended after the utterance in the adaptive window."""
+    """Silence appended after a short utterance in the adaptive window (short windows loop without it)."""
+    short_window_s: float = 10.0
+    """Windows up to this long keep the whole `trailing_silence_s`; longer utterances get `long_trailing_silence_s`."""
+    long_trailing_silence_s: float = 3.0
+    """Silence appended after a long utterance: it loops rarely, and every second of window costs encoder time."""
     leading_silence_s: float = 0.0
     """Silence put before the utterance in the adaptive window."""
     min_window_s: int = 1
     """Shortest adaptive window: isolated words transcribe better with some room."""
-    tokens_per_second: float = 6.0
-    """Token budget per second of audio (English speech needs about 4)."""
+    tokens_per_second: float = 10.0
+    """Token budget per second of audio: read English with punctuation runs to ~7 tokens a second, and a budget
+    that runs out truncates the transcript (a looping decode is cut either way)."""
     token_margin: int = 10
     """Tokens added to every budget."""
     compression_ratio_threshold: float = 2.4
@@ -190,9 +195,7 @@ class Transcriber:
         o = self.options
         duration = len(audio) / SAMPLE_RATE
         lead = int(o.leading_silence_s * SAMPLE_RATE)
-        window = min(
-            FULL_WINDOW_S, max(o.min_window_s, math.ceil(duration + o.trailing_silence_s + lead / SAMPLE_RATE))
-        )
+        window = self._window_s(duration + lead / SAMPLE_RATE)
         budget = min(220, int(o.token_margin + o.tokens_per_second * duration))
         shifted = np.concatenate((np.zeros(lead, dtype=np.float32), audio)) if lead else audio
         tokens, avg_logprob, no_speech = self._decode(shifted, window, budget)
@@ -218,6 +221,13 @@ class Transcriber:
             compute_ms=round((time.perf_counter() - started) * 1000, 2),
             raw_text=text,
         )
+
+    def _window_s(self, seconds: float) -> int:
+        """The adaptive window for `seconds` of audio: the short rule (`trailing_silence_s`, up to `short_window_s`)
+        or the long one (`long_trailing_silence_s`), whichever is longer; never over 30 s."""
+        o = self.options
+        short = min(seconds + o.trailing_silence_s, o.short_window_s)
+        return min(FULL_WINDOW_S, max(o.min_window_s, math.ceil(max(seconds + o.long_trailing_silence_s, short))))
 
     def transcribe_partial(self, pcm: np.ndarray | bytes) -> PartialTranscription:
         """The words so far of an utterance still open: greedy on a short window; a looping tail is cut off; what

@@ -98,7 +98,7 @@ def test_partials_of_real_read_speech_grow_towards_the_final(transcriber: Transc
     final = transcriber.transcribe(pcm.tobytes()).text
     assert final == (
         "If the reader will excuse me, I will say nothing of my antecedents, "
-        "nor of the circumstances which led me to leave my native country"
+        "nor of the circumstances which led me to leave my native country."
     )
     assert len(texts) >= 5 and texts[1].startswith("If the reader will excuse me")
     assert wer([final], [texts[-1]]) == 0.0
