@@ -13,9 +13,13 @@ import faust
 
 from processors.dialogue import DialogueMemory
 from processors.runtime import ModelVersions, StageContext
-from processors.text_sentiment import NO_TEXT, TextClassifier
+from processors.text_sentiment import NO_TEXT, TextClassifier, TextSentiment
 from schemas.records import PartialResult, PartialTranscript, Record, SentimentScores, TextScore, Transcript
 from schemas.topics import EVENTS, TEXT_SCORES, TRANSCRIPTS
+
+
+def scores_of(result: TextSentiment) -> SentimentScores:
+    return SentimentScores(negative=result.negative, neutral=result.neutral, positive=result.positive)
 
 
 def register(ctx: StageContext) -> ModelVersions:
@@ -23,13 +27,17 @@ def register(ctx: StageContext) -> ModelVersions:
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="text-sentiment")
     memory = DialogueMemory()  # touched only from the one pool thread
 
-    def score(transcript: Transcript) -> TextScore:
+    def read(session_id: str, utterance_seq: int, text: str) -> TextSentiment:
+        """`text` read after the session's previous utterance, when the model was trained with such context."""
         classifier = loading.get()
+        context = [memory.context(session_id, utterance_seq)] if classifier.uses_context else None
+        return classifier.classify([text], context)[0]
+
+    def score(transcript: Transcript) -> TextScore:
         started = time.perf_counter()
         usable = not transcript.rejected and transcript.text.strip()
         sid, seq = transcript.session_id, transcript.utterance_seq
-        context = [memory.context(sid, seq)] if classifier.uses_context else None
-        result = classifier.classify([transcript.text], context)[0] if usable else NO_TEXT
+        result = read(sid, seq, transcript.text) if usable else NO_TEXT
         if usable:
             memory.remember(sid, seq, transcript.text)
         return TextScore(
@@ -37,9 +45,9 @@ def register(ctx: StageContext) -> ModelVersions:
             utterance_seq=transcript.utterance_seq,
             text=transcript.text if usable else "",
             has_text=result.has_text,
-            sentiment=SentimentScores(negative=result.negative, neutral=result.neutral, positive=result.positive),
+            sentiment=scores_of(result),
             label=result.label if result.has_text else "neutral",  # type: ignore[arg-type]
-            model_version=classifier.version,
+            model_version=loading.get().version,
             compute_ms=round((time.perf_counter() - started) * 1000, 3),
             asr_avg_logprob=transcript.avg_logprob,
             asr_compute_ms=transcript.compute_ms,
@@ -51,10 +59,8 @@ def register(ctx: StageContext) -> ModelVersions:
         )
 
     def score_partial(partial: PartialTranscript) -> PartialResult:
-        """The words so far, read after the session's previous utterance; never remembered as context."""
-        classifier = loading.get()
-        context = [memory.context(partial.session_id, partial.utterance_seq)] if classifier.uses_context else None
-        result = classifier.classify([partial.text], context)[0]
+        """The words so far; never remembered as context."""
+        result = read(partial.session_id, partial.utterance_seq, partial.text)
         return PartialResult(
             session_id=partial.session_id,
             utterance_seq=partial.utterance_seq,
@@ -62,7 +68,7 @@ def register(ctx: StageContext) -> ModelVersions:
             start_ms=partial.start_ms,
             end_ms=partial.end_ms,
             text=partial.text,
-            text_sentiment=SentimentScores(negative=result.negative, neutral=result.neutral, positive=result.positive),
+            text_sentiment=scores_of(result),
         )
 
     def compute(record: Transcript | PartialTranscript) -> Record:
