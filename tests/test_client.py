@@ -48,6 +48,12 @@ async def test_client_resumes_across_gateway_crash_and_restart(stack: Stack) -> 
         assert [m["utterance_seq"] for m in finals] == [0, 1, 2]
         assert messages[-1]["type"] == "session.ended"
         assert all(m["session_id"] == session_id for m in messages if "session_id" in m)
+        final_at = {m["utterance_seq"]: i for i, m in enumerate(messages) if m["type"] == "utterance" and m["final"]}
+        partials = [(i, m) for i, m in enumerate(messages) if m["type"] == "partial"]
+        assert partials and all(i < final_at[m["utterance_seq"]] for i, m in partials)  # none after its final
+        for seq in {m["utterance_seq"] for _i, m in partials}:  # each newer than the last shown, across the resume
+            revisions = [m["revision"] for _i, m in partials if m["utterance_seq"] == seq]
+            assert revisions == sorted(set(revisions))
     finally:
         stop([gateway])
 
