@@ -244,7 +244,6 @@ class Endpointer:
             # the speech goes on: a new utterance starts at the cut
             self._triggered = True
             self._opened(cut)
-            self._quiet = [q for q in self._quiet if q[0] >= cut]
             events.append(SpeechStart(cut, self.next_utterance_seq))
         return events
 

@@ -21,7 +21,7 @@ from schemas.records import PartialAudio, PartialTranscript
 
 @dataclass(frozen=True)
 class PartialOptions:
-    """When partial transcripts are decoded and how they are kept steady."""
+    """When partial transcripts are decoded, and how much state is kept for them."""
 
     min_new_audio_ms: int = 900
     """A partial is due once the open utterance has this much audio more than the last decode heard."""

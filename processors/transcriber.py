@@ -198,7 +198,7 @@ class Transcriber:
         duration = len(audio) / SAMPLE_RATE
         lead = int(o.leading_silence_s * SAMPLE_RATE)
         window = self._window_s(duration + lead / SAMPLE_RATE)
-        budget = min(220, int(o.token_margin + o.tokens_per_second * duration))
+        budget = self._budget(duration)
         shifted = np.concatenate((np.zeros(lead, dtype=np.float32), audio)) if lead else audio
         tokens, avg_logprob, no_speech = self._decode(shifted, window, budget)
         path = "adaptive"
@@ -224,6 +224,10 @@ class Transcriber:
             raw_text=text,
         )
 
+    def _budget(self, seconds: float) -> int:
+        """Most tokens a decode of `seconds` of audio may produce."""
+        return min(220, int(self.options.token_margin + self.options.tokens_per_second * seconds))
+
     def _window_s(self, seconds: float) -> int:
         """The adaptive window for `seconds` of audio: the short rule (`trailing_silence_s`, up to `short_window_s`)
         or the long one (`long_trailing_silence_s`), whichever is longer; never over 30 s."""
@@ -239,7 +243,7 @@ class Transcriber:
         o = self.options
         duration = len(audio) / SAMPLE_RATE
         window = min(FULL_WINDOW_S, max(o.min_window_s, math.ceil(duration + o.partial_trailing_silence_s)))
-        budget = min(220, int(o.token_margin + o.tokens_per_second * duration))
+        budget = self._budget(duration)
         tokens, avg_logprob, no_speech = self._decode(audio, window, budget, o.partial_beam_size)
         tokens = cut_at_self_repeat(tokens) or tokens
         text = self.tokenizer.decode(tokens).strip()
