@@ -6,14 +6,16 @@
 from __future__ import annotations
 
 import os
+import ssl
 import uuid
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.audio import ms_to_bytes
+from schemas.generations import Generations
 
 
 class Settings(BaseSettings):
@@ -35,6 +37,13 @@ class Settings(BaseSettings):
     kafka_sasl_username: str | None = Field(None, description="SASL user name.")
     kafka_sasl_password: str | None = Field(None, description="SASL password.")
     kafka_ssl_cafile: str | None = Field(None, description="CA bundle to verify the brokers' TLS certificates.")
+    topic_rotation_s: float | None = Field(
+        None,
+        ge=0,
+        description="Seconds of records per generation of the stream topics, each written to one of two slot "
+        "topics that is emptied once read (schemas/generations.py). Unset: 60 when `moodstream up` embeds the broker "
+        "(which keeps every record otherwise), 0 (no rotation: the contract's topic names) with a Kafka you run.",
+    )
     kafka_session_timeout_ms: int = Field(
         6_000,
         ge=1_000,
@@ -69,6 +78,13 @@ class Settings(BaseSettings):
     resume_window_s: float = Field(
         300.0, gt=0, description="How long a gateway keeps final results to replay to a client that resumes."
     )
+
+    @property
+    def resume_ttl_s(self) -> float:
+        """How long a resume token, and a disconnected session's checkpoint, lives: the longest session and then
+        the replay window."""
+        return self.max_session_s + self.resume_window_s
+
     allowed_origins: str = Field(
         "", description="Comma-separated browser origins allowed to connect; empty allows any origin."
     )
@@ -143,6 +159,11 @@ class Settings(BaseSettings):
     log_json: bool = Field(False, description="JSON log lines (one object per line) instead of plain text.")
 
     @property
+    def generations(self) -> Generations:
+        """The stream topics' rotation schedule (off while `topic_rotation_s` is unset or 0)."""
+        return Generations(self.topic_rotation_s or 0.0)
+
+    @property
     def max_frame_bytes(self) -> int:
         return ms_to_bytes(self.max_frame_ms)
 
@@ -157,6 +178,20 @@ class Settings(BaseSettings):
             config["sasl.password"] = self.kafka_sasl_password or ""
         if self.kafka_ssl_cafile:
             config["ssl.ca.location"] = self.kafka_ssl_cafile
+        return config
+
+    def aiokafka_config(self) -> dict[str, Any]:
+        """The same connection settings for an aiokafka client (workers, the gateway's events consumer)."""
+        config: dict[str, Any] = {
+            "bootstrap_servers": self.kafka_bootstrap_servers,
+            "security_protocol": self.kafka_security_protocol,
+        }
+        if "SSL" in self.kafka_security_protocol:
+            config["ssl_context"] = ssl.create_default_context(cafile=self.kafka_ssl_cafile)
+        if self.kafka_sasl_mechanism:
+            config["sasl_mechanism"] = self.kafka_sasl_mechanism
+            config["sasl_plain_username"] = self.kafka_sasl_username
+            config["sasl_plain_password"] = self.kafka_sasl_password
         return config
 
 
