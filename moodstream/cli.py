@@ -36,24 +36,29 @@ def up(port: int | None, host: str | None, workers: int | None) -> None:
 @main.command()
 @click.option("--port", type=int, default=0, help="Port (0 picks a free one).")
 def broker(port: int) -> None:
-    """Run the embedded tansu broker with the contract's topics until Ctrl-C."""
+    """Run the embedded tansu broker with the contract's topics (rotating, with their keeper) until Ctrl-C."""
     import signal
     import threading
 
-    from moodstream.broker import EmbeddedBroker, ensure_topics
+    from moodstream.broker import EmbeddedBroker
+    from moodstream.rotation import EMBEDDED_ROTATION_S, TopicKeeper
+    from schemas.generations import Generations
 
     setup_logging()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with EmbeddedBroker(port) as embedded:
-        ensure_topics({"bootstrap.servers": embedded.bootstrap})
+        keeper = TopicKeeper({"bootstrap.servers": embedded.bootstrap}, Generations(EMBEDDED_ROTATION_S)).start()
         click.echo(f"KAFKA_BOOTSTRAP_SERVERS={embedded.bootstrap}")
+        click.echo(f"MOODSTREAM_TOPIC_ROTATION_S={EMBEDDED_ROTATION_S:g}")  # workers and gateways need it too
         try:
             while not stop.wait(0.5):
                 if embedded.process is None or embedded.process.poll() is not None:
                     raise click.ClickException("tansu exited")
         except KeyboardInterrupt:
             pass
+        finally:
+            keeper.stop()
 
 
 @main.command()
@@ -358,6 +363,14 @@ PARTIALS_OPTION = click.option(
 )
 
 
+REPORT_OPTION = click.option(
+    "--report", type=click.Path(path_type=Path), help="Write a report per interval here while the run goes (soak)."
+)
+INTERVAL_OPTION = click.option(
+    "--interval", type=float, default=300.0, show_default=True, help="Seconds per report interval."
+)
+
+
 @bench.command(name="load")
 @click.option("--sessions", type=int, default=8, show_default=True, help="Concurrent real-time clients.")
 @click.option("--duration", type=float, default=60.0, show_default=True, help="Seconds each client streams.")
@@ -365,14 +378,40 @@ PARTIALS_OPTION = click.option(
 @AUDIO_OPTION
 @FRAME_MS_OPTION
 @PARTIALS_OPTION
+@REPORT_OPTION
+@INTERVAL_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Only the JSON line.")
 def bench_load(
-    sessions: int, duration: float, workers: int, audio: Path | None, frame_ms: int, partials: bool, as_json: bool
+    sessions: int,
+    duration: float,
+    workers: int,
+    audio: Path | None,
+    frame_ms: int,
+    partials: bool,
+    report: Path | None,
+    interval: float,
+    as_json: bool,
 ) -> None:
     """N real-time sessions of real speech through the whole stack: latency, losses, lag, CPU and RSS."""
     from moodstream.bench.load import DEFAULT_AUDIO, LoadOptions, run_load
 
-    run_load(LoadOptions(sessions, duration, workers, audio or DEFAULT_AUDIO, frame_ms, partials), as_json)
+    options = LoadOptions(sessions, duration, workers, audio or DEFAULT_AUDIO, frame_ms, partials, report, interval)
+    run_load(options, as_json)
+
+
+@bench.command(name="soak")
+@click.option("--sessions", type=int, default=10, show_default=True, help="Concurrent real-time clients.")
+@click.option("--duration", type=float, default=3600.0, show_default=True, help="Seconds each client streams.")
+@click.option("--workers", type=int, default=2, show_default=True, help="Processor worker processes.")
+@click.option("--report", type=click.Path(path_type=Path), default=Path("soak-report"), show_default=True,
+              help="Folder for intervals.jsonl and soak.png, written as the run goes.")  # fmt: skip
+@INTERVAL_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Only the JSON line.")
+def bench_soak(sessions: int, duration: float, workers: int, report: Path, interval: float, as_json: bool) -> None:
+    """`bench load` for an hour with a report per interval (p95, results, CPU and RSS per process) and a plot."""
+    from moodstream.bench.load import LoadOptions, run_load
+
+    run_load(LoadOptions(sessions, duration, workers, report_dir=report, interval_s=interval), as_json)
 
 
 @bench.command(name="faults")

@@ -19,6 +19,7 @@ import httpx
 
 from moodstream import processes
 from moodstream.broker import EmbeddedBroker, ensure_topics
+from moodstream.rotation import EMBEDDED_ROTATION_S, TopicKeeper, generation_specs
 from moodstream.settings import Settings
 
 log = logging.getLogger("moodstream.up")
@@ -35,6 +36,7 @@ class Stack:
         # One resume secret for the whole stack, so a restarted gateway accepts the tokens its predecessor issued.
         self.settings = settings.model_copy(update={"resume_secret": settings.resume_secret or secrets.token_hex(32)})
         self.broker: EmbeddedBroker | None = None
+        self.keeper: TopicKeeper | None = None
         self.children: list[Child] = []
         self._stopping = False
 
@@ -55,9 +57,17 @@ class Stack:
     def start(self) -> None:
         if not self.settings.kafka_bootstrap_servers:
             self.broker = EmbeddedBroker(self.settings.broker_port).start()
-            self.settings = self.settings.model_copy(update={"kafka_bootstrap_servers": self.broker.bootstrap})
+            rotation = self.settings.topic_rotation_s
+            update = {
+                "kafka_bootstrap_servers": self.broker.bootstrap,
+                "topic_rotation_s": EMBEDDED_ROTATION_S if rotation is None else rotation,
+            }
+            self.settings = self.settings.model_copy(update=update)
             print(f"embedded Kafka broker (tansu) on {self.broker.bootstrap}", flush=True)
-        ensure_topics(self.settings.kafka_config())
+        generations = self.settings.generations
+        ensure_topics(self.settings.kafka_config(), generation_specs(generations))
+        if generations.enabled:
+            self.keeper = TopicKeeper(self.settings.kafka_config(), generations).start()
         for index in range(self.settings.workers):
             self.spawn(f"worker-{index}", "worker")
         self.spawn("gateway", "gateway")
@@ -83,6 +93,8 @@ class Stack:
         """Gateway first, then workers (reverse start order), each SIGTERM then SIGKILL after 15 s; then the broker."""
         self._stopping = True
         processes.stop([child.process for child in reversed(self.children)])
+        if self.keeper:
+            self.keeper.stop()
         if self.broker:
             self.broker.stop()
 

@@ -21,6 +21,7 @@ import random
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -29,10 +30,13 @@ import psutil
 
 from moodstream.bench import report
 from moodstream.bench.processes import bench_env, spawn, stop, wait_http
+from moodstream.bench.soak import SoakReport
 from moodstream.broker import EmbeddedBroker, ensure_topics, free_port
+from moodstream.rotation import EMBEDDED_ROTATION_S, TopicKeeper, generation_specs
 from producers.audio import load_pcm16
 from producers.client import ClientOptions, MoodstreamClient
 from schemas.audio import SAMPLE_RATE
+from schemas.generations import Generations
 
 DEFAULT_AUDIO = Path(__file__).resolve().parents[2] / "tests" / "data" / "three_prompts.wav"
 
@@ -53,6 +57,10 @@ class LoadOptions:
     """Audio per WebSocket frame (the protocol allows 20-100 ms)."""
     partials: bool = True
     """Whether the sessions ask for partial transcripts (the start message's `partials` option)."""
+    report_dir: Path | None = None
+    """Where a soak writes its report while it runs (an interval per line, and a plot); None: no report."""
+    interval_s: float = 300.0
+    """Length of a report interval."""
 
 
 @dataclass
@@ -71,13 +79,20 @@ class Stack:
     """Broker, workers and a gateway as child processes (what `moodstream up` runs), for measuring."""
 
     workers: int
+    rotation_s: float = EMBEDDED_ROTATION_S
+    """The stream topics' period (0: the contract's fixed names), as `moodstream up` sets it on the embedded broker."""
     bootstrap: str = ""
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     broker: EmbeddedBroker | None = None
+    keeper: TopicKeeper | None = None
     port: int = 0
 
     def spawn(self, name: str, *args: str) -> None:
-        settings = {"MOODSTREAM_MAX_SESSIONS": "1000", "MOODSTREAM_RESUME_SECRET": "bench-resume-secret"}
+        settings = {
+            "MOODSTREAM_MAX_SESSIONS": "1000",
+            "MOODSTREAM_RESUME_SECRET": "bench-resume-secret",
+            "MOODSTREAM_TOPIC_ROTATION_S": str(self.rotation_s),
+        }
         self.processes[name] = spawn(list(args), bench_env(self.bootstrap, **settings))
 
     def start_broker(self) -> None:
@@ -86,7 +101,10 @@ class Stack:
 
     def start(self) -> Stack:
         self.start_broker()
-        ensure_topics({"bootstrap.servers": self.bootstrap})
+        generations = Generations(self.rotation_s)
+        ensure_topics({"bootstrap.servers": self.bootstrap}, generation_specs(generations))
+        if generations.enabled:
+            self.keeper = TopicKeeper({"bootstrap.servers": self.bootstrap}, generations).start()
         for index in range(self.workers):
             self.spawn(f"worker-{index}", "worker")
         self.port = free_port()
@@ -103,6 +121,8 @@ class Stack:
 
     def stop(self) -> None:
         stop(list(self.processes.values()))
+        if self.keeper:
+            self.keeper.stop()
         if self.broker:
             self.broker.stop()
 
@@ -233,13 +253,23 @@ def summarise(sessions: int, seconds: float, stats: list[SessionStats]) -> dict:
     }
 
 
+Reporter = Callable[[list[SessionStats], float], Awaitable[None]]
+"""Runs beside the sessions with their live stats and the run's start (monotonic); cancelled when they end."""
+
+
 async def drive(
-    url: str, pcm: bytes, options: LoadOptions, meter: ProcessMeter | None, run_start: float | None = None
+    url: str,
+    pcm: bytes,
+    options: LoadOptions,
+    meter: ProcessMeter | None,
+    run_start: float | None = None,
+    reporter: Reporter | None = None,
 ) -> list[SessionStats]:
     """Run the sessions to their end; result times are seconds since ``run_start`` (monotonic; default now)."""
     sessions = options.sessions
     stats = [SessionStats() for _ in range(sessions)]
     run_start = time.monotonic() if run_start is None else run_start
+    reporting = asyncio.create_task(reporter(stats, run_start)) if reporter else None
 
     async def sample() -> None:
         while meter is not None:
@@ -254,6 +284,8 @@ async def drive(
         await asyncio.sleep(1.0 / sessions)
     await asyncio.gather(*tasks)
     sampler.cancel()
+    if reporting:
+        reporting.cancel()
     return stats
 
 
@@ -266,8 +298,11 @@ def load(options: LoadOptions, stack: Stack | None = None) -> dict:
         if stack.broker and stack.broker.process:
             pids["broker"] = stack.broker.process.pid
         meter = ProcessMeter(pids)
-        stats = asyncio.run(drive(stack.url, pcm, options, meter))
+        soak = SoakReport(options.report_dir, options.interval_s, meter) if options.report_dir else None
+        stats = asyncio.run(drive(stack.url, pcm, options, meter, reporter=soak.run if soak else None))
         result = summarise(options.sessions, options.duration_s, stats)
+        if soak:
+            result["intervals"] = soak.finish(stats)
         result["workers"] = options.workers
         result["frame_ms"] = options.frame_ms
         result["partials_requested"] = options.partials

@@ -1,0 +1,126 @@
+"""The keeper of the stream topics' slots on the embedded broker (see `schemas.generations`).
+
+It creates every slot topic, and empties the slot of each finished generation once the workers have committed past
+its last record, by deleting and re-creating the topic: deleting a topic is the one thing that frees the embedded
+broker's memory (tansu also drops the group offsets of a deleted topic, so a restarted worker reads the new one from
+its start). A slot that still holds unread records when its next generation is near is left as it is: its records
+stay readable, and the memory waits for the next turn.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from moodstream.broker import ensure_topics
+from schemas.generations import ROTATING, SLOTS, WORKER_GROUP, Generations, slot_name
+from schemas.topics import ALL_TOPICS, EVENTS, TopicSpec
+
+log = logging.getLogger("moodstream.rotation")
+
+EMBEDDED_ROTATION_S = 60.0
+"""Period of the stream topics on the embedded broker: each slot holds about a minute of records, so fetches stay as
+fast as on a fresh broker, and a switch costs no rebalance (docs/decisions/0006)."""
+
+EMPTY_MARGIN_S = 5.0
+"""A slot is emptied no sooner than this after its generation ended, and no later than this before it is reused
+(a quarter of the period when that is less)."""
+
+UNREAD_BY_WORKERS = (EVENTS,)
+"""Rotating topics no worker consumes (gateways and analytics read them live): emptied without waiting."""
+
+
+def generation_specs(generations: Generations) -> tuple[TopicSpec, ...]:
+    """Every topic a deployment needs: without rotation the contract's topics, with it the fixed ones and every slot
+    of each rotating one."""
+    if not generations.enabled:
+        return ALL_TOPICS
+    fixed = tuple(spec for spec in ALL_TOPICS if spec not in ROTATING)
+    return fixed + tuple(
+        dataclasses.replace(spec, name=slot_name(spec, slot)) for spec in ROTATING for slot in range(SLOTS)
+    )
+
+
+class TopicKeeper:
+    """A thread that creates upcoming generations and deletes finished ones; `start()` / `stop()`."""
+
+    def __init__(self, config: dict[str, str], generations: Generations) -> None:
+        self.config = config
+        self.generations = generations
+        self.emptied: dict[str, int] = {}
+        """Slot topic → the generation it is done with (emptied, or it had no records)."""
+        self.freed: list[str] = []
+        """Every slot topic emptied of records, in order (a slot once per generation)."""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="topic-keeper", daemon=True)
+
+    def start(self) -> TopicKeeper:
+        ensure_topics(self.config, generation_specs(self.generations))
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        interval = max(0.5, min(5.0, self.generations.period_s / 10))
+        while not self._stop.wait(interval):
+            try:
+                self.tend()
+            except Exception as exc:  # noqa: BLE001 - a broker hiccup: try again next round
+                log.warning("topic keeper: %s", exc)
+
+    def tend(self, now_s: float | None = None) -> list[str]:
+        """Empty every slot whose generation is done and read; returns the topics emptied."""
+        now = time.time() if now_s is None else now_s
+        current = self.generations.current(now)
+        margin = min(EMPTY_MARGIN_S, self.generations.period_s / 4)
+        due = [
+            (slot_name(spec, generation % SLOTS), spec, generation)
+            for generation in (current - 2, current - 1)
+            if self.generations.starts_at(generation + 1) + margin
+            <= now
+            < self.generations.starts_at(generation + SLOTS) - margin
+            for spec in ROTATING
+            if self.emptied.get(slot_name(spec, generation % SLOTS)) != generation
+        ]
+        done = []
+        for name, spec, generation in due:
+            holds, read = self._slot_state(name, spec)
+            if not holds:
+                self.emptied[name] = generation  # nothing to free
+            elif read or spec in UNREAD_BY_WORKERS:
+                done.append((name, spec, generation))
+        if done:
+            self._empty(done)
+        return [name for name, _spec, _generation in done]
+
+    def _empty(self, slots: list[tuple[str, TopicSpec, int]]) -> None:
+        admin = AdminClient(self.config)
+        for future in admin.delete_topics([name for name, _s, _g in slots], operation_timeout=10).values():
+            future.result()
+        ensure_topics(self.config, tuple(dataclasses.replace(spec, name=name) for name, spec, _g in slots))
+        for name, _spec, generation in slots:
+            self.emptied[name] = generation
+            self.freed.append(name)
+        log.info("emptied %d slot topics of generation %d", len(slots), slots[0][2])
+
+    def _slot_state(self, name: str, spec: TopicSpec) -> tuple[bool, bool]:
+        """(whether the slot holds records, whether the workers have committed past all of them)."""
+        consumer = Consumer(self.config | {"group.id": WORKER_GROUP, "enable.auto.commit": False})
+        try:
+            consumer.list_topics(name, timeout=10)  # the watermark query needs the topic in the client's metadata
+            partitions = [TopicPartition(name, p) for p in range(spec.partitions)]
+            ends = [consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions]
+            if spec in UNREAD_BY_WORKERS or not any(ends):
+                return any(ends), False
+            committed = [tp.offset for tp in consumer.committed(partitions, timeout=10)]
+            return True, all(end == 0 or c >= end for c, end in zip(committed, ends, strict=True))
+        finally:
+            consumer.close()
