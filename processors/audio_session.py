@@ -11,6 +11,10 @@ Invariants (no utterance lost, none doubled):
   consumers drop as a duplicate.
 - A session ended by a disconnect keeps its checkpoint (the client may resume and its utterances keep counting);
   any other end drops it.
+- Audio is taken in sample order. A frame that starts past the audio taken so far (it came through a newer topic
+  generation, or a replay, before the older records in front of it) waits, unacked, until the gap fills; an end
+  waits for those frames. A gap still open with `MAX_EARLY_MS` of audio waiting behind it is given up on (the
+  endpointer closes what is open at it), so a record that never comes cannot stall the session.
 """
 
 from __future__ import annotations
@@ -45,6 +49,9 @@ from schemas.records import (
 from schemas.topics import ACOUSTIC_WINDOWS, EVENTS, PARTIAL_AUDIO, UTTERANCES, TopicSpec
 
 log = logging.getLogger("moodstream.audio")
+
+MAX_EARLY_MS = 10_000
+"""Audio that may wait behind a gap before the gap is given up on: more than a rebalance's re-read takes."""
 
 Token = TypeVar("Token")
 """Whatever the shell acknowledges an input record by (a Faust event; an int in tests)."""
@@ -85,7 +92,12 @@ class AudioSession(Generic[Token]):
         self.held: collections.deque[tuple[Token, int]] = collections.deque()
         """Unacked input records and the session sample one past each one's audio."""
         self.last_received_at_ms = 0.0
-        self._seen_frame = False
+        self.early: dict[int, tuple[AudioFrame, Token]] = {}
+        """Frames that came ahead of a gap, by first sample; unacked until taken."""
+        self.waiting_end: tuple[SessionControl, Token] | None = None
+        """An end that came while frames before it were still missing."""
+        self.ended = False
+        self._seen_frame = False  # after a takeover the first frame sets the position: acked silence may precede it
         if checkpoint:  # a session taken over after a crash or rebalance
             endpointer.next_utterance_seq = checkpoint.next_utterance_seq
             endpointer.reset(checkpoint.resume_sample)
@@ -101,6 +113,20 @@ class AudioSession(Generic[Token]):
 
     def on_frame(self, frame: AudioFrame, token: Token) -> Step[Token]:
         step: Step[Token] = Step()
+        if self._seen_frame and frame.start_sample > self.endpointer.position:
+            self.early[frame.start_sample] = (frame, token)
+            waiting = sum(len(f.pcm) // 2 for f, _t in self.early.values())
+            if waiting <= ms_to_samples(MAX_EARLY_MS):
+                return step
+            frame, token = self.early.pop(min(self.early))  # give the gap up
+        self._take(step, frame, token)
+        while self.early and min(self.early) <= self.endpointer.position:
+            self._take(step, *self.early.pop(min(self.early)))
+        if self.waiting_end and not self.early:
+            self._end(step, *self.waiting_end)
+        return step
+
+    def _take(self, step: Step[Token], frame: AudioFrame, token: Token) -> None:
         pcm, start = frame.pcm, frame.start_sample
         already = self.endpointer.position - start
         if already < 0 and self._seen_frame:
@@ -117,7 +143,6 @@ class AudioSession(Generic[Token]):
         open_since = self.endpointer.open_since
         pad = ms_to_samples(self.endpointer.options.speech_pad_ms)
         self._release(step, open_since if open_since is not None else self.endpointer.position - pad)
-        return step
 
     def on_start(self, control: SessionControl, token: Token) -> Step[Token]:
         step: Step[Token] = Step()
@@ -131,8 +156,17 @@ class AudioSession(Generic[Token]):
         return step
 
     def on_end(self, control: SessionControl, token: Token) -> Step[Token]:
-        """Close what is open, announce the end, keep or drop the checkpoint, release everything held."""
+        """Close what is open, announce the end, keep or drop the checkpoint, release everything held; or, while
+        frames before the end are missing, wait for them."""
         step: Step[Token] = Step()
+        if self.early:
+            self.waiting_end = (control, token)
+        else:
+            self._end(step, control, token)
+        return step
+
+    def _end(self, step: Step[Token], control: SessionControl, token: Token) -> None:
+        self.ended, self.waiting_end = True, None
         self._publish(step, self.endpointer.flush(), self.last_received_at_ms or control.at_ms)
         self._levels(step, [self.meter.flush()])
         ended = SessionEnded(
@@ -146,12 +180,14 @@ class AudioSession(Generic[Token]):
         step.actions.append(Store(self.checkpoint() if control.reason == "disconnect" else None))
         self._release(step, None)
         step.acks.append(token)
-        return step
 
     def release_all(self) -> list[Token]:
         """Every held record (a session given up as abandoned)."""
         step: Step[Token] = Step()
         self._release(step, None)
+        step.acks += [token for _frame, token in self.early.values()]
+        if self.waiting_end:
+            step.acks.append(self.waiting_end[1])
         return step.acks
 
     def _release(self, step: Step[Token], through_sample: int | None) -> None:

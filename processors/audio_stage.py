@@ -19,6 +19,7 @@ from processors.endpointer import Endpointer, EndpointerOptions
 from processors.level import LevelMeter
 from processors.runtime import ModelVersions, StageContext
 from processors.vad import SileroStream, load_silero
+from schemas.generations import is_topic
 from schemas.records import AudioFrame, SessionControl
 from schemas.topics import AUDIO, CHECKPOINTS
 
@@ -60,6 +61,7 @@ class AudioShell:
             step = state.on_start(record, event)
         else:
             step = state.on_end(record, event)
+        if state.ended:
             self.sessions.pop(sid, None)
         await self.carry_out(stream, sid, partition, step)
 
@@ -81,6 +83,8 @@ class AudioShell:
             del self.sessions[sid]
 
     def expire_abandoned(self) -> None:
+        if dropped := self.checkpoints.expire():
+            log.info("forgot %d checkpoints of sessions whose resume tokens have expired", dropped)
         cutoff = time.monotonic() - ABANDONED_AFTER_TIMEOUTS * self.ctx.settings.idle_timeout_s
         for sid in [sid for sid, (_s, _p, seen) in self.sessions.items() if seen < cutoff]:
             state, _partition, _seen = self.sessions.pop(sid)
@@ -104,7 +108,7 @@ def register(ctx: StageContext) -> ModelVersions:
         await ctx.each_record(manual, (AudioFrame, SessionControl), "audio", handle, manual_ack=True)
 
     def forget_revoked(_app: faust.App, revoked: set[TP], **_kwargs: object) -> None:
-        shell.forget({tp.partition for tp in revoked if tp.topic == AUDIO.name})
+        shell.forget({tp.partition for tp in revoked if is_topic(tp.topic, AUDIO)})
 
     ctx.app.on_partitions_revoked.connect(forget_revoked, weak=False)  # a local function: keep a strong reference
 

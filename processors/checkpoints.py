@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
-from typing import Any
+import time
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -25,33 +24,37 @@ from schemas.topics import CHECKPOINTS
 log = logging.getLogger("moodstream.audio")
 
 
-def aiokafka_options(settings: Settings) -> dict[str, Any]:
-    """Connection settings for an aiokafka client, security included."""
-    options: dict[str, Any] = {
-        "bootstrap_servers": settings.kafka_bootstrap_servers,
-        "security_protocol": settings.kafka_security_protocol,
-    }
-    if "SSL" in settings.kafka_security_protocol:
-        options["ssl_context"] = ssl.create_default_context(cafile=settings.kafka_ssl_cafile)
-    if settings.kafka_sasl_mechanism:
-        options["sasl_mechanism"] = settings.kafka_sasl_mechanism
-        options["sasl_plain_username"] = settings.kafka_sasl_username
-        options["sasl_plain_password"] = settings.kafka_sasl_password
-    return options
+Latest = dict[str, tuple[SessionCheckpoint, float]]
+"""Session id → its latest checkpoint and when it was written (Unix seconds)."""
 
 
 class CheckpointStore:
-    """The latest checkpoint of each session of the partitions this worker serves."""
+    """The latest checkpoint of each session of the partitions this worker serves. A checkpoint older than
+    `ttl_s` is forgotten: its session ended by a disconnect and its resume token has expired (`resume_ttl_s`)."""
 
     def __init__(self, settings: Settings) -> None:
-        self.options = aiokafka_options(settings)
-        self._loads: dict[int, asyncio.Task[dict[str, SessionCheckpoint]]] = {}
+        self.options = settings.aiokafka_config()
+        self.ttl_s = settings.resume_ttl_s
+        self._loads: dict[int, asyncio.Task[Latest]] = {}
 
     async def get(self, session_id: str, partition: int) -> SessionCheckpoint | None:
         """The session's checkpoint; the first call for a partition waits until that partition has been read."""
         if partition not in self._loads:
             self._loads[partition] = asyncio.create_task(self._read(partition))
-        return (await self._loads[partition]).get(session_id)
+        found = (await self._loads[partition]).get(session_id)
+        return found[0] if found and time.time() - found[1] <= self.ttl_s else None
+
+    def expire(self, now_s: float | None = None) -> int:
+        """Forget every checkpoint older than `ttl_s` in the partitions read so far; returns how many."""
+        cutoff = (time.time() if now_s is None else now_s) - self.ttl_s
+        dropped = 0
+        for load in self._loads.values():
+            if load.done() and not load.cancelled() and load.exception() is None:
+                latest = load.result()
+                for session_id in [sid for sid, (_c, written) in latest.items() if written < cutoff]:
+                    del latest[session_id]
+                    dropped += 1
+        return dropped
 
     async def put(self, session_id: str, partition: int, checkpoint: SessionCheckpoint | None) -> None:
         """Record what this worker just wrote (None: the tombstone it wrote)."""
@@ -61,14 +64,14 @@ class CheckpointStore:
         if checkpoint is None:
             latest.pop(session_id, None)
         else:
-            latest[session_id] = checkpoint
+            latest[session_id] = (checkpoint, time.time())
 
     def forget(self, partitions: set[int]) -> None:
         """Drop what is known of `partitions` (a read under way finishes for whoever awaits it, then is dropped)."""
         for partition in partitions:
             self._loads.pop(partition, None)
 
-    async def _read(self, partition: int) -> dict[str, SessionCheckpoint]:
+    async def _read(self, partition: int) -> Latest:
         """The partition's latest checkpoints; retried until it succeeds (a broker away now may be back soon, and
         the partition's audio waits for this either way)."""
         delay_s = 0.5
@@ -82,10 +85,10 @@ class CheckpointStore:
                 await asyncio.sleep(delay_s)
                 delay_s = min(10.0, delay_s * 2)
 
-    async def _read_once(self, partition: int) -> dict[str, SessionCheckpoint]:
+    async def _read_once(self, partition: int) -> Latest:
         tp = TopicPartition(CHECKPOINTS.name, partition)
         consumer = AIOKafkaConsumer(enable_auto_commit=False, group_id=None, **self.options)
-        latest: dict[str, SessionCheckpoint] = {}
+        latest: Latest = {}
         await consumer.start()
         try:
             consumer.assign([tp])
@@ -93,14 +96,14 @@ class CheckpointStore:
             end = (await consumer.end_offsets([tp]))[tp]
             while await consumer.position(tp) < end:
                 for message in (await consumer.getmany(tp, timeout_ms=500)).get(tp, []):
-                    self._apply(latest, message.key, message.value)
+                    self._apply(latest, message.key, message.value, message.timestamp / 1000)
         finally:
             await consumer.stop()
         log.info("checkpoints of partition %d read: %d open sessions", partition, len(latest))
         return latest
 
     @staticmethod
-    def _apply(latest: dict[str, SessionCheckpoint], key: bytes | None, value: bytes | None) -> None:
+    def _apply(latest: Latest, key: bytes | None, value: bytes | None, written_s: float) -> None:
         session_id = (key or b"").decode("utf-8", "replace")
         if value is None:
             latest.pop(session_id, None)
@@ -110,4 +113,4 @@ class CheckpointStore:
         except SchemaError as exc:  # not ours to fix here: the session then starts afresh
             log.warning("unreadable checkpoint of session %s skipped: %s", session_id, exc)
             return
-        latest[checkpoint.session_id] = checkpoint
+        latest[checkpoint.session_id] = (checkpoint, written_s)

@@ -8,14 +8,19 @@ them to one app: nothing here changes Faust's classes for other apps in the proc
 from __future__ import annotations
 
 import logging
+import time
 from importlib.metadata import version
 from typing import Any
 
 import faust
+from aiokafka import TopicPartition as KafkaTP
 from faust.tables import TableManager
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer
+from faust.types import TP
 
 from moodstream.settings import Settings
+from schemas.generations import Generations, parse
+from schemas.topics import TopicSpec
 
 log = logging.getLogger("moodstream.worker")
 
@@ -59,12 +64,19 @@ class PromptFetchConsumer(Consumer):
       read offset past the re-read, which is then dropped. Such a batch is cut at its first record after the seek, the
       agents' queues are cleared, and every partition seeks to its committed offset again; what follows comes once
       more, which the idempotent stages absorb.
-    - No commit passes the record at the committed offset while that record is unacked."""
+    - No commit passes the record at the committed offset while that record is unacked.
+    - With rotating topics (`schemas.generations`), a partition's records come in generation order: a slot's
+      partition is paused until the previous generation's slot has handed out every record, `settle_s` after the
+      switch, so a session's records stay in order across a switch and after a rebalance's re-read; and a slot the
+      keeper emptied is read again from its start (`_follow_slots`)."""
 
     fetch_wait_ms: int = 20
     """Longest a fetch waits; `install` sets it from ``Settings.kafka_fetch_wait_ms`` in a subclass per app."""
+    generations: Generations = Generations()
+    """The stream topics' rotation; `install` sets it from the settings."""
     _seek_epoch: int = 0
     _batch_epoch: int = 0
+    _held: frozenset[TP] = frozenset()
 
     def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
         return PromptFetchConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -83,7 +95,71 @@ class PromptFetchConsumer(Consumer):
             return None
         return Consumer._new_offset(self, tp)
 
+    async def _follow_slots(self) -> None:
+        assigned = self.assignment()
+        await self._reread_emptied_slots(assigned)
+        # Faust forgets pauses on a rebalance: compare with its paused set every time, not with what we last did.
+        paused = self._paused_partitions
+        hold = frozenset(tp for tp in assigned if self._waits_for_older(tp, assigned))
+        if to_resume := (self._held - hold) & paused:
+            self.resume_partitions(to_resume)
+        if to_pause := hold - paused:
+            self.pause_partitions(to_pause)
+        self._held = hold
+
+    def _set_active_tps(self, tps: set[TP]) -> set[TP]:
+        # A new assignment makes every partition active at once, and a fetch already in flight reads that set: hold
+        # the current and the next slot before that fetch can hand out their records (the next round looks closer).
+        active = super()._set_active_tps(tps)
+        if self.generations.enabled:
+            current = self.generations.current()
+            newer = {tp for tp in tps if (parsed := parse(tp.topic)) and self._generation(parsed) >= current}
+            self._paused_partitions.update(newer)
+            active.difference_update(newer)
+            self._held = frozenset(newer)
+        return active
+
+    def _generation(self, parsed: tuple[TopicSpec, int]) -> int:
+        return self.generations.generation_in(parsed[1])
+
+    def _waits_for_older(self, tp: TP, assigned: set[TP]) -> bool:
+        if (parsed := parse(tp.topic)) is None:
+            return False
+        generation = self._generation(parsed)
+        if generation > self.generations.current():
+            return True  # the next generation's slot: nothing is sent there yet
+        if time.time() < self.generations.starts_at(generation) + self.generations.settle_s:
+            return True  # sends decided before the switch may still be landing in the older slot
+        older = TP(self.generations.name(parsed[0], generation - 1), tp.partition)
+        if older not in assigned:
+            return False
+        state = self._partition_state(older)
+        if state is None or state.highwater is None or not state.has_valid_position:
+            return True
+        return bool(state.position < state.highwater)
+
+    async def _reread_emptied_slots(self, assigned: set[TP]) -> None:
+        """A slot the keeper emptied ends before this consumer's position (tansu does not say so): read it from its
+        start, and forget Faust's offsets for it, which would otherwise ignore the acks of the new records."""
+        for tp in assigned:
+            state = self._partition_state(tp) if parse(tp.topic) else None
+            if state is not None and state.has_valid_position and state.highwater is not None:
+                if state.position > state.highwater:
+                    log.info("%s was emptied: reading it from the start", tp)
+                    # on the consumer's own thread, and a plain seek: Faust's livelock check asserts a position
+                    consumer = self._thread._ensure_consumer()
+                    await self._thread.call_thread(consumer.seek, KafkaTP(tp.topic, tp.partition), 0)
+                    for bookkeeping in (self._committed_offset, self._read_offset):
+                        bookkeeping[tp] = None
+                    for progress in (self._acked, self._acked_index, self._gap):
+                        progress.pop(tp, None)
+
+    def _partition_state(self, tp: TP) -> Any:
+        return self._thread._ensure_consumer()._subscription.subscription.assignment.state_value(tp)
+
     async def _wait_next_records(self, timeout: float) -> Any:
+        if self.generations.enabled:
+            await self._follow_slots()
         records, active_partitions = await super()._wait_next_records(timeout)
         self._batch_epoch = self._seek_epoch
         return records, active_partitions
@@ -108,5 +184,8 @@ class PromptFetchConsumer(Consumer):
 
 def install(app: faust.App, settings: Settings) -> None:
     """Use the prompt-fetch consumer for this app's transport only (an attribute of its transport instance)."""
-    wait = {"fetch_wait_ms": settings.kafka_fetch_wait_ms}
+    wait = {"fetch_wait_ms": settings.kafka_fetch_wait_ms, "generations": settings.generations}
     app.transport.Consumer = type("AppPromptFetchConsumer", (PromptFetchConsumer,), wait)
+    # Faust waits 45 s after a subscription change before it resubscribes (to batch changes from restarting
+    # agents); a generation switch is one change, and the next generation is already read, so a short wait will do.
+    app.topics._resubscribe_sleep_lock_seconds = 2.0

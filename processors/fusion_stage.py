@@ -15,6 +15,7 @@ from faust.types import TP
 from processors.fusion import Fuser, FusionOptions
 from processors.fusion_join import FusionJoin, JoinOptions, JoinStep
 from processors.runtime import ModelVersions, StageContext, now_ms
+from schemas.generations import is_topic
 from schemas.records import AcousticScore, TextScore
 from schemas.topics import ACOUSTIC_SCORES, EVENTS, TEXT_SCORES
 
@@ -31,7 +32,7 @@ def register(ctx: StageContext) -> ModelVersions:
         ),
         JoinOptions(degrade_after_s=settings.fusion_degrade_after_s, give_up_after_s=settings.fusion_give_up_after_s),
     )
-    topic = ctx.app.topic(ACOUSTIC_SCORES.name, TEXT_SCORES.name, partitions=ACOUSTIC_SCORES.partitions)
+    topic = ctx.topic(ACOUSTIC_SCORES, TEXT_SCORES)
     streams: list[faust.StreamT] = []  # the agent's manual-ack stream, for the timer's acks
 
     async def carry_out(step: JoinStep[faust.EventT]) -> None:
@@ -51,7 +52,8 @@ def register(ctx: StageContext) -> ModelVersions:
         await ctx.each_record(manual, (AcousticScore, TextScore), "fusion", handle, manual_ack=True)
 
     def forget_revoked(_app: faust.App, revoked: set[TP], **_kwargs: object) -> None:
-        join.forget({tp.partition for tp in revoked if tp.topic in (ACOUSTIC_SCORES.name, TEXT_SCORES.name)})
+        scores = (ACOUSTIC_SCORES, TEXT_SCORES)
+        join.forget({tp.partition for tp in revoked if any(is_topic(tp.topic, spec) for spec in scores)})
 
     ctx.app.on_partitions_revoked.connect(forget_revoked, weak=False)
 

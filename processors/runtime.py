@@ -61,12 +61,16 @@ class StageContext:
         self.loading.append(model)
         return model
 
-    def topic(self, spec: TopicSpec) -> faust.TopicT:
-        return self.app.topic(spec.name, partitions=spec.partitions)
+    def topic(self, *specs: TopicSpec) -> faust.TopicT:
+        """The topic an agent reads `specs` from: every slot of each when topics rotate."""
+        names = [name for spec in specs for name in self.settings.generations.names(spec)]
+        return self.app.topic(*names, partitions=specs[0].partitions)
 
     async def emit(self, spec: TopicSpec, record: Record | None, key: str) -> None:
-        """Send `record` keyed by `key` (None: a tombstone, for compacted topics)."""
-        await self.topic(spec).send(key=key.encode(), value=encode(record) if record is not None else None)
+        """Send `record` keyed by `key` (None: a tombstone, for compacted topics) to `spec`'s current generation."""
+        name = self.settings.generations.name(spec)
+        value = encode(record) if record is not None else None
+        await self.app.topic(name, partitions=spec.partitions).send(key=key.encode(), value=value)
 
     async def each_record(
         self,

@@ -16,12 +16,13 @@ import faust
 from moodstream.settings import Settings
 from processors import acoustic_stage, asr_stage, audio_stage, faust_overrides, fusion_stage, text_stage
 from processors.runtime import ModelVersions, StageContext, now_ms
+from schemas.generations import WORKER_GROUP, is_topic
 from schemas.records import WorkerHeartbeat
 from schemas.topics import AUDIO, HEALTH
 
 log = logging.getLogger("moodstream.worker")
 
-APP_ID = "moodstream-processors"
+APP_ID = WORKER_GROUP
 STAGES = (audio_stage, acoustic_stage, asr_stage, text_stage, fusion_stage)
 
 
@@ -100,7 +101,7 @@ def register_heartbeat(context: StageContext, versions: ModelVersions) -> None:
                 return
             models.update({name: v() if callable(v) else v for name, v in versions.items()})
         assignment = app.consumer.assignment() if app.consumer else set()
-        partitions = sorted(tp.partition for tp in assignment if tp.topic == AUDIO.name)
+        partitions = sorted({tp.partition for tp in assignment if is_topic(tp.topic, AUDIO)})
         beat = WorkerHeartbeat(
             worker_id=settings.instance_id, audio_partitions=partitions, at_ms=now_ms(), models=models
         )
