@@ -107,7 +107,7 @@ class ClientSession:
             reason=reason,  # type: ignore[arg-type]
             at_ms=now_ms(),
         )
-        self.bridge.produce(AUDIO.name, self.session_id, encode(record))
+        self.bridge.produce(self.settings.generations.name(AUDIO), self.session_id, encode(record))
 
     # lifecycle ------------------------------------------------------------------------------------------------------
     async def run(self, first: dict) -> None:
@@ -265,7 +265,7 @@ class ClientSession:
         )
         self.batch, self.batch_samples = [], 0
         try:
-            self.bridge.produce(AUDIO.name, self.session_id, encode(frame))
+            self.bridge.produce(self.settings.generations.name(AUDIO), self.session_id, encode(frame))
         except BufferError:
             self.next_sample = start_sample
             self.connection_samples -= len(pcm) // 2
@@ -349,7 +349,7 @@ class Gateway:
         self.bridge = KafkaBridge(settings)
         self.open_sessions: set[ClientSession] = set()
         self.auth = Authenticator.from_settings(settings)
-        self.resume_tokens = ResumeTokens(settings.resume_secret)
+        self.resume_tokens = ResumeTokens(settings.resume_secret, settings.resume_ttl_s)
 
     async def watch_broker(self) -> None:
         """Tell open sessions when Kafka becomes unreachable (their audio is buffered, results will stall)."""

@@ -112,25 +112,32 @@ def check_bind(host: str, auth: Authenticator) -> None:
 
 
 class ResumeTokens:
-    """Resume tokens: the session id and an HMAC of it, so a client can only continue a session it was given.
+    """Resume tokens: the session id, when the token expires, and an HMAC of both, so a client can only continue a
+    session it was given, and only while the workers may still hold its checkpoint.
 
     Every gateway instance that may receive a resumed session needs the same secret (``MOODSTREAM_RESUME_SECRET``);
     ``moodstream up`` shares one with its children. Without one, each process draws its own and resume works only
     on the instance that issued the token.
     """
 
-    def __init__(self, secret: str | None) -> None:
+    def __init__(self, secret: str | None, ttl_s: float) -> None:
         self._key = (secret or secrets.token_hex(32)).encode()
+        self.ttl_s = ttl_s
 
-    def issue(self, session_id: str) -> str:
-        return f"{session_id}.{self._sign(session_id)}"
+    def issue(self, session_id: str, now_s: float | None = None) -> str:
+        expires = int((time.time() if now_s is None else now_s) + self.ttl_s)
+        return f"{session_id}.{expires}.{self._sign(session_id, expires)}"
 
-    def verify(self, token: str) -> str | None:
-        """The session id the token was issued for, or None."""
-        session_id, _, signature = token.rpartition(".")
-        if session_id and hmac.compare_digest(signature, self._sign(session_id)):
-            return session_id
-        return None
+    def verify(self, token: str, now_s: float | None = None) -> str | None:
+        """The session id the token was issued for, or None (forged, malformed or expired)."""
+        rest, _, signature = token.rpartition(".")
+        session_id, _, expires = rest.rpartition(".")
+        if not session_id or not expires.isdigit():
+            return None
+        if not hmac.compare_digest(signature, self._sign(session_id, int(expires))):
+            return None
+        return session_id if (time.time() if now_s is None else now_s) <= int(expires) else None
 
-    def _sign(self, session_id: str) -> str:
-        return hmac.new(self._key, b"resume:" + session_id.encode(), hashlib.sha256).hexdigest()[:32]
+    def _sign(self, session_id: str, expires: int) -> str:
+        message = f"resume:{session_id}:{expires}".encode()
+        return hmac.new(self._key, message, hashlib.sha256).hexdigest()[:32]

@@ -17,7 +17,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from confluent_kafka import OFFSET_END, Consumer, KafkaError, Producer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from confluent_kafka import KafkaError, Producer
 
 from gateway import metrics
 from moodstream.settings import Settings
@@ -40,7 +41,8 @@ class WorkerSeen:
 
 
 class KafkaBridge:
-    """Producer and events consumer, each driven by its own thread; callbacks land on the asyncio loop."""
+    """The audio producer (librdkafka, on its own thread) and the events consumer (aiokafka, a task on the gateway's
+    loop: librdkafka crashes when a topic it has read is deleted, which the topic keeper does to slots)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -54,6 +56,8 @@ class KafkaBridge:
         self._threads: list[threading.Thread] = []
         self.broker_ok = False
         self.consumer_assigned = False
+        self._events_task: asyncio.Task[None] | None = None
+        self._events_done = threading.Event()
         base = settings.kafka_config()
         self.producer = Producer(
             base
@@ -71,30 +75,23 @@ class KafkaBridge:
                 "error_cb": self._on_kafka_error,
             }
         )
-        self.consumer = Consumer(
-            base
-            | {
-                "group.id": f"moodstream-gateway-{settings.instance_id}",  # never joined: partitions are assigned
-                "enable.auto.commit": False,
-                "fetch.wait.max.ms": settings.kafka_fetch_wait_ms,
-                "error_cb": self._on_kafka_error,
-            }
-        )
 
     # lifecycle ---------------------------------------------------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start the producer's thread and the events consumer's task on `loop` (call it from that loop)."""
         self._loop = loop
-        for target, name in ((self._producer_loop, "kafka-producer"), (self._consumer_loop, "kafka-events")):
-            thread = threading.Thread(target=target, name=name, daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        thread = threading.Thread(target=self._producer_loop, name="kafka-producer", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        self._events_task = loop.create_task(self._consume_events())
 
     def stop(self) -> None:
+        """Stop both (from any thread but the loop's: it waits for the consumer's task to close)."""
         self._stop.set()
         for thread in self._threads:
             thread.join(5)
         self.producer.flush(5)
-        self.consumer.close()
+        self._events_done.wait(5)
 
     # producing ---------------------------------------------------------------------------------------------------
     def produce(self, topic: str, key: str, value: bytes) -> None:
@@ -173,63 +170,95 @@ class KafkaBridge:
             if time.monotonic() >= next_check:
                 next_check = time.monotonic() + 2.0
                 try:
-                    self.producer.list_topics(AUDIO.name, timeout=2.0)
+                    self.producer.list_topics(HEALTH.name, timeout=2.0)
                     self.broker_ok = True
                 except Exception as exc:  # noqa: BLE001 - any failure to reach the broker means it is unreachable
                     if self.broker_ok:
                         log.warning("broker metadata check failed: %s", exc)
                     self.broker_ok = False
 
-    def _assign(self) -> None:
-        """Assign every events partition ``resume_window_s`` back and health near its end (no group)."""
+    async def _consume_events(self) -> None:
+        """The events consumer (aiokafka, no group) on the gateway's loop, until `stop()`."""
+        consumer = AIOKafkaConsumer(**self.settings.aiokafka_config(), enable_auto_commit=False,
+                                    fetch_max_wait_ms=self.settings.kafka_fetch_wait_ms,
+                                    auto_offset_reset="earliest")  # fmt: skip
+        started = False
+        try:
+            while not self._stop.is_set() and not self.consumer_assigned:
+                try:
+                    if not started:
+                        await consumer.start()
+                        started = True
+                    await self._assign(consumer)
+                except Exception as exc:  # noqa: BLE001 - broker not up yet: retry
+                    log.info("events consumer waiting for the broker: %s", exc)
+                    await asyncio.sleep(1.0)
+            while not self._stop.is_set():
+                await self._relay(consumer)
+        finally:
+            await consumer.stop()
+            self._events_done.set()
+
+    async def _relay(self, consumer: AIOKafkaConsumer) -> None:
+        try:
+            batches = await consumer.getmany(timeout_ms=200)
+        except Exception as exc:  # noqa: BLE001 - a broker outage: aiokafka reconnects, we keep asking
+            log.warning("events consumer: %s", exc)
+            await asyncio.sleep(0.5)
+            return
+        for messages in batches.values():
+            for message in messages:
+                self._on_event(message.topic, message.key, message.value)
+        if self.settings.generations.enabled:
+            self._reread_emptied_slots(consumer)
+
+    async def _assign(self, consumer: AIOKafkaConsumer) -> None:
+        """Assign every events partition (each slot, when topics rotate) from ``resume_window_s`` back and health
+        near its end."""
+        events = [TopicPartition(name, p) for name in self.settings.generations.names(EVENTS)
+                  for p in range(EVENTS.partitions)]  # fmt: skip
+        health = [TopicPartition(HEALTH.name, p) for p in range(HEALTH.partitions)]
+        consumer.assign(events + health)
         since_ms = int((time.time() - self.settings.resume_window_s) * 1000)
-        wanted = [TopicPartition(EVENTS.name, p, since_ms) for p in range(EVENTS.partitions)]
-        assignment = []
-        for found in self.consumer.offsets_for_times(wanted, timeout=5.0):
-            assignment.append(
-                TopicPartition(EVENTS.name, found.partition, found.offset if found.offset >= 0 else OFFSET_END)
-            )
-        for partition in range(HEALTH.partitions):
-            _low, high = self.consumer.get_watermark_offsets(TopicPartition(HEALTH.name, partition), timeout=5.0)
-            assignment.append(TopicPartition(HEALTH.name, partition, max(0, high - 50)))  # who is alive
-        self.consumer.assign(assignment)
+        found = await consumer.offsets_for_times(dict.fromkeys(events, since_ms))
+        ends = await consumer.end_offsets(events + health)
+        for tp in events:
+            consumer.seek(tp, found[tp].offset if found.get(tp) else ends[tp])
+        for tp in health:
+            consumer.seek(tp, max(0, ends[tp] - 50))  # who is alive
         self.consumer_assigned = True
 
-    def _consumer_loop(self) -> None:
-        while not self._stop.is_set() and not self.consumer_assigned:
-            try:
-                self._assign()
-            except Exception as exc:  # noqa: BLE001 - broker not up yet: retry
-                log.info("events consumer waiting for the broker: %s", exc)
-                self._stop.wait(1.0)
-        while not self._stop.is_set():
-            msg = self.consumer.poll(0.1)
-            if msg is None:
-                continue
-            if msg.error():
-                if msg.error().code() != KafkaError._PARTITION_EOF:
-                    log.warning("events consumer: %s", msg.error())
-                continue
-            if msg.topic() == HEALTH.name:
-                self._on_heartbeat(msg.value())
-                continue
-            session_id = (msg.key() or b"").decode("utf-8", "replace")
-            raw = msg.value() or b""
-            callback = self._subscribers.get(session_id)
-            keep = any(is_schema(raw, kind) for kind in REPLAYED)
-            if callback is None and not keep:
-                continue
-            try:
-                record = decode(raw, EVENT_TYPES)
-            except SchemaError as exc:
-                metrics.BAD_EVENTS.inc()
-                log.warning("undecodable event for session %s: %s", session_id, exc)
-                continue
-            if isinstance(record, SessionEnded) or (isinstance(record, FusedResult) and record.final):
-                self._keep(session_id, record)
-            if callback is not None:
-                assert self._loop is not None
-                self._loop.call_soon_threadsafe(callback, record)
+    def _reread_emptied_slots(self, consumer: AIOKafkaConsumer) -> None:
+        """A slot the topic keeper emptied ends before our position (the broker does not say so): read it again
+        from its start. Nothing is written there until its next generation, a period later, so we notice first."""
+        for tp in consumer.assignment():
+            state = consumer._subscription.subscription.assignment.state_value(
+                tp
+            )  # aiokafka keeps no public highwater-and-position pair
+            if state and state.has_valid_position and state.highwater is not None and state.position > state.highwater:
+                log.info("%s[%d] was emptied: reading it from the start", tp.topic, tp.partition)
+                consumer.seek(tp, 0)
+
+    def _on_event(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+        if topic == HEALTH.name:
+            self._on_heartbeat(value or b"")
+            return
+        session_id = (key or b"").decode("utf-8", "replace")
+        raw = value or b""
+        callback = self._subscribers.get(session_id)
+        keep = any(is_schema(raw, kind) for kind in REPLAYED)
+        if callback is None and not keep:
+            return
+        try:
+            record = decode(raw, EVENT_TYPES)
+        except SchemaError as exc:
+            metrics.BAD_EVENTS.inc()
+            log.warning("undecodable event for session %s: %s", session_id, exc)
+            return
+        if isinstance(record, SessionEnded) or (isinstance(record, FusedResult) and record.final):
+            self._keep(session_id, record)
+        if callback is not None:
+            callback(record)
 
     def _on_heartbeat(self, raw: bytes) -> None:
         try:
@@ -239,3 +268,6 @@ class KafkaBridge:
             return
         age_s = max(0.0, time.time() - beat.at_ms / 1000)
         self._workers[beat.worker_id] = WorkerSeen(frozenset(beat.audio_partitions), time.monotonic() - age_s)
+        gone = time.monotonic() - 10 * self.settings.worker_stale_s  # restarted workers: new ids, old ones never beat
+        for worker in [w for w, seen in self._workers.items() if seen.seen_at < gone]:
+            del self._workers[worker]
