@@ -1,0 +1,103 @@
+"""The report of a long `bench load` (`moodstream bench soak`), written while it runs: one JSON line per interval in
+``intervals.jsonl`` and ``soak.png`` (end-to-end p95 per interval, and every process's RSS over time) redrawn after
+each, so a run stopped early still leaves its report."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:  # the load bench imports this module; these names are only annotations here
+    from moodstream.bench.load import ProcessMeter, SessionStats
+
+P95_BAR_MS = 1200.0
+"""The soak's bar for each interval's end-to-end p95, drawn on the plot."""
+
+
+class SoakReport:
+    """Interval statistics of a running load: p95, results, and CPU and RSS per process."""
+
+    def __init__(self, out_dir: Path, interval_s: float, meter: ProcessMeter) -> None:
+        self.out_dir = out_dir
+        self.interval_s = interval_s
+        self.meter = meter
+        self.intervals: list[dict[str, Any]] = []
+        self.run_start = meter.started
+        self._cpu = {name: meter._cpu(handle) for name, handle in meter.handles.items()}
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "intervals.jsonl").write_text("")
+
+    async def run(self, stats: list[SessionStats], run_start: float) -> None:
+        """Close an interval every `interval_s` until cancelled."""
+        self.run_start = run_start
+        while True:
+            due = run_start + (len(self.intervals) + 1) * self.interval_s
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            self.close_interval(stats, run_start)
+
+    def finish(self, stats: list[SessionStats]) -> list[dict[str, Any]]:
+        """The intervals, the last (partial) one included when it holds results."""
+        start = len(self.intervals) * self.interval_s
+        if any(t >= start for s in stats for t, _latency in s.e2e_ms):
+            self.close_interval(stats, self.run_start, partial=True)
+        return self.intervals
+
+    def close_interval(self, stats: list[SessionStats], run_start: float, partial: bool = False) -> None:
+        index = len(self.intervals)
+        start, now = index * self.interval_s, time.monotonic() - run_start
+        latencies = [latency for s in stats for t, latency in s.e2e_ms if start <= t < start + self.interval_s]
+        line = {
+            "interval": index,
+            "start_s": start,
+            "seconds": round(now - start, 1),
+            "partial": partial,
+            "results": len(latencies),
+            "e2e_ms_p50": round(float(np.percentile(latencies, 50)), 1) if latencies else None,
+            "e2e_ms_p95": round(float(np.percentile(latencies, 95)), 1) if latencies else None,
+            "processes": self._process_figures(now - start),
+        }
+        self.intervals.append(line)
+        with (self.out_dir / "intervals.jsonl").open("a") as out:
+            out.write(json.dumps(line) + "\n")
+        self.plot()
+
+    def _process_figures(self, seconds: float) -> dict[str, dict[str, float | None]]:
+        figures: dict[str, dict[str, float | None]] = {}
+        for name, handle in self.meter.handles.items():
+            cpu = self.meter._cpu(handle)
+            series = self.meter.rss_series[name]
+            figures[name] = {
+                "cpu_pct": round(100 * (cpu - self._cpu[name]) / max(seconds, 1e-9), 1),
+                "rss_mb": round(series[-1][1] / 2**20, 1) if series else None,
+            }
+            self._cpu[name] = cpu
+        return figures
+
+    def plot(self) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, (latency, memory) = plt.subplots(2, 1, figsize=(9, 7), sharex=True)
+        mids = [(i["start_s"] + i["seconds"] / 2) / 60 for i in self.intervals]
+        latency.plot(mids, [i["e2e_ms_p95"] for i in self.intervals], "o-", label="p95")
+        latency.plot(mids, [i["e2e_ms_p50"] for i in self.intervals], "o-", label="p50")
+        latency.axhline(P95_BAR_MS, color="grey", linestyle="--", label=f"bar {P95_BAR_MS:.0f} ms")
+        latency.set_ylabel("end-to-end latency per interval (ms)")
+        latency.legend()
+        for name, series in self.meter.rss_series.items():
+            if series:
+                t, rss = np.array(series, dtype=float).T
+                memory.plot(t / 60, rss / 2**20, label=name)
+        memory.set_xlabel("minutes into the run")
+        memory.set_ylabel("RSS (MB)")
+        memory.legend(fontsize="small")
+        fig.tight_layout()
+        fig.savefig(self.out_dir / "soak.png", dpi=100)
+        plt.close(fig)
