@@ -91,10 +91,11 @@ def consume_forever(config: dict[str, str], aggregates: Aggregates, stop: thread
     from confluent_kafka import Consumer
 
     from schemas import SchemaError, decode
+    from schemas.generations import topic_pattern
     from schemas.topics import EVENTS
 
     consumer = Consumer(config | {"group.id": "moodstream-analytics", "auto.offset.reset": "earliest"})
-    consumer.subscribe([EVENTS.name])
+    consumer.subscribe([topic_pattern(EVENTS)])  # every generation, when topics rotate
     try:
         while not stop.is_set():
             msg = consumer.poll(0.2)

@@ -10,16 +10,23 @@ from rich.console import Console
 
 from moodstream.settings import Settings
 from schemas import SchemaError, decode
+from schemas.generations import ROTATING, topic_pattern
 from schemas.topics import topic as topic_spec
 
 
 def tail_topic(settings: Settings, name: str, *, as_json: bool, from_beginning: bool, max_records: int = 0) -> None:
     spec = topic_spec(name)
-    consumer = Consumer(
-        settings.kafka_config() | {"group.id": f"moodstream-tail-{time.time_ns()}", "enable.auto.commit": False}
-    )
+    consumer_config = settings.kafka_config() | {
+        "group.id": f"moodstream-tail-{time.time_ns()}",
+        "enable.auto.commit": False,
+    }
     start = OFFSET_BEGINNING if from_beginning else OFFSET_END
-    consumer.assign([TopicPartition(spec.name, p, start) for p in range(spec.partitions)])
+    if settings.generations.enabled and spec in ROTATING:  # follow the generations as they come
+        consumer = Consumer(consumer_config | {"auto.offset.reset": "earliest" if from_beginning else "latest"})
+        consumer.subscribe([topic_pattern(spec)])
+    else:
+        consumer = Consumer(consumer_config)
+        consumer.assign([TopicPartition(spec.name, p, start) for p in range(spec.partitions)])
     console = Console()
     seen = 0
     try:
