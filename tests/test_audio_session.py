@@ -120,3 +120,45 @@ def test_open_utterances_send_their_audio_for_partials_unless_the_session_turned
     assert partial_audio(feed(quiet, range(0, len(SPEECH), FRAME))) == []
     taken_over = new_session(model, quiet.checkpoint())  # a takeover keeps the choice
     assert taken_over.partials is False
+
+
+def pcm_of(steps: list[Step[int]]) -> list[bytes]:
+    return [u.pcm for u in utterances(steps)]
+
+
+def test_frames_that_come_ahead_of_older_ones_wait_for_them_and_the_result_is_the_in_order_one(model) -> None:
+    """A switch of topic slot (or a replay) can hand a newer frame over before older ones: audio is still taken in
+    sample order, the early frames stay unacked until then, and the utterances are exactly those of in-order audio."""
+    offsets = list(range(0, len(SPEECH), FRAME))
+    in_order = feed(new_session(model), range(0, len(SPEECH), FRAME))
+    shuffled = offsets[:]
+    for at in (20, 45, 70):  # three switches, each delivering 4 newer frames before the 3 older ones in front
+        shuffled[at : at + 7] = shuffled[at + 3 : at + 7] + shuffled[at : at + 3]
+    session = new_session(model)
+    steps = [session.on_frame(frame(offset), offset // FRAME) for offset in shuffled]
+    assert pcm_of(steps) == pcm_of(in_order)
+    early = steps[shuffled.index(offsets[23])]  # the first newer frame: nothing taken, nothing acked
+    assert early.actions == [] and early.acks == []
+    acked = [token for step in steps for token in step.acks]
+    assert acked == sorted(acked)
+
+
+def test_an_end_that_overtakes_the_last_frames_waits_for_them(model) -> None:
+    session = new_session(model)
+    offsets = list(range(0, len(SPEECH), FRAME))
+    steps = feed(session, range(0, offsets[-3], FRAME))
+    steps.append(session.on_frame(frame(offsets[-1]), 1001))  # a newer slot: the last frame and the end
+    waiting = session.on_end(end(), 999)
+    assert waiting.actions == [] and not session.ended
+    steps += [waiting, session.on_frame(frame(offsets[-3]), 1002), session.on_frame(frame(offsets[-2]), 1003)]
+    assert session.ended and [u.utterance_seq for u in utterances(steps)] == [0, 1, 2]
+    assert steps[-1].acks[-1] == 999  # the end is acked last, with everything held
+
+
+def test_a_gap_that_never_fills_is_given_up_without_stalling_the_session(model) -> None:
+    session = new_session(model)
+    feed(session, range(0, 10 * FRAME, FRAME))
+    lost = range(10 * FRAME, 12 * FRAME, FRAME)  # never delivered
+    after = feed(session, range(lost.stop, len(SPEECH), FRAME))
+    assert any(step.acks for step in after)  # taken after waiting MAX_EARLY_MS of audio, not held forever
+    assert not session.early or sum(len(f.pcm) for f, _t in session.early.values()) // 2 <= 160_000

@@ -96,3 +96,17 @@ async def test_gateway_enforces_credentials_and_origins(stack: Stack) -> None:
 def test_hash_key_command(command: list[str]) -> None:
     out = subprocess.run([sys.executable, "-m", "moodstream", *command], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == hash_key("abc")
+
+
+def test_a_resume_token_names_its_session_until_it_expires_and_cannot_be_altered() -> None:
+    from gateway.auth import ResumeTokens
+
+    tokens = ResumeTokens("secret", ttl_s=100.0)
+    token = tokens.issue("abc123", now_s=1_000.0)
+    assert tokens.verify(token, now_s=1_050.0) == "abc123"
+    assert tokens.verify(token, now_s=1_101.0) is None  # expired: the workers may have forgotten its checkpoint
+    session, expires, signature = token.split(".")
+    assert tokens.verify(f"{session}.{int(expires) + 1000}.{signature}", now_s=1_050.0) is None  # longer life: forged
+    assert tokens.verify(f"other.{expires}.{signature}", now_s=1_050.0) is None
+    assert ResumeTokens("another secret", ttl_s=100.0).verify(token, now_s=1_050.0) is None
+    assert tokens.verify("garbage", now_s=1_050.0) is None
