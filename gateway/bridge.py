@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from confluent_kafka import KafkaError, Producer
 
 from gateway import metrics
+from moodstream.rotation import reread_emptied_slots
 from moodstream.settings import Settings
 from schemas import SchemaError, decode, is_schema
 from schemas.records import BY_SCHEMA, FusedResult, Record, SessionEnded, WorkerHeartbeat
@@ -210,7 +211,8 @@ class KafkaBridge:
             for message in messages:
                 self._on_event(message.topic, message.key, message.value)
         if self.settings.generations.enabled:
-            self._reread_emptied_slots(consumer)
+            for tp in reread_emptied_slots(consumer):
+                log.info("%s[%d] was emptied: reading it from the start", tp.topic, tp.partition)
 
     async def _assign(self, consumer: AIOKafkaConsumer) -> None:
         """Assign every events partition (each slot, when topics rotate) from ``resume_window_s`` back and health
@@ -227,17 +229,6 @@ class KafkaBridge:
         for tp in health:
             consumer.seek(tp, max(0, ends[tp] - 50))  # who is alive
         self.consumer_assigned = True
-
-    def _reread_emptied_slots(self, consumer: AIOKafkaConsumer) -> None:
-        """A slot the topic keeper emptied ends before our position (the broker does not say so): read it again
-        from its start. Nothing is written there until its next generation, a period later, so we notice first."""
-        for tp in consumer.assignment():
-            state = consumer._subscription.subscription.assignment.state_value(
-                tp
-            )  # aiokafka keeps no public highwater-and-position pair
-            if state and state.has_valid_position and state.highwater is not None and state.position > state.highwater:
-                log.info("%s[%d] was emptied: reading it from the start", tp.topic, tp.partition)
-                consumer.seek(tp, 0)
 
     def _on_event(self, topic: str, key: bytes | None, value: bytes | None) -> None:
         if topic == HEALTH.name:

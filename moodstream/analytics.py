@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from moodstream.settings import Settings
 from schemas.records import FusedResult
 
 
@@ -87,31 +88,41 @@ class Aggregates:
             return {sid: agg.summary() for sid, agg in self._sessions.items()}
 
 
-def consume_forever(config: dict[str, str], aggregates: Aggregates, stop: threading.Event) -> None:
-    from confluent_kafka import Consumer
+def consume_forever(settings: Settings, aggregates: Aggregates, stop: threading.Event) -> None:
+    asyncio.run(_consume(settings, aggregates, stop))
 
+
+async def _consume(settings: Settings, aggregates: Aggregates, stop: threading.Event) -> None:
+    """Fused results from the events topic (every slot of it, when topics rotate), with a consumer group of our
+    own; aiokafka, since librdkafka crashes when a topic it has read is re-created, as the embedded broker's keeper
+    does to slots."""
+    from aiokafka import AIOKafkaConsumer
+
+    from moodstream.rotation import reread_emptied_slots
     from schemas import SchemaError, decode
     from schemas.generations import topic_pattern
     from schemas.topics import EVENTS
 
-    consumer = Consumer(config | {"group.id": "moodstream-analytics", "auto.offset.reset": "earliest"})
-    consumer.subscribe([topic_pattern(EVENTS)])  # every generation, when topics rotate
+    consumer = AIOKafkaConsumer(**settings.aiokafka_config(), group_id="moodstream-analytics",
+                                auto_offset_reset="earliest", metadata_max_age_ms=5_000)  # fmt: skip
+    consumer.subscribe(pattern=topic_pattern(EVENTS))
+    await consumer.start()
     try:
         while not stop.is_set():
-            msg = consumer.poll(0.2)
-            if msg is None or msg.error():
-                continue
-            try:
-                record = decode(msg.value())
-            except SchemaError:
-                continue
-            if isinstance(record, FusedResult):
-                aggregates.add(record)
+            for messages in (await consumer.getmany(timeout_ms=200)).values():
+                for message in messages:
+                    try:
+                        record = decode(message.value)
+                    except SchemaError:
+                        continue
+                    if isinstance(record, FusedResult):
+                        aggregates.add(record)
+            reread_emptied_slots(consumer)
     finally:
-        consumer.close()
+        await consumer.stop()
 
 
-def create_app(config: dict[str, str], window: int = 20):  # returns a Starlette app
+def create_app(settings: Settings, window: int = 20):  # returns a Starlette app
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse
@@ -122,7 +133,7 @@ def create_app(config: dict[str, str], window: int = 20):  # returns a Starlette
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        thread = threading.Thread(target=consume_forever, args=(config, aggregates, stop), daemon=True)
+        thread = threading.Thread(target=consume_forever, args=(settings, aggregates, stop), daemon=True)
         thread.start()
         yield
         stop.set()

@@ -288,7 +288,7 @@ def analytics(port: int, host: str, window: int) -> None:
 
     settings = load_settings()
     setup_logging(settings.log_level, settings.log_json)
-    uvicorn.run(create_app(settings.kafka_config(), window), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(settings, window), host=host, port=port, log_level="warning")
 
 
 @main.command(name="hash-key")

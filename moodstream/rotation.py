@@ -14,6 +14,8 @@ import logging
 import threading
 import time
 
+from aiokafka import AIOKafkaConsumer
+from aiokafka import TopicPartition as KafkaTP
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
@@ -44,6 +46,19 @@ def generation_specs(generations: Generations) -> tuple[TopicSpec, ...]:
     return fixed + tuple(
         dataclasses.replace(spec, name=slot_name(spec, slot)) for spec in ROTATING for slot in range(SLOTS)
     )
+
+
+def reread_emptied_slots(consumer: AIOKafkaConsumer) -> list[KafkaTP]:
+    """Seek every assigned partition whose position is past its end back to its start, and return them: a slot the
+    keeper emptied, which tansu does not report (a fetch there just comes back empty). Nothing is written to a slot
+    until a period after it was emptied, so a consumer that calls this as it polls always notices first."""
+    emptied = []
+    for tp in consumer.assignment():
+        state = consumer._subscription.subscription.assignment.state_value(tp)  # aiokafka has no public pair
+        if state and state.has_valid_position and state.highwater is not None and state.position > state.highwater:
+            consumer.seek(tp, 0)
+            emptied.append(tp)
+    return emptied
 
 
 class TopicKeeper:

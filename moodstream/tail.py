@@ -2,68 +2,63 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-import time
 
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from rich.console import Console
 
+from moodstream.rotation import reread_emptied_slots
 from moodstream.settings import Settings
 from schemas import SchemaError, decode
-from schemas.generations import ROTATING, topic_pattern
+from schemas.topics import TopicSpec
 from schemas.topics import topic as topic_spec
 
 
 def tail_topic(settings: Settings, name: str, *, as_json: bool, from_beginning: bool, max_records: int = 0) -> None:
-    spec = topic_spec(name)
-    consumer_config = settings.kafka_config() | {
-        "group.id": f"moodstream-tail-{time.time_ns()}",
-        "enable.auto.commit": False,
-    }
-    start = OFFSET_BEGINNING if from_beginning else OFFSET_END
-    if settings.generations.enabled and spec in ROTATING:  # follow the generations as they come
-        consumer = Consumer(consumer_config | {"auto.offset.reset": "earliest" if from_beginning else "latest"})
-        consumer.subscribe([topic_pattern(spec)])
-    else:
-        consumer = Consumer(consumer_config)
-        consumer.assign([TopicPartition(spec.name, p, start) for p in range(spec.partitions)])
-    console = Console()
-    seen = 0
     try:
-        while not max_records or seen < max_records:
-            msg = consumer.poll(0.5)
-            if msg is None or msg.error():
-                continue
-            seen += 1
-            key = (msg.key() or b"").decode("utf-8", "replace")
-            try:
-                record = decode(msg.value())
-                body = record.model_dump(mode="json", exclude={record.BINARY_FIELD} if record.BINARY_FIELD else None)
-                entry = {
-                    "topic": msg.topic(),
-                    "partition": msg.partition(),
-                    "offset": msg.offset(),
-                    "key": key,
-                    "schema": record.SCHEMA,
-                    "record": body,
-                }
-            except SchemaError as exc:
-                entry = {
-                    "topic": msg.topic(),
-                    "partition": msg.partition(),
-                    "offset": msg.offset(),
-                    "key": key,
-                    "error": str(exc),
-                }
-            if as_json:
-                print(json.dumps(entry), flush=True)
-            else:
-                console.print(
-                    f"[bold]{entry['topic']}[/]#{entry['partition']}@{entry['offset']} [cyan]{key}[/]",
-                    entry.get("schema", "[red]invalid[/]"),
-                    entry.get("record", entry.get("error")),
-                )
+        asyncio.run(_tail(settings, topic_spec(name), as_json, from_beginning, max_records))
     except KeyboardInterrupt:
         pass
+
+
+async def _tail(settings: Settings, spec: TopicSpec, as_json: bool, from_beginning: bool, max_records: int) -> None:
+    """Every partition of the topic (each slot, when topics rotate), no group; aiokafka, which survives the keeper
+    re-creating a slot."""
+    consumer = AIOKafkaConsumer(**settings.aiokafka_config(), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(n, p) for n in settings.generations.names(spec) for p in range(spec.partitions)]
+        consumer.assign(partitions)
+        await (consumer.seek_to_beginning if from_beginning else consumer.seek_to_end)(*partitions)
+        console, seen = Console(), 0
+        while not max_records or seen < max_records:
+            for messages in (await consumer.getmany(timeout_ms=500)).values():
+                for message in messages[: max_records - seen if max_records else None]:
+                    seen += 1
+                    show(console, entry(message), as_json)
+            reread_emptied_slots(consumer)
     finally:
-        consumer.close()
+        await consumer.stop()
+
+
+def entry(message: ConsumerRecord) -> dict:
+    where = {"topic": message.topic, "partition": message.partition, "offset": message.offset}
+    key = (message.key or b"").decode("utf-8", "replace")
+    try:
+        record = decode(message.value)
+    except SchemaError as exc:
+        return where | {"key": key, "error": str(exc)}
+    body = record.model_dump(mode="json", exclude={record.BINARY_FIELD} if record.BINARY_FIELD else None)
+    return where | {"key": key, "schema": record.SCHEMA, "record": body}
+
+
+def show(console: Console, found: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(found), flush=True)
+    else:
+        console.print(
+            f"[bold]{found['topic']}[/]#{found['partition']}@{found['offset']} [cyan]{found['key']}[/]",
+            found.get("schema", "[red]invalid[/]"),
+            found.get("record", found.get("error")),
+        )
