@@ -20,28 +20,9 @@ import re
 import time
 from dataclasses import dataclass
 
-from schemas.topics import (
-    ACOUSTIC_SCORES,
-    ACOUSTIC_WINDOWS,
-    AUDIO,
-    EVENTS,
-    PARTIAL_AUDIO,
-    TEXT_SCORES,
-    TRANSCRIPTS,
-    UTTERANCES,
-    TopicSpec,
-)
+from schemas.topics import ALL_TOPICS, TopicSpec
 
-ROTATING: tuple[TopicSpec, ...] = (
-    AUDIO,
-    UTTERANCES,
-    ACOUSTIC_WINDOWS,
-    PARTIAL_AUDIO,
-    ACOUSTIC_SCORES,
-    TRANSCRIPTS,
-    TEXT_SCORES,
-    EVENTS,
-)
+ROTATING: tuple[TopicSpec, ...] = tuple(t for t in ALL_TOPICS if t.key == "session id" and not t.compacted)
 """The stream topics that rotate: every session-keyed topic but the checkpoints (which must outlive any period)."""
 
 SLOTS = 2
