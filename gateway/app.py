@@ -8,6 +8,7 @@ Errors are documented in schemas.errors; none of them affects another session.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -54,6 +55,33 @@ def now_ms() -> float:
     return time.time() * 1000.0
 
 
+RECENT_IDENTITIES = 4096
+"""Events a session remembers sending, for dropping replays (levels, scores, partials: a few a second)."""
+
+
+class RecentIdentities:
+    """A set that keeps only its `size` latest members: a session's memory of what it sent stays bounded."""
+
+    def __init__(self, size: int) -> None:
+        self._order: collections.deque[tuple[object, ...]] = collections.deque()
+        self._members: set[tuple[object, ...]] = set()
+        self.size = size
+
+    def __contains__(self, identity: object) -> bool:
+        return identity in self._members
+
+    def add(self, identity: tuple[object, ...]) -> None:
+        if identity in self._members:
+            return
+        self._order.append(identity)
+        self._members.add(identity)
+        while len(self._order) > self.size:
+            self._members.discard(self._order.popleft())
+
+    def discard(self, identity: tuple[object, ...]) -> None:
+        self._members.discard(identity)  # its place in the order goes when it would have
+
+
 class SessionClosed(Exception):
     """Raised inside a session to close the socket with a documented error."""
 
@@ -80,8 +108,10 @@ class ClientSession:
         self.ending = False
         self.end_reason: str | None = None
         self.ended_record: SessionEnded | None = None
-        self.delivered: set[tuple[object, ...]] = set()
+        self.delivered = RecentIdentities(RECENT_IDENTITIES)
+        """Identities of the events sent lately: a worker's replay repeats only recent ones."""
         self.final_utterances: set[int] = set()
+        """Utterances whose final result the client has: later results of them are repeats or superseded."""
         self.recording: wave.Wave_write | None = None
         self.batch: list[bytes] = []
         self.batch_samples = 0
@@ -167,9 +197,7 @@ class ClientSession:
             raise SessionClosed(E.BAD_RESUME)
         self.session_id = session_id
         self.next_sample = start.resume_from_sample
-        for seq in start.delivered_utterances:
-            self.final_utterances.add(seq)
-            self.delivered.add(FusedResult.identity_of(utterance_seq=seq, revision=1))
+        self.final_utterances.update(start.delivered_utterances)
         metrics.RESUMED.inc()
         log.info("session %s resumed from sample %d", session_id, start.resume_from_sample)
 
@@ -314,7 +342,8 @@ class ClientSession:
             if isinstance(record, PartialResult) and record.utterance_seq in self.final_utterances:
                 continue  # the final supersedes every partial: one arriving after it is never shown
             identity = record.identity()
-            if identity in self.delivered:  # a replay after a worker crash: never show it twice
+            superseded = isinstance(record, FusedResult) and record.utterance_seq in self.final_utterances
+            if identity in self.delivered or superseded:  # a replay after a worker crash: never show it twice
                 metrics.DUPLICATES_DROPPED.inc()
                 continue
             self.delivered.add(identity)

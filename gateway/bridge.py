@@ -121,11 +121,14 @@ class KafkaBridge:
 
     def _keep(self, session_id: str, record: Record) -> None:
         now = time.monotonic()
+        horizon = now - self.settings.resume_window_s
         with self._recent_lock:
-            self._recent.setdefault(session_id, deque()).append((now, record))
+            kept = self._recent.setdefault(session_id, deque())
+            kept.append((now, record))
+            while kept[0][0] < horizon:  # a live session's older results: past the replay window
+                kept.popleft()
             if now >= self._next_prune:  # a sweep over all sessions, at most once a second, not per record
                 self._next_prune = now + 1.0
-                horizon = now - self.settings.resume_window_s
                 for sid in [sid for sid, kept in self._recent.items() if kept[-1][0] < horizon]:
                     del self._recent[sid]
 

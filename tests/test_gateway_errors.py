@@ -93,3 +93,14 @@ async def test_over_capacity_is_refused_with_1013_and_the_open_session_is_unharm
         assert all(m["session_id"] == started["session_id"] for m in rest)
     finally:
         stop([gateway])
+
+
+def test_a_session_remembers_only_its_latest_event_identities() -> None:
+    from gateway.app import RecentIdentities
+
+    seen = RecentIdentities(3)
+    for n in range(5):
+        seen.add(("level", n))
+    assert ("level", 4) in seen and ("level", 2) in seen and ("level", 1) not in seen
+    seen.discard(("level", 4))
+    assert ("level", 4) not in seen
