@@ -126,6 +126,8 @@ class PromptFetchConsumer(Consumer):
         if (parsed := parse(tp.topic)) is None:
             return False
         generation = self._generation(parsed)
+        if generation > self.generations.current():
+            return True  # the next generation's slot: nothing is sent there yet
         if time.time() < self.generations.starts_at(generation) + self.generations.settle_s:
             return True  # sends decided before the switch may still be landing in the older slot
         older = TP(self.generations.name(parsed[0], generation - 1), tp.partition)
@@ -184,3 +186,6 @@ def install(app: faust.App, settings: Settings) -> None:
     """Use the prompt-fetch consumer for this app's transport only (an attribute of its transport instance)."""
     wait = {"fetch_wait_ms": settings.kafka_fetch_wait_ms, "generations": settings.generations}
     app.transport.Consumer = type("AppPromptFetchConsumer", (PromptFetchConsumer,), wait)
+    # Faust waits 45 s after a subscription change before it resubscribes (to batch changes from restarting
+    # agents); a generation switch is one change, and the next generation is already read, so a short wait will do.
+    app.topics._resubscribe_sleep_lock_seconds = 2.0
