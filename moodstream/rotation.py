@@ -16,7 +16,7 @@ import time
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka import TopicPartition as KafkaTP
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from moodstream.broker import ensure_topics
@@ -107,7 +107,11 @@ class TopicKeeper:
         ]
         done = []
         for name, spec, generation in due:
-            holds, read = self._slot_state(name, spec)
+            try:
+                holds, read = self._slot_state(name, spec)
+            except KafkaException as exc:  # e.g. offsets unanswered during a rebalance: this slot waits, others go on
+                log.warning("topic keeper: %s: %s", name, exc)
+                continue
             if not holds:
                 self.emptied[name] = generation  # nothing to free
             elif read or spec in UNREAD_BY_WORKERS:

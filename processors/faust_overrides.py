@@ -186,6 +186,7 @@ def install(app: faust.App, settings: Settings) -> None:
     """Use the prompt-fetch consumer for this app's transport only (an attribute of its transport instance)."""
     wait = {"fetch_wait_ms": settings.kafka_fetch_wait_ms, "generations": settings.generations}
     app.transport.Consumer = type("AppPromptFetchConsumer", (PromptFetchConsumer,), wait)
-    # Faust waits 45 s after a subscription change before it resubscribes (to batch changes from restarting
-    # agents); a generation switch is one change, and the next generation is already read, so a short wait will do.
+    # Faust batches subscription changes for 45 s before it resubscribes; a worker's agents subscribe while it starts,
+    # so with the default its group rebalances once more ~45 s after it began consuming (seen as a stall mid-stream).
+    # 2 s keeps that rejoin inside startup.
     app.topics._resubscribe_sleep_lock_seconds = 2.0
