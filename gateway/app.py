@@ -499,6 +499,7 @@ def run_gateway(settings: Settings) -> None:
         log_level=settings.log_level.lower(),
         ws="websockets-sansio",
         ws_max_size=max(settings.max_frame_bytes * 4, 65536),
+        ws_per_message_deflate=False,  # PCM does not compress; deflating every frame only costs both ends CPU
         lifespan="on",
         access_log=False,
     )
