@@ -33,11 +33,6 @@ EMPTY_MARGIN_S = 5.0
 """The keeper empties a slot no sooner than this after its generation ended, and no later than this before the slot is
 reused (a quarter of the period when that is less)."""
 
-REST_AFTER_S = 10.0
-"""A finished slot rests (consumers leave it out of their fetches) only this long after the switch, so a record that
-took longer to land there than `settle_s` is still read promptly (the audio state machine waits up to 10 s for an
-overtaken frame); a quarter of the period when that is less."""
-
 WORKER_GROUP = "moodstream-processors"
 """The workers' consumer group (Faust app id): its committed offsets say when a generation has been read."""
 
@@ -70,16 +65,15 @@ class Generations:
         return min(EMPTY_MARGIN_S, self.period_s / 4)
 
     def resting(self, slot: int, now_s: float | None = None) -> bool:
-        """Whether `slot` holds a finished generation that no send goes to any more: from `REST_AFTER_S` after the
-        switch until half the keeper's margin before the slot is reused. A consumer that has read a resting slot to
-        its end need not fetch it then (every fetch is cheaper); it fetches it again before the slot is reused, to
-        notice whether the keeper emptied it."""
+        """Whether `slot` holds a finished generation that no send goes to any more: from `settle_s` after the switch
+        until half the keeper's margin before the slot is reused. A consumer that has read a resting slot to its end
+        need not fetch it then (every fetch is cheaper); it fetches it again before the slot is reused, to notice
+        whether the keeper emptied it."""
         now = time.time() if now_s is None else now_s
         current = self.current(now)
         if not self.enabled or self.generation_in(slot, now) >= current:
             return False
-        rests_from = self.starts_at(current) + max(self.settle_s, min(REST_AFTER_S, self.period_s / 4))
-        return rests_from <= now < self.starts_at(current + 1) - self.empty_margin_s / 2
+        return self.starts_at(current) + self.settle_s <= now < self.starts_at(current + 1) - self.empty_margin_s / 2
 
     def starts_at(self, generation: int) -> float:
         """Unix seconds when `generation` becomes current."""
