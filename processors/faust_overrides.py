@@ -67,8 +67,8 @@ class PromptFetchConsumer(Consumer):
     - No commit passes the record at the committed offset while that record is unacked.
     - With rotating topics (`schemas.generations`), a partition's records come in generation order: a slot's
       partition is paused until the previous generation's slot has handed out every record, `settle_s` after the
-      switch, so a session's records stay in order across a switch and after a rebalance's re-read; a resting slot
-      read to its end is paused too; and a slot the keeper emptied is read again from its start (`_follow_slots`)."""
+      switch, so a session's records stay in order across a switch and after a rebalance's re-read; and a slot the
+      keeper emptied is read again from its start (`_follow_slots`)."""
 
     fetch_wait_ms: int = 20
     """Longest a fetch waits; `install` sets it from ``Settings.kafka_fetch_wait_ms`` in a subclass per app."""
@@ -106,22 +106,6 @@ class PromptFetchConsumer(Consumer):
         if to_pause := hold - paused:
             self.pause_partitions(to_pause)
         self._held = hold
-        await self._rest({tp for tp in assigned if self._rests(tp)})
-
-    async def _rest(self, resting: set[TP]) -> None:
-        """Leave `resting` out of the fetch requests themselves (Faust's own pause only filters what a fetch returns):
-        on the consumer's thread, and only on a change."""
-        consumer = self._thread._ensure_consumer()
-        resting &= {TP(tp.topic, tp.partition) for tp in consumer.assignment()}  # Faust's view may be a step ahead
-        paused = {TP(tp.topic, tp.partition) for tp in consumer.paused()}
-        if resting != paused:
-            await self._thread.call_thread(self._repause, consumer, paused - resting, resting - paused)
-
-    @staticmethod
-    def _repause(consumer: Any, resume: set[TP], pause: set[TP]) -> None:
-        assigned = consumer.assignment()  # again: a rebalance may have run since
-        consumer.resume(*(tp for tp in map(KafkaTP._make, resume) if tp in assigned))
-        consumer.pause(*(tp for tp in map(KafkaTP._make, pause) if tp in assigned))
 
     def _set_active_tps(self, tps: set[TP]) -> set[TP]:
         # A new assignment makes every partition active at once, and a fetch already in flight reads that set: hold
@@ -153,16 +137,6 @@ class PromptFetchConsumer(Consumer):
         if state is None or state.highwater is None or not state.has_valid_position:
             return True
         return bool(state.position < state.highwater)
-
-    def _rests(self, tp: TP) -> bool:
-        """A resting slot's partition read to its end: left out of every fetch until the slot stops resting (each
-        partition in a fetch costs the broker a scan; half of them are done slots)."""
-        if (parsed := parse(tp.topic)) is None or not self.generations.resting(parsed[1]):
-            return False
-        state = self._partition_state(tp)
-        if state is None or state.highwater is None or not state.has_valid_position:
-            return False
-        return bool(state.position >= state.highwater)
 
     async def _reread_emptied_slots(self, assigned: set[TP]) -> None:
         """A slot the keeper emptied ends before this consumer's position (tansu does not say so): read it from its

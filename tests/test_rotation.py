@@ -37,17 +37,6 @@ def test_each_generation_writes_to_its_slot_and_readers_read_every_slot() -> Non
     assert len(names) == len(ALL_TOPICS) - len(ROTATING) + SLOTS * len(ROTATING) and AUDIO.name not in names
 
 
-def test_a_finished_slot_rests_between_the_switch_settling_and_its_reuse() -> None:
-    generations = Generations(60)  # settle 0.3 s; the keeper keeps 5 s from each switch, consumers wake at 2.5 s
-    switch = generations.starts_at(100)
-    old, new = 99 % SLOTS, 100 % SLOTS
-    assert not generations.resting(old, switch + 0.1)  # sends decided before the switch may still land there
-    assert generations.resting(old, switch + 0.5) and generations.resting(old, switch + 57.4)
-    assert not generations.resting(old, switch + 57.6)  # fetched again to see whether the keeper emptied it
-    assert not any(generations.resting(new, switch + t) for t in (0.1, 0.5, 30, 59.9))  # the current slot never rests
-    assert not Generations(0).resting(0, switch + 30)
-
-
 def test_rotation_off_keeps_the_contracts_names() -> None:
     off = Generations(0)
     assert off.name(AUDIO) == AUDIO.name and off.names(EVENTS) == [EVENTS.name]
