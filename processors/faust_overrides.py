@@ -187,6 +187,6 @@ def install(app: faust.App, settings: Settings) -> None:
     wait = {"fetch_wait_ms": settings.kafka_fetch_wait_ms, "generations": settings.generations}
     app.transport.Consumer = type("AppPromptFetchConsumer", (PromptFetchConsumer,), wait)
     # Faust batches subscription changes for 45 s before it resubscribes; a worker's agents subscribe while it starts,
-    # so with the default its group rebalances once more ~45 s after it began consuming (seen as a stall mid-stream).
+    # so with the default its group can rebalance once more ~45 s after it began consuming, mid-stream.
     # 2 s keeps that rejoin inside startup.
     app.topics._resubscribe_sleep_lock_seconds = 2.0
