@@ -9,12 +9,14 @@ import re
 import time
 from pathlib import Path
 
+from confluent_kafka import KafkaException
+
 from moodstream.broker import EmbeddedBroker, ensure_topics, free_port
 from moodstream.rotation import TopicKeeper, generation_specs
 from producers.audio import load_pcm16
 from producers.client import ClientOptions, MoodstreamClient
 from schemas.generations import ROTATING, SLOTS, Generations, is_topic, parse, topic_pattern
-from schemas.topics import ALL_TOPICS, AUDIO, CHECKPOINTS, EVENTS
+from schemas.topics import ALL_TOPICS, AUDIO, CHECKPOINTS, EVENTS, UTTERANCES, TopicSpec
 from tests.conftest import process_env, spawn, stop, wait_ready
 
 SPEECH = load_pcm16(Path(__file__).parent / "data" / "three_prompts.wav")
@@ -35,6 +37,30 @@ def test_each_generation_writes_to_its_slot_and_readers_read_every_slot() -> Non
     assert re.match(topic_pattern(EVENTS), "moodstream.events.s0") and re.match(topic_pattern(EVENTS), EVENTS.name)
     names = {spec.name for spec in generation_specs(generations)}
     assert len(names) == len(ALL_TOPICS) - len(ROTATING) + SLOTS * len(ROTATING) and AUDIO.name not in names
+
+
+class _StubbornKeeper(TopicKeeper):
+    """The keeper's decisions without a broker: the audio slot's offsets go unanswered (as during a rebalance),
+    every other slot holds records its readers are done with."""
+
+    def _slot_state(self, name: str, spec: TopicSpec) -> tuple[bool, bool]:
+        if spec is AUDIO:
+            raise KafkaException("OffsetFetch timed out")
+        return True, True
+
+    def _empty(self, slots: list[tuple[str, TopicSpec, int]]) -> None:
+        for name, _spec, generation in slots:
+            self.emptied[name] = generation
+            self.freed.append(name)
+
+
+def test_a_slot_whose_offsets_go_unanswered_waits_alone() -> None:
+    generations = Generations(60)
+    keeper = _StubbornKeeper({"bootstrap.servers": "unused:9"}, generations)
+    freed = keeper.tend(generations.starts_at(100) + 30)  # mid-generation: the slots of generation 99 are due
+    assert generations.name(EVENTS, 99) in freed and generations.name(UTTERANCES, 99) in freed
+    assert generations.name(AUDIO, 99) not in freed and generations.name(AUDIO, 99) not in keeper.emptied
+    assert keeper.tend(generations.starts_at(100) + 31) == []  # the rest is done; audio is asked again
 
 
 def test_rotation_off_keeps_the_contracts_names() -> None:
