@@ -19,7 +19,7 @@ from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer
 from faust.types import TP
 
 from moodstream.settings import Settings
-from schemas.generations import Generations, parse
+from schemas.generations import SLOTS, Generations, parse
 from schemas.topics import TopicSpec
 
 log = logging.getLogger("moodstream.worker")
@@ -125,9 +125,13 @@ class PromptFetchConsumer(Consumer):
     def _waits_for_older(self, tp: TP, assigned: set[TP]) -> bool:
         if (parsed := parse(tp.topic)) is None:
             return False
-        generation = self._generation(parsed)
-        if generation > self.generations.current():
+        generation, current = self._generation(parsed), self.generations.current()
+        if generation > current:
             return True  # the next generation's slot: nothing is sent there yet
+        if generation - 1 <= current - SLOTS:
+            # the oldest slot waits for nothing: the topic generation - 1 would name now holds a newer generation, and
+            # holding on it would deadlock both slots (each waiting for the other's unread records)
+            return False
         if time.time() < self.generations.starts_at(generation) + self.generations.settle_s:
             return True  # sends decided before the switch may still be landing in the older slot
         older = TP(self.generations.name(parsed[0], generation - 1), tp.partition)

@@ -1,15 +1,18 @@
-"""The worker's consumer never commits past a record it was not done with (pure offset bookkeeping, no broker)."""
+"""The worker's consumer never commits past a record it was not done with, and reads a partition's rotating slots in
+generation order without ever holding both (pure bookkeeping, no broker)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from types import SimpleNamespace
 
+import pytest
 from faust.transport.consumer import Consumer
 from faust.types import TP
 from intervaltree import IntervalTree
 
 from processors.faust_overrides import PromptFetchConsumer
+from schemas.generations import Generations
 
 TOPIC_PARTITION = TP("moodstream.audio", 0)
 
@@ -41,3 +44,36 @@ def test_a_gap_at_the_committed_offset_is_not_a_missing_record() -> None:
     state = bookkeeping(31, [33, 34])
     state._gap[TOPIC_PARTITION].addi(31, 33)  # offsets Kafka never had (for example transaction markers)
     assert PromptFetchConsumer._new_offset(state, TOPIC_PARTITION) == 35
+
+
+def slot_reader(generations: Generations, unread: dict[TP, int]) -> SimpleNamespace:
+    """The attributes the slot hold reads: each slot partition's fetch position `unread` records short of its end."""
+    states = {tp: SimpleNamespace(position=10, highwater=10 + n, has_valid_position=True) for tp, n in unread.items()}
+    reader = SimpleNamespace(generations=generations, _partition_state=states.get)
+    reader._generation = lambda parsed: PromptFetchConsumer._generation(reader, parsed)
+    return reader
+
+
+@pytest.mark.parametrize("unread_in_current", [0, 3])
+def test_the_current_slot_waits_for_the_previous_one_which_never_waits(
+    monkeypatch: pytest.MonkeyPatch, unread_in_current: int
+) -> None:
+    generations = Generations(60)
+    monkeypatch.setattr("time.time", lambda: generations.starts_at(101) + 5)  # past the switch's settle time
+    current, previous = TP("moodstream.audio.s1", 2), TP("moodstream.audio.s0", 2)
+    assigned = {current, previous}
+    behind = slot_reader(generations, {current: unread_in_current, previous: 4})
+    assert PromptFetchConsumer._waits_for_older(behind, current, assigned)
+    # records in both slots at once (late sends to the previous slot under load): holding the previous slot too
+    # would leave the partition stalled for good
+    assert not PromptFetchConsumer._waits_for_older(behind, previous, assigned)
+    caught_up = slot_reader(generations, {current: unread_in_current, previous: 0})
+    assert not PromptFetchConsumer._waits_for_older(caught_up, current, assigned)
+
+
+def test_a_new_slot_waits_out_the_settle_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    generations = Generations(60)
+    monkeypatch.setattr("time.time", lambda: generations.starts_at(101) + generations.settle_s / 2)
+    current, previous = TP("moodstream.audio.s1", 0), TP("moodstream.audio.s0", 0)
+    reader = slot_reader(generations, {current: 2, previous: 0})
+    assert PromptFetchConsumer._waits_for_older(reader, current, {current, previous})
