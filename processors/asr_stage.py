@@ -1,5 +1,5 @@
-"""ASR stage: utterances in, transcripts out; open utterances' audio in, partial transcripts out. Whisper runs in a
-one-thread pool off the event loop.
+"""ASR stage: utterances in, transcripts out; open utterances' audio in, partial transcripts out. The speech-to-text
+core (`processors.asr_backend`: Whisper by default) runs in a one-thread pool off the event loop.
 
 One pool thread per worker process keeps threads × workers ≤ cores; utterances queue there in arrival order, so
 one long utterance delays the others on this worker by its own decode time (~0.2-0.4 s), never by more. Partials
@@ -20,16 +20,16 @@ from typing import TypeVar
 import faust
 import psutil
 
+from processors.asr_backend import SpeechToText, load_asr
 from processors.partials import PartialTracker
 from processors.runtime import ModelVersions, StageContext, now_ms
-from processors.transcriber import Transcriber, TranscriberOptions
 from schemas.records import PartialAudio, Transcript, Utterance
 from schemas.topics import PARTIAL_AUDIO, TRANSCRIPTS, UTTERANCES
 
 T = TypeVar("T")
 
 
-def transcript_of(transcriber: Transcriber, utterance: Utterance) -> Transcript:
+def transcript_of(transcriber: SpeechToText, utterance: Utterance) -> Transcript:
     common = {
         "session_id": utterance.session_id,
         "utterance_seq": utterance.utterance_seq,
@@ -73,10 +73,9 @@ class AsrShell:
     """The worker's ASR: finals first, partials in the gaps. Every method runs on the event loop."""
 
     def __init__(self, ctx: StageContext) -> None:
-        path = ctx.settings.asr_model_path
-        options = TranscriberOptions(model_path=Path(path) if path else None)
+        backend, path = ctx.settings.asr_backend, ctx.settings.asr_model_path
         self.ctx = ctx
-        self.loading = ctx.preload(lambda: Transcriber(options))
+        self.loading = ctx.preload(lambda: load_asr(backend, Path(path) if path else None))
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asr")
         self.partials = PartialTracker()
         self.cpu = CpuGauge()

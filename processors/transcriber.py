@@ -254,8 +254,7 @@ class Transcriber:
 
     def _reject_reason(self, text: str, avg_logprob: float, no_speech: float, ratio: float) -> str | None:
         o = self.options
-        spoken = _NON_SPEECH.sub(" ", text)
-        words = re.sub(r"[^a-z0-9' ]", " ", spoken.lower()).split()
+        words = spoken_words(text)
         if not words:
             return "no_speech"
         if no_speech > o.no_speech_threshold and avg_logprob < o.log_prob_threshold:
@@ -265,6 +264,11 @@ class Transcriber:
         if " ".join(words) in o.silence_phrases and (no_speech > o.suspicious_no_speech or avg_logprob < -0.5):
             return "silence_phrase"
         return None
+
+
+def spoken_words(text: str) -> list[str]:
+    """The words of a transcript, lower-case, without bracketed sound tags or music symbols."""
+    return re.sub(r"[^a-z0-9' ]", " ", _NON_SPEECH.sub(" ", text).lower()).split()
 
 
 def _as_float(pcm: np.ndarray | bytes) -> np.ndarray:

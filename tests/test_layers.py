@@ -15,12 +15,13 @@ PACKAGES = ("schemas", "models", "processors", "gateway", "producers", "moodstre
 LAYERS: dict[str, int] = {
     "schemas": 0, "moodstream.settings": 0, "moodstream.logs": 0, "models": 0, "models.metrics": 0,
     "processors.vad": 1, "processors.endpointer": 1, "processors.level": 1, "processors.transcriber": 1,
+    "processors.moonshine": 1, "processors.asr_backend": 1,
     "processors.text_sentiment": 1, "processors.acoustic": 1, "processors.fusion": 1, "processors.onnx": 1,
     "processors.runtime": 2, "processors.faust_overrides": 2, "processors.checkpoints": 2,
     "processors.audio_session": 2, "processors.fusion_join": 2, "processors.dialogue": 2,
     "processors": 3, "gateway": 3, "producers": 3, "moodstream.broker": 3, "moodstream.analytics": 3,
     "moodstream.tail": 3, "moodstream.processes": 3, "moodstream.rotation": 3,
-    "moodstream": 4, "models.acoustic": 4, "models.text": 4,  # CLI, benchmarks, training and export scripts
+    "moodstream": 4, "models.acoustic": 4, "models.text": 4, "models.asr": 4,  # CLI, benchmarks, model scripts
 }  # fmt: skip
 
 
