@@ -57,12 +57,12 @@ class Settings(BaseSettings):
         10_000, ge=1000, description="How long a rebalance waits for members to rejoin."
     )
     kafka_fetch_wait_ms: int = Field(
-        20,
+        40,
         ge=1,
         le=5_000,
-        description="Longest a consumer's fetch waits for data. tansu holds an empty fetch for all of it, so each "
-        "pipeline hop can add this much; real Kafka answers as data arrives, so raise it there (e.g. 500) for fewer "
-        "idle requests.",
+        description="Longest a consumer's fetch waits for data. tansu holds every fetch for all of it, so each "
+        "pipeline hop can add this much, but each consumer polls the broker 1000/this times a second (40: the best "
+        "p95 at 10 sessions on 2 cores); real Kafka answers as data arrives, so raise it there (e.g. 500).",
     )
     broker_port: int = Field(0, ge=0, le=65535, description="Embedded broker port (0 picks a free one).")
     host: str = Field("127.0.0.1", description="Gateway bind address; loopback only unless you set it.")

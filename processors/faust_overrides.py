@@ -47,7 +47,7 @@ class PromptTableManager(TableManager):
 class PromptFetchConsumerThread(AIOKafkaConsumerThread):
     """Faust's aiokafka consumer with a short fetch wait. Faust hard-codes 1.5 s; a broker that holds an empty fetch
     for the whole wait (tansu does) then adds up to that much to every hop of the pipeline. Measured with
-    `moodstream bench load`: see README, Performance."""
+    `moodstream bench load`: docs/decisions/0003-whole-stack-latency.md."""
 
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
@@ -70,7 +70,7 @@ class PromptFetchConsumer(Consumer):
       switch, so a session's records stay in order across a switch and after a rebalance's re-read; and a slot the
       keeper emptied is read again from its start (`_follow_slots`)."""
 
-    fetch_wait_ms: int = 20
+    fetch_wait_ms: int = 40
     """Longest a fetch waits; `install` sets it from ``Settings.kafka_fetch_wait_ms`` in a subclass per app."""
     generations: Generations = Generations()
     """The stream topics' rotation; `install` sets it from the settings."""
