@@ -276,12 +276,18 @@ def bench_fusion(ravdess: Path | None, sst2: Path | None, actors: str, limit: in
     help="Folder with labels.tsv (header, then file<TAB>label3[<TAB>…]) and the audio files it names.",
 )
 @click.option("--limit", type=int, default=0, help="Use only the first N files.")
+@click.option(
+    "--clips",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write one TSV row per clip (file, label3, each stage's label, fused score, transcript) to this file.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Only the JSON line.")
-def bench_sentiment(data: Path, limit: int, as_json: bool) -> None:
+def bench_sentiment(data: Path, limit: int, clips: Path | None, as_json: bool) -> None:
     """The serving verdict (VAD, voice, ASR, text, fusion) per clip: UAR, accuracy, shares, confusion of each."""
     from moodstream.bench.sentiment import main as run
 
-    run(data, limit, as_json)
+    run(data, limit, as_json, clips)
 
 
 @main.command()

@@ -47,13 +47,21 @@ def test_dialogue_context_is_the_previous_line_of_the_same_dialogue() -> None:
 
 def test_bench_sentiment_prints_one_json_object_with_each_modality(tmp_path: Path) -> None:
     (tmp_path / "labels.tsv").write_text(f"file\tlabel3\tnote\n{DATA / 'three_prompts.wav'}\tneutral\tcalm IVR voice\n")
-    done = bench("sentiment", "--data", str(tmp_path), "--json")
+    clips = tmp_path / "clips.tsv"
+    done = bench("sentiment", "--data", str(tmp_path), "--clips", str(clips), "--json")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)  # the whole of stdout is one JSON object
     assert result["files"] == 1
     for modality in ("acoustic", "text", "fused"):
         assert {"uar", "accuracy", "confusion", "shares"} <= set(result[modality])
         assert sum(sum(row) for row in result[modality]["confusion"]) == 1
+    header, row = [line.split("\t") for line in clips.read_text().splitlines()]
+    clip = dict(zip(header, row, strict=True))
+    assert clip["file"] == str(DATA / "three_prompts.wav") and clip["label3"] == "neutral"
+    for stage in ("acoustic", "text", "fused"):  # the clip's row agrees with the confusion it was counted in
+        assert clip[stage] == ["negative", "neutral", "positive"][result[stage]["confusion"][1].index(1)]
+    assert -1 <= float(clip["fused_score"]) <= 1
+    assert clip["transcript"].startswith("Goodbye")
 
 
 @pytest.mark.parametrize(

@@ -4,18 +4,20 @@ DIR holds `labels.tsv`: a header line, then `file<TAB>label3[<TAB>anything more]
 g722, gsm or any PyAV-readable audio, any rate), `label3` one of negative / neutral / positive. Each clip runs the
 serving path (`pipeline.ServingPath`: VAD trim, voice on the whole utterance and its 500 ms windows, ASR, text,
 fusion). For each of `acoustic`, `text` and `fused`: UAR over the classes present, accuracy, macro and weighted F1,
-recall, prediction shares and the confusion (rows true negative/neutral/positive). Progress goes to stderr.
+recall, prediction shares and the confusion (rows true negative/neutral/positive). Progress goes to stderr. With
+`--clips FILE`, one TSV row per clip says what each stage called it, so a set's misses can be listened to.
 """
 
 from __future__ import annotations
 
+import csv
 import sys
 from pathlib import Path
 
 from models.acoustic.corpus import read_audio, read_labels
 from models.metrics import LABELS3, three_way_report
 from moodstream.bench import report, unusable
-from moodstream.bench.pipeline import ServingPath, label_of
+from moodstream.bench.pipeline import ClipVerdict, ServingPath, label_of
 
 
 class MissingData(Exception):
@@ -38,14 +40,29 @@ def labelled_files(data: Path, limit: int) -> list[tuple[Path, str]]:
     return files
 
 
-def run(data: Path, limit: int) -> dict:
+CLIP_COLUMNS = ("file", "label3", "acoustic", "text", "fused", "fused_score", "voice_commitment", "transcript")
+
+
+def clip_row(data: Path, file: Path, label: str, verdict: ClipVerdict) -> dict[str, str]:
+    """One clip's line of the `--clips` TSV; `text` is "-" when ASR gave no usable text."""
+    fused = verdict.fused
+    return {"file": str(file.relative_to(data)) if file.is_relative_to(data) else str(file), "label3": label,
+            "acoustic": label_of(verdict.audio), "text": label_of(verdict.text) if verdict.text else "-",
+            "fused": fused.label, "fused_score": f"{fused.score:+.3f}",
+            "voice_commitment": f"{fused.voice_commitment:.2f}",
+            "transcript": " ".join(verdict.transcript.split())}  # fmt: skip
+
+
+def run(data: Path, limit: int, clips: Path | None = None) -> dict:
     files = labelled_files(data, limit)
     path = ServingPath()
     truth: list[str] = []
     predicted: dict[str, list[str]] = {"acoustic": [], "text": [], "fused": []}
     no_text = 0
+    rows: list[dict[str, str]] = []
     for n, (file, label) in enumerate(files, 1):
         verdict = path.run(read_audio(file))
+        rows.append(clip_row(data, file, label, verdict))
         truth.append(label)
         predicted["acoustic"].append(label_of(verdict.audio))
         predicted["text"].append(label_of(verdict.text))
@@ -57,12 +74,21 @@ def run(data: Path, limit: int) -> dict:
                     "models": {"acoustic": path.acoustic.version, "text": path.text.version}}  # fmt: skip
     for name, labels in predicted.items():
         result[name] = three_way_report(truth, labels)
+    if clips is not None:
+        write_clips(clips, rows)
     return result
 
 
-def main(data: Path, limit: int, as_json: bool) -> None:
+def write_clips(clips: Path, rows: list[dict[str, str]]) -> None:
+    with clips.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, CLIP_COLUMNS, delimiter="\t", quoting=csv.QUOTE_NONE, escapechar="\\")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def main(data: Path, limit: int, as_json: bool, clips: Path | None = None) -> None:
     try:
-        result = run(data, limit)
+        result = run(data, limit, clips)
     except MissingData as exc:
         unusable("sentiment", str(exc))
     report(result, as_json)
