@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from processors.onnx import cpu_session
 from processors.transcriber import (
     SILENCE_PHRASES,
     PartialTranscription,
@@ -64,20 +65,12 @@ class MoonshineTranscriber:
     """Moonshine tiny on one utterance (float32 or int16 PCM at 16 kHz). One call at a time per instance."""
 
     def __init__(self, options: MoonshineOptions | None = None) -> None:
-        import onnxruntime
         import tokenizers
 
         self.options = options or MoonshineOptions()
-        session_options = onnxruntime.SessionOptions()
-        session_options.intra_op_num_threads = self.options.threads
-        session_options.inter_op_num_threads = 1
-        folder, providers = self.options.model_dir, ["CPUExecutionProvider"]
-        self.encoder = onnxruntime.InferenceSession(
-            str(folder / "encoder_model.onnx"), session_options, providers=providers
-        )
-        self.decoder = onnxruntime.InferenceSession(
-            str(folder / "decoder_model_merged.onnx"), session_options, providers=providers
-        )
+        folder = self.options.model_dir
+        self.encoder = cpu_session(folder / "encoder_model.onnx", self.options.threads)
+        self.decoder = cpu_session(folder / "decoder_model_merged.onnx", self.options.threads)
         self.tokenizer = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
         self.model_id = f"moonshine-tiny:{folder.name}" if folder != MODEL_DIR else "moonshine-tiny:int8"
 
