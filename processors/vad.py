@@ -55,3 +55,16 @@ class SileroStream:
         probs, self._h, self._c = self.model.run(None, {"input": batch, "h": self._h, "c": self._c})
         self._context = audio[-1, -CONTEXT:].copy()
         return probs.reshape(-1)
+
+
+def speech_span(stream: SileroStream, pcm: np.ndarray, start_threshold: float, pad_samples: int) -> np.ndarray:
+    """`pcm` (int16) from its first to its last window at or over `start_threshold`, widened by `pad_samples` each
+    side; all of it when no window reaches the threshold. A whole clip's utterance as the endpointer would cut it."""
+    stream.reset()
+    usable = len(pcm) // WINDOW * WINDOW
+    if usable == 0:
+        return pcm
+    speech = np.flatnonzero(stream(pcm[:usable].reshape(-1, WINDOW)) >= start_threshold)
+    if not len(speech):
+        return pcm
+    return pcm[max(0, speech[0] * WINDOW - pad_samples) : min(len(pcm), (speech[-1] + 1) * WINDOW + pad_samples)]

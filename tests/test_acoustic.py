@@ -85,3 +85,30 @@ def test_calm_telephone_prompts_read_as_calm() -> None:
         start_ms, end_ms = prompt["speech_ms"]
         result = classifier.classify(SPEECH[start_ms * 16 : end_ms * 16])
         assert max(result.sentiment, key=result.sentiment.__getitem__) == "neutral", (prompt, result.sentiment)
+
+
+def test_valence_shift_moves_mass_between_the_poles_only() -> None:
+    from models.acoustic.calibrate import shift_valence
+
+    probs = np.array([[0.5, 0.3, 0.2], [0.1, 0.8, 0.1], [0.0, 1.0, 0.0]])
+    shifted = shift_valence(probs, 0.7)
+    np.testing.assert_allclose(shifted[:, 1], probs[:, 1])  # neutral, hence the voice commitment, untouched
+    np.testing.assert_allclose(shifted.sum(axis=1), 1.0)
+    assert shifted[0, 2] / shifted[0, 0] == pytest.approx(math.exp(0.7) * 0.2 / 0.5)
+    np.testing.assert_allclose(shift_valence(probs, 0.0), probs)
+
+
+def test_valence_shift_in_the_graph_equals_its_definition(tmp_path: Path) -> None:
+    """The shift baked into a model (`calibrate.apply`) gives what `shift_valence` gives on the model's own output."""
+    from models.acoustic.calibrate import SHIFT_KEY, apply, shift_valence
+
+    shifted_path = apply(MODEL, -0.4, tmp_path)
+    twice_path = apply(shifted_path, 0.3, tmp_path / "twice")
+    before, after = ort.InferenceSession(str(MODEL)), ort.InferenceSession(str(shifted_path))
+    already = float(before.get_modelmeta().custom_metadata_map.get(SHIFT_KEY, "0"))
+    audio = (SPEECH[: 16000 * 3].astype(np.float32) / 32768).reshape(3, 16000)
+    raw = before.run(["sentiment"], {"audio": audio})[0]
+    np.testing.assert_allclose(after.run(["sentiment"], {"audio": audio})[0], shift_valence(raw, -0.4), atol=1e-6)
+    assert float(after.get_modelmeta().custom_metadata_map[SHIFT_KEY]) == pytest.approx(already - 0.4)
+    twice = ort.InferenceSession(str(twice_path)).run(["sentiment"], {"audio": audio})[0]
+    np.testing.assert_allclose(twice, shift_valence(raw, -0.1), atol=1e-6)  # shifts compose to their sum

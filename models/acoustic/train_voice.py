@@ -67,6 +67,8 @@ class VoiceOptions:
     """Seed of everything random."""
     threads: int = 2
     """torch threads."""
+    excluded_actors: tuple[int, ...] = ()
+    """RAVDESS training actors left out as well (a cross-validation fold, scored by `calibrate.py`)."""
 
 
 def held_out_speaker(speaker: str, share: float) -> bool:
@@ -93,7 +95,8 @@ def evaluation_sets(args: argparse.Namespace, opts: VoiceOptions) -> dict[str, l
 
 
 def training_clips(args: argparse.Namespace, opts: VoiceOptions, rng: np.random.Generator) -> list[Clip]:
-    acted = ravdess(Path(args.ravdess), [a for a in range(1, 25) if a not in RAVDESS_TEST_ACTORS])
+    left_out = set(RAVDESS_TEST_ACTORS) | set(opts.excluded_actors)
+    acted = ravdess(Path(args.ravdess), [a for a in range(1, 25) if a not in left_out])
     calm = labelled_folder(Path(args.calm), "calm") if args.calm else []
     texts = prompt_texts(Path(args.prompt_texts)) if args.prompt_texts else []
     texts += [t.lower() for t in (c.get("transcript", "") for c in _calm_rows(args)) if t]
@@ -194,7 +197,8 @@ def score(predict, clips: list[Clip]) -> dict:
 
 def options(args: argparse.Namespace) -> VoiceOptions:
     return VoiceOptions(steps=args.steps, threads=args.threads, channels=tuple(args.channels),
-                        emotion_loss_weight=args.emotion_loss_weight, seed=args.seed)  # fmt: skip
+                        emotion_loss_weight=args.emotion_loss_weight, seed=args.seed,
+                        excluded_actors=tuple(args.exclude_actors))  # fmt: skip
 
 
 def report_on(model: Path, sets: dict[str, list[Clip]], baseline: str) -> dict:
@@ -254,6 +258,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--channels", type=int, nargs=3, default=list(VoiceOptions.channels))
     parser.add_argument("--emotion-loss-weight", type=float, default=VoiceOptions.emotion_loss_weight)
     parser.add_argument("--seed", type=int, default=VoiceOptions.seed)
+    parser.add_argument(
+        "--exclude-actors", type=int, nargs="*", default=[], help="RAVDESS training actors to leave out"
+    )
     parser.add_argument("--evaluate", default="", help="only score this model.onnx on the evaluation sets")
     parser.add_argument("--members", nargs="*", default=[], help="with --evaluate: how its members were trained")
     args = parser.parse_args(argv)

@@ -17,7 +17,7 @@ from processors.endpointer import EndpointerOptions
 from processors.fusion import Fused, Fuser
 from processors.text_sentiment import TextClassifier, TextSentimentOptions
 from processors.transcriber import Transcriber, TranscriberOptions
-from processors.vad import WINDOW, SileroStream, load_silero
+from processors.vad import SileroStream, load_silero, speech_span
 from schemas.audio import ms_to_samples
 
 
@@ -49,16 +49,7 @@ class ServingPath:
         """The clip from its first to its last speech window, padded as the endpointer pads; all of it if no window
         reaches the start threshold."""
         options = EndpointerOptions()
-        self.vad.reset()
-        usable = len(pcm) // WINDOW * WINDOW
-        if usable == 0:
-            return pcm
-        probs = self.vad(pcm[:usable].reshape(-1, WINDOW))
-        speech = np.flatnonzero(probs >= options.start_threshold)
-        if not len(speech):
-            return pcm
-        pad = ms_to_samples(options.speech_pad_ms)
-        return pcm[max(0, speech[0] * WINDOW - pad) : min(len(pcm), (speech[-1] + 1) * WINDOW + pad)]
+        return speech_span(self.vad, pcm, options.start_threshold, ms_to_samples(options.speech_pad_ms))
 
     def run(self, audio: np.ndarray, trim: bool = True) -> ClipVerdict:
         """`audio` float32 16 kHz mono in −1…1."""
