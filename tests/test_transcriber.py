@@ -43,6 +43,16 @@ def test_short_utterances_use_a_short_window(transcriber: Transcriber) -> None:
     assert not result.rejected
 
 
+def test_a_long_utterance_decodes_exactly_on_its_long_window(transcriber: Transcriber) -> None:
+    """11.7 s of read speech as one utterance: the long window (3 s of silence, greedy) gives the exact sentence."""
+    result = transcriber.transcribe(load_pcm16(DATA / "read_sentence.wav"))
+    assert result.window_s == 15 > transcriber.options.short_window_s
+    assert result.text == (
+        "If the reader will excuse me, I will say nothing of my antecedents, nor of the circumstances which led me to"
+        " leave my native country. The narrative would be tedious to him and painful to myself."
+    )
+
+
 def signals() -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
     t = np.arange(3 * RATE) / RATE
