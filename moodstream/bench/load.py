@@ -177,14 +177,11 @@ class ProcessMeter:
 
 
 async def one_session(url: str, pcm: bytes, options: LoadOptions, run_start: float, stats: SessionStats) -> None:
-    seconds = options.duration_s
-    offset = random.randrange(0, len(pcm) // 2) * 2
-    looped = (pcm[offset:] + pcm * (int(seconds * SAMPLE_RATE * 2 / len(pcm)) + 2))[: int(seconds * SAMPLE_RATE) * 2]
     client_options = ClientOptions(backoff_s=0.2, frame_ms=options.frame_ms,
                                    session_options={"partials": options.partials})  # fmt: skip
     client = MoodstreamClient(url, client_options)
     await client.connect()
-    sender = asyncio.create_task(client.stream(looped))
+    sender = asyncio.create_task(stream_looped(client, pcm, options.duration_s, options.frame_ms))
     async for message in client.messages():
         now_ms = time.time() * 1000
         kind = message["type"]
@@ -204,6 +201,21 @@ async def one_session(url: str, pcm: bytes, options: LoadOptions, run_start: flo
     stats.wire_duplicates = client.duplicates_dropped
     await asyncio.gather(sender, return_exceptions=True)
     await client.close()
+
+
+async def stream_looped(client: MoodstreamClient, pcm: bytes, seconds: float, frame_ms: int) -> None:
+    """`pcm` looped for `seconds` at real time from a random frame, one pass of the recording at a time (built up
+    front, an hour of ten sessions' frames took 2.4 GB), then the session's end."""
+    frame = SAMPLE_RATE * 2 * frame_ms // 1000
+    pcm = pcm[: len(pcm) // frame * frame]  # whole frames only: the protocol's shortest frame is 20 ms
+    left = int(seconds * 1000) // frame_ms * frame
+    start = random.randrange(0, len(pcm) // frame) * frame
+    while left > 0:
+        chunk = pcm[start : start + left]
+        await client.stream(chunk, end=False)
+        left, start = left - len(chunk), 0
+        await asyncio.sleep(frame_ms / 1000)  # `stream` paces each pass from its own first frame
+    await client.end()
 
 
 def percentile(values: list[float], q: float) -> float:
