@@ -22,12 +22,16 @@ import argparse
 import hashlib
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from models.acoustic.corpus import Clip, ravdess
 from models.acoustic.train_ravdess import SENTIMENTS
 from models.metrics import three_way_report
+
+if TYPE_CHECKING:
+    from onnx import ModelProto
 
 MODEL_FILE = "model.onnx"
 SHIFT_KEY = "valence_shift"
@@ -46,7 +50,7 @@ def shift_valence(probs: np.ndarray, shift: float) -> np.ndarray:
     return scaled
 
 
-def add_valence_shift(model, shift: float):
+def add_valence_shift(model: ModelProto, shift: float) -> ModelProto:
     """`model` (onnx.ModelProto) with its `sentiment` output passed through `shift_valence`, done in the graph. A
     model shifted before is shifted again (two shifts compose to their sum, which the metadata records)."""
     from onnx import TensorProto, helper
