@@ -126,12 +126,15 @@ def verdicts(wholes: list[np.ndarray], windows: list[np.ndarray], shift: float) 
     fuser = Fuser()
     labels = []
     for whole, window in zip(wholes, windows, strict=True):
-        as_dict = lambda p: dict(zip(SENTIMENTS, map(float, p), strict=True))  # noqa: E731
         audio = fuser.audio_distribution(
-            as_dict(shift_valence(whole, shift)), [as_dict(w) for w in shift_valence(window, shift)]
+            _labelled(shift_valence(whole, shift)), [_labelled(w) for w in shift_valence(window, shift)]
         )
         labels.append(fuser.fuse(None, audio).label)
     return labels
+
+
+def _labelled(probs: np.ndarray) -> dict[str, float]:
+    return dict(zip(SENTIMENTS, map(float, probs), strict=True))
 
 
 def fit_shift(clips: list[Clip], wholes: list[np.ndarray], windows: list[np.ndarray]) -> tuple[float, list[dict]]:
