@@ -14,19 +14,20 @@ from moodstream.broker import free_port
 from tests.conftest import process_env, wait_ready
 
 
-def with_ctrl_c() -> None:
-    """In the child before exec: SIGINT back to its default. A test run started in the background of a script
-    inherits SIGINT ignored, and Python then installs no Ctrl-C handler, so `up` would never see the signal."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+def spawn_with_ctrl_c(args: list[str]) -> subprocess.Popen[bytes]:
+    """Start `args` with SIGINT at its default. A test run started in the background of a script inherits SIGINT
+    ignored, and Python then installs no Ctrl-C handler, so `up` would never see the signal. A signal this process
+    catches is back at its default in the child after exec (no preexec_fn, which is unsafe with threads running)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return subprocess.Popen(args, env=process_env(None))
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_up_is_ready_then_ctrl_c_leaves_nothing_behind() -> None:
     port = free_port()
-    up = subprocess.Popen(
-        [sys.executable, "-m", "moodstream", "up", "--port", str(port)],
-        env=process_env(None),
-        preexec_fn=with_ctrl_c,
-    )
+    up = spawn_with_ctrl_c([sys.executable, "-m", "moodstream", "up", "--port", str(port)])
     try:
         wait_ready(f"http://127.0.0.1:{port}", [up], timeout_s=120)
         assert httpx.get(f"http://127.0.0.1:{port}/readyz").json()["ready"] is True
