@@ -31,10 +31,16 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from models import ACOUSTIC_MODEL_DIR
+from processors.voice_head import HEAD_FILE, EncoderVoiceHead, pool_states
 from schemas.audio import SAMPLE_RATE
+
+if TYPE_CHECKING:
+    import ctranslate2
 
 FULL_WINDOW_S = 30
 SILENCE_PHRASES = (
@@ -95,6 +101,9 @@ class TranscriberOptions:
     """Phrases Whisper invents on silence or noise; rejected when they are the whole text and the model is unsure."""
     suspicious_no_speech: float = 0.2
     """A silence phrase is rejected when no-speech probability exceeds this or log-prob is under -0.5."""
+    voice_head: bool = True
+    """Read the voice's sentiment from the encoder states too (`processors.voice_head`), when the shipped head was
+    fitted on this model's encoder."""
     partial_beam_size: int = 1
     """Beam width of partial transcripts (greedy: they are provisional and must stay cheap)."""
     partial_trailing_silence_s: float = 2.0
@@ -118,6 +127,8 @@ class Transcription:
     compute_ms: float
     raw_text: str = field(default="", repr=False)
     """What the decoder produced before the guard (for debugging)."""
+    voice_sentiment: dict[str, float] | None = None
+    """negative / neutral / positive of the voice, read from the encoder states; None without a matching head."""
 
 
 @dataclass(frozen=True)
@@ -175,15 +186,36 @@ class Transcriber:
         self.model_id = f"whisper:{Path(path).name}:{self.options.compute_type}"
         if path == default_model_path():
             self.model_id = f"whisper-tiny.en:{self.options.compute_type}"
+        self.voice_head = self._matching_head() if self.options.voice_head else None
 
-    def _decode(
-        self, audio: np.ndarray, window_s: int, budget: int, beam_size: int = 0
-    ) -> tuple[list[int], float, float]:
-        """Token ids, average log-prob and no-speech probability of one decode."""
+    def _matching_head(self) -> EncoderVoiceHead | None:
+        if not (ACOUSTIC_MODEL_DIR / HEAD_FILE).exists():
+            return None
+        head = EncoderVoiceHead.load()
+        return head if head.encoder == self.model_id else None
+
+    def _encode(self, audio: np.ndarray, window_s: int) -> ctranslate2.StorageView:
+        """Encoder states of `audio` placed at the start of a `window_s` window of silence."""
         padded = np.zeros(window_s * SAMPLE_RATE, dtype=np.float32)
         padded[: min(len(audio), len(padded))] = audio[: len(padded)]
         mel = self.features(padded, padding=0)[:, : window_s * 100]
-        encoded = self.model.encode(self._ct2.StorageView.from_array(np.ascontiguousarray(mel[None])))
+        return self.model.encode(self._ct2.StorageView.from_array(np.ascontiguousarray(mel[None])))
+
+    def _voice(self, encoded: ctranslate2.StorageView, start_s: float, duration_s: float) -> dict[str, float] | None:
+        if self.voice_head is None:
+            return None
+        return self.voice_head.sentiment(pool_states(np.asarray(encoded)[0], start_s, duration_s))
+
+    def voice_features(self, pcm: np.ndarray | bytes) -> np.ndarray:
+        """The pooled encoder states the voice head reads, encoded as `transcribe` encodes them (for training)."""
+        audio = _as_float(pcm)
+        duration = len(audio) / SAMPLE_RATE
+        return pool_states(np.asarray(self._encode(audio, self._window_s(duration)))[0], 0.0, duration)
+
+    def _decode(
+        self, encoded: ctranslate2.StorageView, budget: int, beam_size: int = 0
+    ) -> tuple[list[int], float, float]:
+        """Token ids, average log-prob and no-speech probability of one decode."""
         result = self.model.generate(
             encoded,
             [self.prompt],
@@ -208,14 +240,17 @@ class Transcriber:
         budget = self._budget(duration)
         shifted = np.concatenate((np.zeros(lead, dtype=np.float32), audio)) if lead else audio
         beam = o.beam_size if window <= o.short_window_s else o.long_beam_size
-        tokens, avg_logprob, no_speech = self._decode(shifted, window, budget, beam)
+        encoded = self._encode(shifted, window)
+        voice = self._voice(encoded, lead / SAMPLE_RATE, duration)
+        tokens, avg_logprob, no_speech = self._decode(encoded, budget, beam)
         path = "adaptive"
         cut = cut_at_self_repeat(tokens)
         if cut is not None:
             path, tokens = "adaptive-cut", cut
         text = self.tokenizer.decode(tokens).strip()
         if window < FULL_WINDOW_S and compression_ratio(text) > o.compression_ratio_threshold:
-            tokens, avg_logprob, no_speech = self._decode(audio, FULL_WINDOW_S, 220)  # the reference path
+            reference = self._encode(audio, FULL_WINDOW_S)
+            tokens, avg_logprob, no_speech = self._decode(reference, 220, o.beam_size)  # the reference path
             path, window, text = "full-window", FULL_WINDOW_S, self.tokenizer.decode(tokens).strip()
         ratio = compression_ratio(text)
         reason = self._reject_reason(text, avg_logprob, no_speech, ratio)
@@ -230,6 +265,7 @@ class Transcriber:
             window_s=float(window),
             compute_ms=round((time.perf_counter() - started) * 1000, 2),
             raw_text=text,
+            voice_sentiment=voice,
         )
 
     def _budget(self, seconds: float) -> int:
@@ -252,7 +288,7 @@ class Transcriber:
         duration = len(audio) / SAMPLE_RATE
         window = min(FULL_WINDOW_S, max(o.min_window_s, math.ceil(duration + o.partial_trailing_silence_s)))
         budget = self._budget(duration)
-        tokens, avg_logprob, no_speech = self._decode(audio, window, budget, o.partial_beam_size)
+        tokens, avg_logprob, no_speech = self._decode(self._encode(audio, window), budget, o.partial_beam_size)
         tokens = cut_at_self_repeat(tokens) or tokens
         text = self.tokenizer.decode(tokens).strip()
         heard = self._reject_reason(text, avg_logprob, no_speech, compression_ratio(text)) is None  # the final's guard
