@@ -145,6 +145,13 @@ class Settings(BaseSettings):
         description="Fusion: a voice with at least this polar mass keeps its verdict in full; between "
         "the two it is blended towards neutral. Set both to 0 to take the voice at its word.",
     )
+    fusion_encoder_voice_weight: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Fusion: the share of the voice verdict read from the ASR encoder's states, against the acoustic "
+        "CNN's (0: the CNN alone; results sent before the transcript always use the CNN alone).",
+    )
     fusion_degrade_after_s: float = Field(
         3.0, gt=0, description="Fusion: text this late after the voice's score sends an acoustic-only result first."
     )

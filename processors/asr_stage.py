@@ -23,7 +23,7 @@ import psutil
 from processors.asr_backend import SpeechToText, load_asr
 from processors.partials import PartialTracker
 from processors.runtime import ModelVersions, StageContext, now_ms
-from schemas.records import PartialAudio, Transcript, Utterance
+from schemas.records import PartialAudio, SentimentScores, Transcript, Utterance
 from schemas.topics import PARTIAL_AUDIO, TRANSCRIPTS, UTTERANCES
 
 T = TypeVar("T")
@@ -42,6 +42,7 @@ def transcript_of(transcriber: SpeechToText, utterance: Utterance) -> Transcript
     if utterance.gated:  # the anti-hallucination gate: never decoded
         return Transcript(text="", rejected=True, reject_reason=f"gate:{utterance.gated}", compute_ms=0, **common)
     result = transcriber.transcribe(utterance.pcm)
+    voice = result.voice_sentiment
     return Transcript(
         text=result.text,
         rejected=result.rejected,
@@ -49,6 +50,7 @@ def transcript_of(transcriber: SpeechToText, utterance: Utterance) -> Transcript
         avg_logprob=result.avg_logprob,
         no_speech_prob=result.no_speech_prob,
         compute_ms=result.compute_ms,
+        voice_sentiment=SentimentScores(**voice) if voice else None,
         **common,
     )
 

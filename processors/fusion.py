@@ -1,6 +1,8 @@
 """Late fusion of one utterance's acoustic and text sentiment. Pure: no Kafka.
 
-The rule defaults to calm:
+The voice of an utterance is two models' verdicts averaged: the acoustic CNN's (its whole-utterance score and its
+500 ms windows pooled) and, once the transcript is in, the one the ASR read from its encoder states
+(`processors.voice_head`; share `encoder_voice_weight`). The rule then defaults to calm:
 1. The voice counts as emotional only as far as it is sure. Its polar mass m = p(negative) + p(positive) gives a
    commitment c = clip((m − lo) / (hi − lo), 0, 1) (lo = `voice_calm_below`, hi = `voice_emotional_above`), and the
    voice enters fusion as c·voice + (1 − c)·neutral: a voice that leans only a little towards a pole reads as calm,
@@ -40,6 +42,9 @@ class FusionOptions:
     """ASR average log-prob at or above which the transcript is fully trusted."""
     unreliable_logprob: float = -1.2
     """ASR average log-prob at or below which the transcript gets no weight."""
+    encoder_voice_weight: float = 0.5
+    """Share of the ASR encoder's voice verdict (`processors.voice_head`) in the utterance's voice, against the
+    acoustic CNN's whole utterance and windows; used only when the transcript carries one."""
     voice_calm_below: float = 0.4
     """Voice polar mass (p(negative) + p(positive)) at or below which the voice counts as calm (commitment 0)."""
     voice_emotional_above: float = 0.6
@@ -75,18 +80,26 @@ def pool(windows: list[dict[str, float]], how: str) -> dict[str, float] | None:
     return {k: v / total for k, v in raw.items()}
 
 
+def mix(first: dict[str, float] | None, second: dict[str, float] | None, weight: float) -> dict[str, float] | None:
+    """weight·first + (1 − weight)·second; either alone when the other is missing."""
+    if first is None or second is None:
+        return first or second
+    return {k: weight * first[k] + (1 - weight) * second[k] for k in LABELS}
+
+
 class Fuser:
     def __init__(self, options: FusionOptions | None = None) -> None:
         self.options = options or FusionOptions()
 
     def audio_distribution(
-        self, whole: dict[str, float] | None, windows: list[dict[str, float]]
+        self,
+        whole: dict[str, float] | None,
+        windows: list[dict[str, float]],
+        encoder_voice: dict[str, float] | None = None,
     ) -> dict[str, float] | None:
-        pooled = pool(windows, self.options.pooling)
-        if whole is None or pooled is None:
-            return whole or pooled
-        w = self.options.whole_utterance_weight
-        return {k: w * whole[k] + (1 - w) * pooled[k] for k in LABELS}
+        """The utterance's voice: the CNN's whole-utterance score and pooled windows, then the encoder's verdict."""
+        cnn = mix(whole, pool(windows, self.options.pooling), self.options.whole_utterance_weight)
+        return mix(encoder_voice, cnn, self.options.encoder_voice_weight)
 
     def voice_commitment(self, audio: dict[str, float]) -> float:
         lo, hi = self.options.voice_calm_below, self.options.voice_emotional_above

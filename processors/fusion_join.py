@@ -120,8 +120,11 @@ class FusionJoin(Generic[Token]):
 
     def result(self, key: Key, state: Pending[Token], final: bool, wall_ms: float) -> FusedResult:
         text = state.text if state.text is not None and state.text.has_text else None
+        encoder_voice = state.text.voice_sentiment if state.text is not None else None
         audio = self.fuser.audio_distribution(
-            state.whole.sentiment.model_dump() if state.whole else None, state.windows
+            state.whole.sentiment.model_dump() if state.whole else None,
+            state.windows,
+            encoder_voice.model_dump() if encoder_voice else None,
         )
         fused = self.fuser.fuse(
             text.sentiment.model_dump() if text else None,

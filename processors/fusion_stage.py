@@ -28,6 +28,7 @@ def register(ctx: StageContext) -> ModelVersions:
                 text_weight=settings.fusion_text_weight,
                 voice_calm_below=settings.fusion_voice_calm_below,
                 voice_emotional_above=settings.fusion_voice_emotional_above,
+                encoder_voice_weight=settings.fusion_encoder_voice_weight,
             )
         ),
         JoinOptions(degrade_after_s=settings.fusion_degrade_after_s, give_up_after_s=settings.fusion_give_up_after_s),

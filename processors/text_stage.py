@@ -56,6 +56,7 @@ def register(ctx: StageContext) -> ModelVersions:
             end_ms=transcript.end_ms,
             last_frame_received_at_ms=transcript.last_frame_received_at_ms,
             fusion_alpha=transcript.fusion_alpha,
+            voice_sentiment=transcript.voice_sentiment,
         )
 
     def score_partial(partial: PartialTranscript) -> PartialResult:

@@ -216,6 +216,8 @@ class Transcript(Record):
     last_frame_received_at_ms: float
     fusion_alpha: Probability | None = None
     """The session's text weight from its start message, carried to fusion; None uses the server default."""
+    voice_sentiment: SentimentScores | None = None
+    """The voice's sentiment read from the ASR encoder's states; None when the ASR model has no voice head."""
 
 
 class PartialTranscript(Record):
@@ -260,6 +262,8 @@ class TextScore(Record):
     last_frame_received_at_ms: float = 0.0
     fusion_alpha: Probability | None = None
     """The session's text weight from its start message, carried to fusion; None uses the server default."""
+    voice_sentiment: SentimentScores | None = None
+    """The transcript's `voice_sentiment`, carried to fusion."""
 
 
 class FusionWeights(BaseModel):

@@ -68,6 +68,17 @@ def test_window_pooling() -> None:
     assert mixed["negative"] == pytest.approx(0.7)
 
 
+def test_the_encoders_voice_is_averaged_with_the_cnns_when_the_transcript_brings_it() -> None:
+    calm = {"negative": 0.1, "neutral": 0.8, "positive": 0.1}
+    fuser = Fuser(FusionOptions(whole_utterance_weight=1.0, encoder_voice_weight=0.5))
+    voice = fuser.audio_distribution(ANGRY_VOICE, [], calm)
+    assert voice == pytest.approx({k: (ANGRY_VOICE[k] + calm[k]) / 2 for k in calm})
+    assert fuser.audio_distribution(ANGRY_VOICE, [], None) == ANGRY_VOICE  # no head (or text late): the CNN alone
+    assert fuser.audio_distribution(None, [], calm) == calm  # no acoustic score: the encoder's alone
+    cnn_only = Fuser(FusionOptions(encoder_voice_weight=0.0))
+    assert cnn_only.audio_distribution(ANGRY_VOICE, [], calm) == pytest.approx(ANGRY_VOICE)
+
+
 PLAIN_WORDS = {"negative": 0.05, "neutral": 0.9, "positive": 0.05}
 
 

@@ -2,8 +2,8 @@
 the verdict (`bench sentiment`, `bench fusion`) use this so they measure what users get.
 
 Per clip: Silero VAD trims it to its speech (first speech window to last, with the endpointer's padding), the voice
-model scores the whole utterance and its 500 ms windows, Whisper transcribes it, the text model scores the
-transcript, and the fuser combines them.
+model scores the whole utterance and its 500 ms windows, Whisper transcribes it (and reads the voice from its
+encoder states), the text model scores the transcript, and the fuser combines them.
 """
 
 from __future__ import annotations
@@ -24,7 +24,12 @@ from schemas.audio import ms_to_samples
 @dataclass(frozen=True)
 class ClipVerdict:
     audio: dict[str, float] | None
-    """The voice's three-way distribution (whole utterance and windows pooled as the fusion stage pools them)."""
+    """The voice's three-way distribution as the fusion stage forms it (the CNN's whole utterance and windows, and
+    the ASR encoder's verdict)."""
+    cnn: dict[str, float] | None
+    """The acoustic CNN's part alone (whole utterance and windows pooled)."""
+    encoder: dict[str, float] | None
+    """The ASR encoder's voice verdict alone (None without a voice head)."""
     text: dict[str, float] | None
     """The text model's distribution, None when ASR gave no usable text."""
     fused: Fused
@@ -58,11 +63,12 @@ class ServingPath:
             pcm = self.speech(pcm)
         whole = self.acoustic.classify(pcm).sentiment
         windows = [self.acoustic.classify(pcm[i : i + 8000]).sentiment for i in range(0, len(pcm) - 8000 + 1, 8000)]
-        audio_dist = self.fuser.audio_distribution(whole, windows)
         transcript = self.asr.transcribe(pcm.tobytes())
+        audio_dist = self.fuser.audio_distribution(whole, windows, transcript.voice_sentiment)
         text = None
         if not transcript.rejected:
             scores = self.text.classify([transcript.text])[0]
             text = {"negative": scores.negative, "neutral": scores.neutral, "positive": scores.positive}
         fused = self.fuser.fuse(text, audio_dist, transcript.avg_logprob)
-        return ClipVerdict(audio_dist, text, fused, transcript.text)
+        cnn = self.fuser.audio_distribution(whole, windows)
+        return ClipVerdict(audio_dist, cnn, transcript.voice_sentiment, text, fused, transcript.text)

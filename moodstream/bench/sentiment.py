@@ -3,9 +3,11 @@
 DIR holds `labels.tsv`: a header line, then `file<TAB>label3[<TAB>anything more]`, `file` relative to DIR (wav, flac,
 g722, gsm or any PyAV-readable audio, any rate), `label3` one of negative / neutral / positive. Each clip runs the
 serving path (`pipeline.ServingPath`: VAD trim, voice on the whole utterance and its 500 ms windows, ASR, text,
-fusion). For each of `acoustic`, `text` and `fused`: UAR over the classes present, accuracy, macro and weighted F1,
-recall, prediction shares and the confusion (rows true negative/neutral/positive). Progress goes to stderr. With
-`--clips FILE`, one TSV row per clip says what each stage called it, so a set's misses can be listened to.
+fusion). For each of `acoustic` (the voice as fusion forms it), `text` and `fused`, and the voice's two parts alone
+(`acoustic_cnn`, `acoustic_encoder`: "neutral" throughout without a voice head): UAR over the classes present,
+accuracy, macro and weighted F1, recall, prediction shares and the confusion (rows true negative/neutral/positive).
+Progress goes to stderr. With `--clips FILE`, one TSV row per clip says what each stage called it, so a set's misses
+can be listened to.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ def labelled_files(data: Path, limit: int) -> list[tuple[Path, str]]:
     return files
 
 
+VERDICTS = ("acoustic", "text", "fused", "acoustic_cnn", "acoustic_encoder")
 CLIP_COLUMNS = ("file", "label3", "acoustic", "text", "fused", "fused_score", "voice_commitment", "transcript")
 
 
@@ -57,7 +60,7 @@ def run(data: Path, limit: int, clips: Path | None = None) -> dict:
     files = labelled_files(data, limit)
     path = ServingPath()
     truth: list[str] = []
-    predicted: dict[str, list[str]] = {"acoustic": [], "text": [], "fused": []}
+    predicted: dict[str, list[str]] = {name: [] for name in VERDICTS}
     no_text = 0
     rows: list[dict[str, str]] = []
     for n, (file, label) in enumerate(files, 1):
@@ -67,6 +70,8 @@ def run(data: Path, limit: int, clips: Path | None = None) -> dict:
         predicted["acoustic"].append(label_of(verdict.audio))
         predicted["text"].append(label_of(verdict.text))
         predicted["fused"].append(verdict.fused.label)
+        predicted["acoustic_cnn"].append(label_of(verdict.cnn))
+        predicted["acoustic_encoder"].append(label_of(verdict.encoder))
         no_text += verdict.text is None
         if n % 25 == 0 or n == len(files):
             print(f"{n}/{len(files)} clips", file=sys.stderr, flush=True)
