@@ -65,8 +65,10 @@ def test_windows_of_any_length_get_distributions() -> None:
 def test_shipped_model_matches_its_checksum_and_reported_uar() -> None:
     import json
 
-    digest, name = (ACOUSTIC_MODEL_DIR / "SHA256SUMS").read_text().split()
-    assert hashlib.sha256((ACOUSTIC_MODEL_DIR / name).read_bytes()).hexdigest() == digest
+    sums = [line.split() for line in (ACOUSTIC_MODEL_DIR / "SHA256SUMS").read_text().splitlines()]
+    assert {name for _digest, name in sums} == {"model.onnx", "encoder_head.json"}
+    for digest, name in sums:
+        assert hashlib.sha256((ACOUSTIC_MODEL_DIR / name).read_bytes()).hexdigest() == digest, name
     metrics = json.loads((ACOUSTIC_MODEL_DIR / "metrics.json").read_text())
     assert metrics["ravdess_held_out_actors"]["uar"] >= 0.60
     assert set(metrics["held_out_actors"]).isdisjoint(range(1, 17))

@@ -3,11 +3,13 @@ with the encoder it was fitted on."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from models import ACOUSTIC_MODEL_DIR
 from processors.transcriber import Transcriber, TranscriberOptions
 from processors.voice_head import EncoderVoiceHead, pool_states
 from producers.audio import load_pcm16
@@ -31,6 +33,14 @@ def test_the_head_is_a_softmax_over_standardised_features() -> None:
     result = head.sentiment(features)
     assert list(result) == ["negative", "neutral", "positive"]
     assert list(result.values()) == pytest.approx(expected.tolist(), abs=1e-6)
+
+
+def test_shipped_head_reports_held_out_figures() -> None:
+    """What `train_encoder_head.py` measured on speakers it never saw, beside the head it fitted."""
+    metrics = json.loads((ACOUSTIC_MODEL_DIR / "encoder_head_metrics.json").read_text())
+    assert metrics["ravdess_held_out_actors"]["uar"] >= 0.7 and metrics["ravdess_held_out_actors"]["speakers"] == 4
+    calm = [v for k, v in metrics.items() if k.startswith(("calm_", "voice_"))]
+    assert len(calm) >= 5 and all(v["shares"]["neutral"] >= 0.9 for v in calm)
 
 
 def test_a_calm_reader_is_heard_as_neutral_by_the_encoder_head() -> None:
