@@ -21,6 +21,9 @@ Design, by measurement (`moodstream bench asr`, asterisk prompts, one thread):
   greedily, which is as accurate as faster-whisper's default there (beam 5 stays on short ones, where it is worth
   more and costs less).
 - A text still too repetitive after the cut is decoded again on the full 30 s window (the reference path).
+
+The encoder states of the utterance's window are also read for the speaker's voice (`processors.voice_head`), when a
+head was fitted on this model's encoder: a second voice verdict for the price of a pooling.
 """
 
 from __future__ import annotations
