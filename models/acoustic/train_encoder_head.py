@@ -27,7 +27,13 @@ from pathlib import Path
 import numpy as np
 
 from models.acoustic.corpus import Clip
-from models.acoustic.train_voice import VoiceOptions, augmented_pool, evaluation_sets, training_clips
+from models.acoustic.train_voice import (
+    VoiceOptions,
+    add_data_arguments,
+    augmented_pool,
+    evaluation_sets,
+    training_clips,
+)
 from models.metrics import three_way_report
 from processors.voice_head import HEAD_FILE, EncoderVoiceHead
 
@@ -154,11 +160,7 @@ def train(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ravdess", required=True, help="RAVDESS root (Actor_NN folders, any depth)")
-    parser.add_argument("--calm", default="", help="folder with labels.tsv of calm speech (speaker column)")
-    parser.add_argument("--prompts", nargs="*", default=[], help="folders of one prompt voice each, for training")
-    parser.add_argument("--prompt-texts", default="", help="core-sounds-en.txt[.gz]: sentences for espeak-ng")
-    parser.add_argument("--held-out-voices", nargs="*", default=[], help="prompt-voice folders only scored")
+    add_data_arguments(parser)
     parser.add_argument("--out", default=str(Path(__file__).parent))
     parser.add_argument("--c", type=float, default=HeadOptions.inverse_regularisation, help="inverse regularisation")
     parser.add_argument("--seed", type=int, default=HeadOptions.seed)

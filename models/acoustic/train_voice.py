@@ -244,13 +244,18 @@ def evaluate(args: argparse.Namespace) -> None:
     print(json.dumps(report), flush=True)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """The corpora every voice model trains and is judged on (`training_clips`, `evaluation_sets`)."""
     parser.add_argument("--ravdess", required=True, help="RAVDESS root (Actor_NN folders, any depth)")
     parser.add_argument("--calm", default="", help="folder with labels.tsv of calm speech (speaker column)")
     parser.add_argument("--prompts", nargs="*", default=[], help="folders of one prompt voice each, for training")
     parser.add_argument("--prompt-texts", default="", help="core-sounds-en.txt[.gz]: sentences for espeak-ng")
     parser.add_argument("--held-out-voices", nargs="*", default=[], help="prompt-voice folders only scored")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_data_arguments(parser)
     parser.add_argument("--baseline", default="", help="another model.onnx to score on the same sets")
     parser.add_argument("--out", default=str(Path(__file__).parent))
     parser.add_argument("--steps", type=int, default=VoiceOptions.steps)
