@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from processors.fusion import Fuser
 from processors.fusion_join import FusionJoin, JoinOptions
 from schemas.records import AcousticScore, SentimentScores, TextScore
@@ -83,3 +85,18 @@ def test_only_the_newest_finished_utterances_are_remembered() -> None:
         join.on_score(acoustic(seq, None), f"w{seq}", 0, now=0.0, wall_ms=0.0)
         join.on_score(text(seq), f"t{seq}", 0, now=0.0, wall_ms=0.0)
     assert list(join.finished) == [("s1", 1), ("s1", 2)]
+
+
+def test_the_voice_the_transcript_brings_is_averaged_in_only_once_the_transcript_is_there() -> None:
+    """The acoustic-only result is the CNN's voice alone; the final averages in the ASR encoder's verdict, which
+    counts even when the words were unusable."""
+    calm = SentimentScores(negative=0.05, neutral=0.9, positive=0.05)
+    join = new_join()
+    join.on_score(acoustic(0, None), "whole", 0, now=0.0, wall_ms=0.0)
+    [degraded] = join.tick(now=3.5, wall_ms=0.0).results
+    assert degraded.audio_sentiment == ANGRY and degraded.fused_label == "negative"
+    no_words = text(0).model_copy(update={"has_text": False, "text": "", "voice_sentiment": calm})
+    [final] = join.on_score(no_words, "text", 0, now=4.0, wall_ms=0.0).results
+    assert final.audio_sentiment is not None
+    assert final.audio_sentiment.negative == pytest.approx((ANGRY.negative + calm.negative) / 2)  # half and half
+    assert final.fused_label == "neutral"  # polar mass 0.525: the voice only partly committed, calm wins
