@@ -42,12 +42,17 @@ class EncoderVoiceHead:
     encoder: str
     """Model id of the transcriber whose encoder states the head was fitted on."""
     classes: tuple[str, ...]
+    """Output order: negative, neutral, positive."""
     mean: np.ndarray
+    """Per-feature mean of the training rows, subtracted first."""
     scale: np.ndarray
+    """Per-feature standard deviation of the training rows, divided by next."""
     coef: np.ndarray
     """[classes, features]."""
     intercept: np.ndarray
+    """[classes]."""
     version: str
+    """A hash of the weights: what a result's reader can name the head by."""
 
     @classmethod
     def load(cls, path: Path | None = None) -> EncoderVoiceHead:

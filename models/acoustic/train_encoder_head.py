@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from models.acoustic.corpus import Clip
+from models.acoustic.train_ravdess import SENTIMENTS
 from models.acoustic.train_voice import (
     VoiceOptions,
     add_data_arguments,
@@ -36,8 +37,6 @@ from models.acoustic.train_voice import (
 )
 from models.metrics import three_way_report
 from processors.voice_head import HEAD_FILE, EncoderVoiceHead
-
-SENTIMENTS = ("negative", "neutral", "positive")
 
 
 @dataclass(frozen=True)
