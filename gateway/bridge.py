@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from confluent_kafka import KafkaError, Producer
 
 from gateway import metrics
-from moodstream.rotation import reread_emptied_slots
+from moodstream.rotation import reread_emptied_slots, rest_read_slots
 from moodstream.settings import Settings
 from schemas import SchemaError, decode, is_schema
 from schemas.records import BY_SCHEMA, FusedResult, Record, SessionEnded, WorkerHeartbeat
@@ -216,6 +216,7 @@ class KafkaBridge:
         if self.settings.generations.enabled:
             for tp in reread_emptied_slots(consumer):
                 log.info("%s[%d] was emptied: reading it from the start", tp.topic, tp.partition)
+            rest_read_slots(consumer, self.settings.generations)
 
     async def _assign(self, consumer: AIOKafkaConsumer) -> None:
         """Assign every events partition (each slot, when topics rotate) from ``resume_window_s`` back and health

@@ -98,7 +98,7 @@ async def _consume(settings: Settings, aggregates: Aggregates, stop: threading.E
     does to slots."""
     from aiokafka import AIOKafkaConsumer
 
-    from moodstream.rotation import reread_emptied_slots
+    from moodstream.rotation import reread_emptied_slots, rest_read_slots
     from schemas import SchemaError, decode
     from schemas.generations import topic_pattern
     from schemas.topics import EVENTS
@@ -118,6 +118,7 @@ async def _consume(settings: Settings, aggregates: Aggregates, stop: threading.E
                     if isinstance(record, FusedResult):
                         aggregates.add(record)
             reread_emptied_slots(consumer)
+            rest_read_slots(consumer, settings.generations)
     finally:
         await consumer.stop()
 

@@ -20,7 +20,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from moodstream.broker import ensure_topics
-from schemas.generations import ROTATING, SLOTS, WORKER_GROUP, Generations, slot_name
+from schemas.generations import ROTATING, SLOTS, WORKER_GROUP, Generations, parse, slot_name
 from schemas.topics import ALL_TOPICS, EVENTS, TopicSpec
 
 log = logging.getLogger("moodstream.rotation")
@@ -28,10 +28,6 @@ log = logging.getLogger("moodstream.rotation")
 EMBEDDED_ROTATION_S = 60.0
 """Period of the stream topics on the embedded broker: each slot holds about a minute of records, so fetches stay as
 fast as on a fresh broker, and a switch costs no rebalance (docs/decisions/0006)."""
-
-EMPTY_MARGIN_S = 5.0
-"""A slot is emptied no sooner than this after its generation ended, and no later than this before it is reused
-(a quarter of the period when that is less)."""
 
 UNREAD_BY_WORKERS = (EVENTS,)
 """Rotating topics no worker consumes (gateways and analytics read them live): emptied without waiting."""
@@ -59,6 +55,28 @@ def reread_emptied_slots(consumer: AIOKafkaConsumer) -> list[KafkaTP]:
             consumer.seek(tp, 0)
             emptied.append(tp)
     return emptied
+
+
+def rest_read_slots(consumer: AIOKafkaConsumer, generations: Generations) -> None:
+    """Pause every resting slot partition read to its end, and resume the ones that stopped resting: a paused
+    partition drops out of every fetch, and tansu's fetch cost grows with the partitions it scans."""
+    paused = consumer.paused()
+    resting, waking = [], []
+    for tp in consumer.assignment():
+        parsed = parse(tp.topic)
+        if parsed is None:
+            continue
+        if generations.resting(parsed[1]):
+            state = consumer._subscription.subscription.assignment.state_value(tp)  # aiokafka has no public pair
+            if tp not in paused and state and state.has_valid_position and state.highwater is not None:
+                if state.position >= state.highwater:
+                    resting.append(tp)
+        elif tp in paused:
+            waking.append(tp)
+    if resting:
+        consumer.pause(*resting)
+    if waking:
+        consumer.resume(*waking)
 
 
 class TopicKeeper:
@@ -95,7 +113,7 @@ class TopicKeeper:
         """Empty every slot whose generation is done and read; returns the topics emptied."""
         now = time.time() if now_s is None else now_s
         current = self.generations.current(now)
-        margin = min(EMPTY_MARGIN_S, self.generations.period_s / 4)
+        margin = self.generations.empty_margin_s
         due = [
             (slot_name(spec, generation % SLOTS), spec, generation)
             for generation in (current - 2, current - 1)

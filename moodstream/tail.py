@@ -8,7 +8,7 @@ import json
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from rich.console import Console
 
-from moodstream.rotation import reread_emptied_slots
+from moodstream.rotation import reread_emptied_slots, rest_read_slots
 from moodstream.settings import Settings
 from schemas import SchemaError, decode
 from schemas.topics import TopicSpec
@@ -38,6 +38,7 @@ async def _tail(settings: Settings, spec: TopicSpec, as_json: bool, from_beginni
                     seen += 1
                     show(console, entry(message), as_json)
             reread_emptied_slots(consumer)
+            rest_read_slots(consumer, settings.generations)
     finally:
         await consumer.stop()
 

@@ -19,7 +19,7 @@ from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer
 from faust.types import TP
 
 from moodstream.settings import Settings
-from schemas.generations import SLOTS, Generations, parse
+from schemas.generations import SLOTS, Generations, parse, slot_name
 from schemas.topics import TopicSpec
 
 log = logging.getLogger("moodstream.worker")
@@ -67,8 +67,8 @@ class PromptFetchConsumer(Consumer):
     - No commit passes the record at the committed offset while that record is unacked.
     - With rotating topics (`schemas.generations`), a partition's records come in generation order: a slot's
       partition is paused until the previous generation's slot has handed out every record, `settle_s` after the
-      switch, so a session's records stay in order across a switch and after a rebalance's re-read; and a slot the
-      keeper emptied is read again from its start (`_follow_slots`)."""
+      switch, so a session's records stay in order across a switch and after a rebalance's re-read; a resting slot
+      read to its end is paused too; and a slot the keeper emptied is read again from its start (`_follow_slots`)."""
 
     fetch_wait_ms: int = 40
     """Longest a fetch waits; `install` sets it from ``Settings.kafka_fetch_wait_ms`` in a subclass per app."""
@@ -98,14 +98,38 @@ class PromptFetchConsumer(Consumer):
     async def _follow_slots(self) -> None:
         assigned = self.assignment()
         await self._reread_emptied_slots(assigned)
+        # This runs before every fetch loop turn, over every assigned partition: each slot's timing is worked out
+        # once per turn, not per partition.
+        now = time.time()
+        slots = {slot: (self.generations.generation_in(slot, now), self.generations.resting(slot, now))
+                 for slot in range(SLOTS)}  # fmt: skip
+        parsed = [(tp, found) for tp in assigned if (found := parse(tp.topic)) is not None]
         # Faust forgets pauses on a rebalance: compare with its paused set every time, not with what we last did.
         paused = self._paused_partitions
-        hold = frozenset(tp for tp in assigned if self._waits_for_older(tp, assigned))
+        hold = frozenset(
+            tp for tp, (spec, slot) in parsed if self._waits_for_older(tp, spec, slots[slot][0], assigned, now)
+        )
         if to_resume := (self._held - hold) & paused:
             self.resume_partitions(to_resume)
         if to_pause := hold - paused:
             self.pause_partitions(to_pause)
         self._held = hold
+        await self._rest({tp for tp, (_spec, slot) in parsed if slots[slot][1] and self._read_to_end(tp)})
+
+    async def _rest(self, resting: set[TP]) -> None:
+        """Leave `resting` out of the fetch requests themselves (Faust's own pause only filters what a fetch returns):
+        on the consumer's thread, and only on a change."""
+        consumer = self._thread._ensure_consumer()
+        resting &= {TP(tp.topic, tp.partition) for tp in consumer.assignment()}  # Faust's view may be a step ahead
+        paused = {TP(tp.topic, tp.partition) for tp in consumer.paused()}
+        if resting != paused:
+            await self._thread.call_thread(self._repause, consumer, paused - resting, resting - paused)
+
+    @staticmethod
+    def _repause(consumer: Any, resume: set[TP], pause: set[TP]) -> None:
+        assigned = consumer.assignment()  # again: a rebalance may have run since
+        consumer.resume(*(tp for tp in map(KafkaTP._make, resume) if tp in assigned))
+        consumer.pause(*(tp for tp in map(KafkaTP._make, pause) if tp in assigned))
 
     def _set_active_tps(self, tps: set[TP]) -> set[TP]:
         # A new assignment makes every partition active at once, and a fetch already in flight reads that set: hold
@@ -122,25 +146,32 @@ class PromptFetchConsumer(Consumer):
     def _generation(self, parsed: tuple[TopicSpec, int]) -> int:
         return self.generations.generation_in(parsed[1])
 
-    def _waits_for_older(self, tp: TP, assigned: set[TP]) -> bool:
-        if (parsed := parse(tp.topic)) is None:
-            return False
-        generation, current = self._generation(parsed), self.generations.current()
+    def _waits_for_older(self, tp: TP, spec: TopicSpec, generation: int, assigned: set[TP], now: float) -> bool:
+        current = self.generations.current(now)
         if generation > current:
             return True  # the next generation's slot: nothing is sent there yet
         if generation - 1 <= current - SLOTS:
             # the oldest slot waits for nothing: the topic generation - 1 would name now holds a newer generation, and
             # holding on it would deadlock both slots (each waiting for the other's unread records)
             return False
-        if time.time() < self.generations.starts_at(generation) + self.generations.settle_s:
+        if now < self.generations.starts_at(generation) + self.generations.settle_s:
             return True  # sends decided before the switch may still be landing in the older slot
-        older = TP(self.generations.name(parsed[0], generation - 1), tp.partition)
+        older = TP(slot_name(spec, (generation - 1) % SLOTS), tp.partition)
         if older not in assigned:
             return False
         state = self._partition_state(older)
         if state is None or state.highwater is None or not state.has_valid_position:
             return True
         return bool(state.position < state.highwater)
+
+    def _read_to_end(self, tp: TP) -> bool:
+        """Whether this consumer has read `tp` to its end: a resting slot's partition then drops out of every fetch
+        until the slot stops resting (each partition in a fetch costs the broker a scan; half of them are done
+        slots)."""
+        state = self._partition_state(tp)
+        if state is None or state.highwater is None or not state.has_valid_position:
+            return False
+        return bool(state.position >= state.highwater)
 
     async def _reread_emptied_slots(self, assigned: set[TP]) -> None:
         """A slot the keeper emptied ends before this consumer's position (tansu does not say so): read it from its

@@ -29,6 +29,15 @@ SLOTS = 2
 """Slot topics per stream topic: the current generation's, and the previous one's (read to its end, then emptied
 before the next generation takes it over). Every slot is a partition set each consumer fetches all the time."""
 
+EMPTY_MARGIN_S = 5.0
+"""The keeper empties a slot no sooner than this after its generation ended, and no later than this before the slot is
+reused (a quarter of the period when that is less)."""
+
+REST_AFTER_S = 10.0
+"""A finished slot rests (consumers leave it out of their fetches) only this long after the switch, so a record that
+took longer to land there than `settle_s` is still read promptly (the audio state machine waits up to 10 s for an
+overtaken frame); a quarter of the period when that is less."""
+
 WORKER_GROUP = "moodstream-processors"
 """The workers' consumer group (Faust app id): its committed offsets say when a generation has been read."""
 
@@ -53,6 +62,24 @@ class Generations:
     def current(self, now_s: float | None = None) -> int:
         """The generation records sent at `now_s` (Unix seconds; default now) go to."""
         return int((time.time() if now_s is None else now_s) // self.period_s) if self.enabled else 0
+
+    @property
+    def empty_margin_s(self) -> float:
+        """The keeper empties the slot of generation g-1 only between ``starts_at(g) + margin`` and
+        ``starts_at(g+1) - margin``."""
+        return min(EMPTY_MARGIN_S, self.period_s / 4)
+
+    def resting(self, slot: int, now_s: float | None = None) -> bool:
+        """Whether `slot` holds a finished generation that no send goes to any more: from `REST_AFTER_S` after the
+        switch until half the keeper's margin before the slot is reused. A consumer that has read a resting slot to
+        its end need not fetch it then (every fetch is cheaper); it fetches it again before the slot is reused, to
+        notice whether the keeper emptied it."""
+        now = time.time() if now_s is None else now_s
+        current = self.current(now)
+        if not self.enabled or self.generation_in(slot, now) >= current:
+            return False
+        rests_from = self.starts_at(current) + max(self.settle_s, min(REST_AFTER_S, self.period_s / 4))
+        return rests_from <= now < self.starts_at(current + 1) - self.empty_margin_s / 2
 
     def starts_at(self, generation: int) -> float:
         """Unix seconds when `generation` becomes current."""
@@ -83,8 +110,9 @@ def slot_name(spec: TopicSpec, slot: int) -> str:
 
 
 @functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=4096)
 def parse(topic_name: str) -> tuple[TopicSpec, int] | None:
-    """(spec, slot) of a slot topic's name; None for any other name."""
+    """(spec, slot) of a slot topic's name; None for any other name. Cached: consumers ask before every fetch."""
     found = _NAME.match(topic_name)
     if not found or found["base"] not in _BY_NAME or int(found["slot"]) >= SLOTS:
         return None

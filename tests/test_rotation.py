@@ -39,6 +39,18 @@ def test_each_generation_writes_to_its_slot_and_readers_read_every_slot() -> Non
     assert len(names) == len(ALL_TOPICS) - len(ROTATING) + SLOTS * len(ROTATING) and AUDIO.name not in names
 
 
+def test_a_finished_slot_rests_between_the_switch_settling_and_its_reuse() -> None:
+    generations = Generations(60)  # rests 10 s after a switch; the keeper keeps 5 s from each, consumers wake at 2.5 s
+    switch = generations.starts_at(100)
+    old, new = 99 % SLOTS, 100 % SLOTS
+    assert not generations.resting(old, switch + 0.1)  # sends decided before the switch may still land there
+    assert not generations.resting(old, switch + 9.9)  # a late record there is still read at once
+    assert generations.resting(old, switch + 10.1) and generations.resting(old, switch + 57.4)
+    assert not generations.resting(old, switch + 57.6)  # fetched again to see whether the keeper emptied it
+    assert not any(generations.resting(new, switch + t) for t in (0.1, 0.5, 30, 59.9))  # the current slot never rests
+    assert not Generations(0).resting(0, switch + 30)
+
+
 class _StubbornKeeper(TopicKeeper):
     """The keeper's decisions without a broker: the audio slot's offsets go unanswered (as during a rebalance),
     every other slot holds records its readers are done with."""

@@ -12,7 +12,7 @@ from faust.types import TP
 from intervaltree import IntervalTree
 
 from processors.faust_overrides import PromptFetchConsumer
-from schemas.generations import Generations
+from schemas.generations import Generations, parse
 
 TOPIC_PARTITION = TP("moodstream.audio", 0)
 
@@ -49,31 +49,43 @@ def test_a_gap_at_the_committed_offset_is_not_a_missing_record() -> None:
 def slot_reader(generations: Generations, unread: dict[TP, int]) -> SimpleNamespace:
     """The attributes the slot hold reads: each slot partition's fetch position `unread` records short of its end."""
     states = {tp: SimpleNamespace(position=10, highwater=10 + n, has_valid_position=True) for tp, n in unread.items()}
-    reader = SimpleNamespace(generations=generations, _partition_state=states.get)
-    reader._generation = lambda parsed: PromptFetchConsumer._generation(reader, parsed)
-    return reader
+    return SimpleNamespace(generations=generations, _partition_state=states.get)
+
+
+def waits(reader: SimpleNamespace, tp: TP, assigned: set[TP], now: float) -> bool:
+    """Whether `tp` is held at `now`, as `_follow_slots` asks it."""
+    spec, slot = parse(tp.topic)  # type: ignore[misc]
+    generation = reader.generations.generation_in(slot, now)
+    return PromptFetchConsumer._waits_for_older(reader, tp, spec, generation, assigned, now)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("unread_in_current", [0, 3])
-def test_the_current_slot_waits_for_the_previous_one_which_never_waits(
-    monkeypatch: pytest.MonkeyPatch, unread_in_current: int
-) -> None:
+def test_the_current_slot_waits_for_the_previous_one_which_never_waits(unread_in_current: int) -> None:
     generations = Generations(60)
-    monkeypatch.setattr("time.time", lambda: generations.starts_at(101) + 5)  # past the switch's settle time
+    now = generations.starts_at(101) + 5  # past the switch's settle time
     current, previous = TP("moodstream.audio.s1", 2), TP("moodstream.audio.s0", 2)
     assigned = {current, previous}
     behind = slot_reader(generations, {current: unread_in_current, previous: 4})
-    assert PromptFetchConsumer._waits_for_older(behind, current, assigned)
+    assert waits(behind, current, assigned, now)
     # records in both slots at once (late sends to the previous slot under load): holding the previous slot too
     # would leave the partition stalled for good
-    assert not PromptFetchConsumer._waits_for_older(behind, previous, assigned)
+    assert not waits(behind, previous, assigned, now)
     caught_up = slot_reader(generations, {current: unread_in_current, previous: 0})
-    assert not PromptFetchConsumer._waits_for_older(caught_up, current, assigned)
+    assert not waits(caught_up, current, assigned, now)
 
 
-def test_a_new_slot_waits_out_the_settle_time(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_new_slot_waits_out_the_settle_time() -> None:
     generations = Generations(60)
-    monkeypatch.setattr("time.time", lambda: generations.starts_at(101) + generations.settle_s / 2)
+    now = generations.starts_at(101) + generations.settle_s / 2
     current, previous = TP("moodstream.audio.s1", 0), TP("moodstream.audio.s0", 0)
     reader = slot_reader(generations, {current: 2, previous: 0})
-    assert PromptFetchConsumer._waits_for_older(reader, current, {current, previous})
+    assert waits(reader, current, {current, previous}, now)
+    assert not waits(reader, current, {current, previous}, generations.starts_at(101) + generations.settle_s + 0.01)
+
+
+def test_a_resting_slot_drops_out_of_fetches_only_once_read_to_its_end() -> None:
+    done, behind = TP("moodstream.audio.s0", 0), TP("moodstream.audio.s0", 1)
+    reader = slot_reader(Generations(60), {done: 0, behind: 2})
+    assert PromptFetchConsumer._read_to_end(reader, done)  # type: ignore[arg-type]
+    assert not PromptFetchConsumer._read_to_end(reader, behind)  # type: ignore[arg-type]
+    assert not PromptFetchConsumer._read_to_end(reader, TP("moodstream.audio.s0", 7))  # no position yet
