@@ -21,7 +21,7 @@ from confluent_kafka.admin import AdminClient
 
 from moodstream.broker import ensure_topics
 from schemas.generations import ROTATING, SLOTS, WORKER_GROUP, Generations, parse, slot_name
-from schemas.topics import ALL_TOPICS, EVENTS, TopicSpec
+from schemas.topics import ALL_TOPICS, EVENTS, TRANSCRIPTS, TopicSpec
 
 log = logging.getLogger("moodstream.rotation")
 
@@ -29,8 +29,9 @@ EMBEDDED_ROTATION_S = 60.0
 """Period of the stream topics on the embedded broker: each slot holds about a minute of records, so fetches stay as
 fast as on a fresh broker, and a switch costs no rebalance (docs/decisions/0006)."""
 
-UNREAD_BY_WORKERS = (EVENTS,)
-"""Rotating topics no worker consumes (gateways and analytics read them live): emptied without waiting."""
+UNREAD_BY_WORKERS = (EVENTS, TRANSCRIPTS)
+"""Rotating topics no worker consumes (gateways, analytics and `moodstream tail` read them live): emptied without
+waiting."""
 
 
 def generation_specs(generations: Generations) -> tuple[TopicSpec, ...]:

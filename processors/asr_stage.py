@@ -1,5 +1,8 @@
-"""ASR stage: utterances in, transcripts out; open utterances' audio in, partial transcripts out. The speech-to-text
-core (`processors.asr_backend`: Whisper by default) runs in a one-thread pool off the event loop.
+"""ASR stage: utterances in, transcripts and their text scores out; open utterances' audio in, partial transcripts
+and `partial` events out. The speech-to-text core (`processors.asr_backend`: Whisper by default) and the text model
+(`text_reader.TextReader`, ~3 ms a sentence) run one after the other in a one-thread pool off the event loop: the
+words are read where they are made, so a result waits for no topic hop between the two (transcripts still go to
+their topic, for analytics).
 
 One pool thread per worker process keeps threads × workers ≤ cores; utterances queue there in arrival order, so
 one long utterance delays the others on this worker by its own decode time (~0.2-0.4 s), never by more. Partials
@@ -23,8 +26,10 @@ import psutil
 from processors.asr_backend import SpeechToText, load_asr
 from processors.partials import PartialTracker
 from processors.runtime import ModelVersions, StageContext, now_ms
-from schemas.records import PartialAudio, SentimentScores, Transcript, Utterance
-from schemas.topics import PARTIAL_AUDIO, TRANSCRIPTS, UTTERANCES
+from processors.text_reader import TextReader
+from processors.text_sentiment import TextClassifier
+from schemas.records import PartialAudio, PartialResult, SentimentScores, TextScore, Transcript, Utterance
+from schemas.topics import EVENTS, PARTIAL_AUDIO, TEXT_SCORES, TRANSCRIPTS, UTTERANCES
 
 T = TypeVar("T")
 
@@ -78,6 +83,8 @@ class AsrShell:
         backend, path = ctx.settings.asr_backend, ctx.settings.asr_model_path
         self.ctx = ctx
         self.loading = ctx.preload(lambda: load_asr(backend, Path(path) if path else None))
+        self.text_model = ctx.preload(TextClassifier)
+        self.text = TextReader(self.text_model.get)  # touched only from the one pool thread
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asr")
         self.partials = PartialTracker()
         self.cpu = CpuGauge()
@@ -88,10 +95,15 @@ class AsrShell:
         self.partials.finished(utterance.session_id, utterance.utterance_seq)
         self.finals_waiting += 1
         try:
-            transcript = await self._run(transcript_of, self.loading.get(), utterance)
+            transcript, score = await self._run(self._final, utterance)
         finally:
             self.finals_waiting -= 1
+        await self.ctx.emit(TEXT_SCORES, score, score.session_id)  # fusion waits for this one
         await self.ctx.emit(TRANSCRIPTS, transcript, transcript.session_id)
+
+    def _final(self, utterance: Utterance) -> tuple[Transcript, TextScore]:
+        transcript = transcript_of(self.loading.get(), utterance)
+        return transcript, self.text.score(transcript)
 
     async def on_chunk(self, _event: faust.EventT, chunk: PartialAudio) -> None:
         decode = self.partials.on_chunk(chunk, now_ms())
@@ -104,6 +116,8 @@ class AsrShell:
         # back on the loop: the final may have arrived meanwhile, and then the tracker drops this partial
         partial = self.partials.on_decoded(decode, result.text, transcriber.model_id, result.compute_ms)
         if partial is not None:
+            event: PartialResult = await self._run(self.text.score_partial, partial)
+            await self.ctx.emit(EVENTS, event, event.session_id)  # to the client at once
             await self.ctx.emit(TRANSCRIPTS, partial, partial.session_id)
 
     async def _run(self, function: Callable[..., T], *args: object) -> T:
@@ -121,4 +135,4 @@ def register(ctx: StageContext) -> ModelVersions:
     async def asr_partials(stream: faust.StreamT) -> None:
         await ctx.each_record(stream, (PartialAudio,), "asr-partials", shell.on_chunk)
 
-    return {"asr": lambda: shell.loading.get().model_id}
+    return {"asr": lambda: shell.loading.get().model_id, "text": lambda: shell.text_model.get().version}

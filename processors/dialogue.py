@@ -1,9 +1,10 @@
 """What each session said last, so the text model can read an utterance within its conversation.
 
-Pure: no Kafka. The text stage asks for an utterance's context before scoring it and remembers its transcript after.
-Only an earlier utterance of the same session is ever context, so a replayed or late transcript never gets a later
-one as its context. Bounded: the `max_sessions` most recently active sessions are kept; a session forgotten (or
-taken over by another worker) is scored without context until it speaks again, which the model is trained for.
+Pure: no Kafka. The text reader (`text_reader.py`) asks for an utterance's context before scoring it and remembers its
+transcript after. Only an earlier utterance of the same session is ever context, so a replayed or late transcript never
+gets a later one as its context. Bounded: the `max_sessions` most recently active sessions are kept; a session
+forgotten (or taken over by another worker) is scored without context until it speaks again, which the model is
+trained for.
 """
 
 from __future__ import annotations

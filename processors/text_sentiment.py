@@ -78,7 +78,7 @@ class TextClassifier:
         metrics = model_dir / METRICS_FILE
         trained = json.loads(metrics.read_text()).get("train", {}) if metrics.exists() else {}
         self.uses_context = float(trained.get("context_share", 0.0)) > 0
-        """Trained on (previous utterance, utterance) pairs: the text stage then gives each utterance its context."""
+        """Trained on (previous utterance, utterance) pairs: the text reader then gives each utterance its context."""
         self.version = model_version(model_dir.name, model_dir / MODEL_FILE)
 
     def logits(self, texts: list[str], contexts: list[str] | None = None) -> np.ndarray:

@@ -14,7 +14,7 @@ from typing import Any
 import faust
 
 from moodstream.settings import Settings
-from processors import acoustic_stage, asr_stage, audio_stage, faust_overrides, fusion_stage, text_stage
+from processors import acoustic_stage, asr_stage, audio_stage, faust_overrides, fusion_stage
 from processors.runtime import ModelVersions, StageContext, now_ms
 from schemas.generations import WORKER_GROUP, is_topic
 from schemas.records import WorkerHeartbeat
@@ -23,7 +23,7 @@ from schemas.topics import AUDIO, HEALTH
 log = logging.getLogger("moodstream.worker")
 
 APP_ID = WORKER_GROUP
-STAGES = (audio_stage, acoustic_stage, asr_stage, text_stage, fusion_stage)
+STAGES = (audio_stage, acoustic_stage, asr_stage, fusion_stage)
 
 
 def faust_broker_url(settings: Settings) -> str:

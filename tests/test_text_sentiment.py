@@ -7,16 +7,21 @@ import hashlib
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
 
 from models import TEXT_MODEL_DIR
+from processors.text_reader import TextReader
 from processors.text_sentiment import NO_TEXT, TextClassifier, TextSentimentOptions
+from producers.audio import load_pcm16
 from schemas import encode
-from schemas.records import TextScore, Transcript
-from schemas.topics import TEXT_SCORES, TRANSCRIPTS
+from schemas.records import PartialTranscript, TextScore, Transcript, Utterance
+from schemas.topics import TEXT_SCORES, UTTERANCES
 from tests.conftest import Stack, read_session_records
+
+DATA = Path(__file__).parent / "data"
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +82,7 @@ def test_serving_path_imports_no_torch() -> None:
     code = (
         "import sys\n"
         "import gateway.app, processors.worker\n"
-        "from processors import audio_stage, acoustic_stage, asr_stage, text_stage, fusion_stage\n"
+        "from processors import audio_stage, acoustic_stage, asr_stage, fusion_stage\n"
         "from processors.text_sentiment import TextClassifier\n"
         "from processors.acoustic import AcousticClassifier\n"
         "from processors.transcriber import Transcriber\n"
@@ -90,28 +95,38 @@ def test_serving_path_imports_no_torch() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-async def test_stage_scores_transcripts_from_the_topic(stack: Stack) -> None:
+def test_the_reader_reads_each_utterance_after_the_sessions_previous_one(classifier: TextClassifier) -> None:
+    reader = TextReader(lambda: classifier)
+
+    def transcript(seq: int, text: str, rejected: bool = False) -> Transcript:
+        return Transcript(session_id="s", utterance_seq=seq, start_ms=0, end_ms=1000, text=text, rejected=rejected,
+                          model_id="test", compute_ms=1, last_frame_received_at_ms=0)  # fmt: skip
+
+    happy = reader.score(transcript(0, "I am so happy with this!"))
+    assert happy.has_text and happy.label == "positive" and happy.model_version == classifier.version
+    assert reader.memory.context("s", 1) == "I am so happy with this!"
+    rejected = reader.score(transcript(1, "thanks for watching", rejected=True))
+    assert not rejected.has_text and rejected.text == "" and rejected.label == "neutral"
+    assert reader.memory.context("s", 2) == "I am so happy with this!"  # a rejected transcript is no context
+    partial = PartialTranscript(session_id="s", utterance_seq=2, revision=1, start_ms=0, end_ms=500,
+                                text="this is awful", model_id="test", compute_ms=1)  # fmt: skip
+    assert reader.score_partial(partial).text_sentiment.negative > 0.5
+    assert reader.memory.context("s", 3) == "I am so happy with this!"  # nor is a partial
+
+
+async def test_the_asr_stage_reads_the_words_it_made(stack: Stack) -> None:
     session = f"text-{time.time_ns()}"
     producer = Producer({"bootstrap.servers": stack.bootstrap, "partitioner": "murmur2_random"})
-    for seq, (text, rejected) in enumerate([("I am so happy with this!", False), ("", True)]):
-        transcript = Transcript(
-            session_id=session,
-            utterance_seq=seq,
-            start_ms=0,
-            end_ms=1000,
-            text=text,
-            rejected=rejected,
-            reject_reason="no_speech" if rejected else None,
-            model_id="test",
-            compute_ms=1,
-            last_frame_received_at_ms=0,
-        )
-        producer.produce(TRANSCRIPTS.name, key=session.encode(), value=encode(transcript))
+    speech = load_pcm16(DATA / "three_prompts.wav")[400 * 32 : 1700 * 32]  # 0.4-1.7 s: "Goodbye"
+    for seq, gated in enumerate([None, "too_short"]):
+        utterance = Utterance(session_id=session, utterance_seq=seq, start_ms=0, end_ms=1300, end_reason="silence",
+                              pcm_start_ms=0, gated=gated, last_frame_received_at_ms=0, pcm=speech)  # fmt: skip
+        producer.produce(UTTERANCES.name, key=session.encode(), value=encode(utterance))
     producer.flush(10)
     deadline = time.monotonic() + 30
     scores: list[TextScore] = []
     while len(scores) < 2 and time.monotonic() < deadline:
         scores = await asyncio.to_thread(read_session_records, stack.bootstrap, TEXT_SCORES, session, (TextScore,))
     by_seq = {s.utterance_seq: s for s in scores}
-    assert by_seq[0].has_text and by_seq[0].label == "positive"
-    assert not by_seq[1].has_text and by_seq[1].text == ""
+    assert by_seq[0].has_text and by_seq[0].text == "Goodbye." and by_seq[0].asr_model.startswith("whisper")
+    assert not by_seq[1].has_text and by_seq[1].text == ""  # gated: never decoded, so no words
