@@ -93,3 +93,13 @@ def test_bench_text_reads_three_way_and_binary_files(tmp_path: Path) -> None:
     binary.write_text("sentence\tlabel\na wonderful film\t1\na dull mess\t0\n")
     result = json.loads(bench("text", "--tsv", str(binary), "--json").stdout)
     assert result["format"] == "binary" and result["accuracy"] == 1.0
+
+
+def test_the_soaks_speed_probe_reports_the_median_of_each_intervals_samples() -> None:
+    from moodstream.bench.soak import SpeedProbe, reference_work_cpu_ms
+
+    assert reference_work_cpu_ms() > 0
+    probe = SpeedProbe()  # not started: samples placed by hand
+    assert probe.median_since(0.0) is None
+    probe.samples += [(1.0, 30.0), (2.0, 20.0), (11.0, 25.0), (12.0, 27.0), (13.0, 90.0)]
+    assert probe.median_since(0.0) == 27.0 and probe.median_since(10.0) == 27.0 and probe.median_since(12.5) == 90.0

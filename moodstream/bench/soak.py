@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,46 @@ SessionStats = Any
 P95_BAR_MS = 1200.0
 """The soak's bar for each interval's end-to-end p95, drawn on the plot."""
 
+PROBE_EVERY_S = 15.0
+"""How often the machine-speed probe runs its fixed piece of work."""
+
+
+def reference_work_cpu_ms() -> float:
+    """CPU time (this thread's, ms) of a fixed piece of pure-Python work. Waiting for a core does not count, so a
+    rise over a run means each instruction got slower (a busier sibling hyperthread, frequency, caches), not that
+    the run's own processes queued for the cores."""
+    started = time.thread_time()
+    total = 0
+    for i in range(300_000):
+        total += i * i % 7
+    return (time.thread_time() - started) * 1000.0
+
+
+class SpeedProbe:
+    """Runs `reference_work_cpu_ms` every `PROBE_EVERY_S` on a thread of its own; `start()` / `stop()`."""
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, float]] = []
+        """(monotonic time, CPU ms of the reference work)."""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="speed-probe", daemon=True)
+
+    def start(self) -> SpeedProbe:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(PROBE_EVERY_S):
+            self.samples.append((time.monotonic(), reference_work_cpu_ms()))
+
+    def median_since(self, since: float) -> float | None:
+        """Median CPU ms of the samples taken since `since` (monotonic); None before the first."""
+        recent = [cpu_ms for at, cpu_ms in self.samples if at >= since]
+        return round(float(np.median(recent)), 2) if recent else None
+
 
 class SoakReport:
     """Interval statistics of a running load: p95, results, and CPU and RSS per process."""
@@ -30,6 +71,7 @@ class SoakReport:
         self.intervals: list[dict[str, Any]] = []
         self.run_start = meter.started
         self._cpu = {name: meter._cpu(handle) for name, handle in meter.handles.items()}
+        self.probe = SpeedProbe().start()
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "intervals.jsonl").write_text("")
 
@@ -46,6 +88,7 @@ class SoakReport:
         start = len(self.intervals) * self.interval_s
         if any(t >= start for s in stats for t, _latency in s.e2e_ms):
             self.close_interval(stats, self.run_start, partial=True)
+        self.probe.stop()
         return self.intervals
 
     def close_interval(self, stats: list[SessionStats], run_start: float, partial: bool = False) -> None:
@@ -60,6 +103,8 @@ class SoakReport:
             "results": len(latencies),
             "e2e_ms_p50": round(float(np.percentile(latencies, 50)), 1) if latencies else None,
             "e2e_ms_p95": round(float(np.percentile(latencies, 95)), 1) if latencies else None,
+            # the machine's speed over the interval: the same work's CPU ms (see `reference_work_cpu_ms`)
+            "reference_work_cpu_ms": self.probe.median_since(run_start + start),
             "processes": self._process_figures(now - start),
         }
         self.intervals.append(line)
