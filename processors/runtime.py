@@ -54,6 +54,7 @@ class StageContext:
     settings: Settings
 
     loading: list[Preloaded[Any]] = field(default_factory=list)
+    _sending: dict[str, faust.TopicT] = field(default_factory=dict)
 
     def preload(self, factory: Callable[[], T]) -> Preloaded[T]:
         """Load a model off the startup path (the worker reports ready only once every model has loaded)."""
@@ -70,7 +71,13 @@ class StageContext:
         """Send `record` keyed by `key` (None: a tombstone, for compacted topics) to `spec`'s current generation."""
         name = self.settings.generations.name(spec)
         value = encode(record) if record is not None else None
-        await self.app.topic(name, partitions=spec.partitions).send(key=key.encode(), value=value)
+        await self._sending_topic(name, spec.partitions).send(key=key.encode(), value=value)
+
+    def _sending_topic(self, name: str, partitions: int) -> faust.TopicT:
+        # Faust builds a whole channel for every `app.topic(...)`; a worker sends ~100 records a second
+        if (topic := self._sending.get(name)) is None:
+            topic = self._sending[name] = self.app.topic(name, partitions=partitions)
+        return topic
 
     async def each_record(
         self,
