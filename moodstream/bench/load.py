@@ -30,7 +30,7 @@ import psutil
 
 from moodstream.bench import report
 from moodstream.bench.processes import bench_env, spawn, stop, wait_http
-from moodstream.bench.soak import SoakReport
+from moodstream.bench.soak import SoakReport, SpeedProbe
 from moodstream.broker import EmbeddedBroker, ensure_topics, free_port
 from moodstream.rotation import EMBEDDED_ROTATION_S, TopicKeeper, generation_specs
 from producers.audio import load_pcm16
@@ -310,11 +310,14 @@ def load(options: LoadOptions, stack: Stack | None = None) -> dict:
         if stack.broker and stack.broker.process:
             pids["broker"] = stack.broker.process.pid
         meter = ProcessMeter(pids)
-        soak = SoakReport(options.report_dir, options.interval_s, meter) if options.report_dir else None
+        probe = SpeedProbe().start()  # how fast the machine was: runs of one setting differ with it
+        soak = SoakReport(options.report_dir, options.interval_s, meter, probe) if options.report_dir else None
         stats = asyncio.run(drive(stack.url, pcm, options, meter, reporter=soak.run if soak else None))
         result = summarise(options.sessions, options.duration_s, stats)
         if soak:
             result["intervals"] = soak.finish(stats)
+        probe.stop()
+        result["reference_work_cpu_ms"] = probe.median_since(0.0)
         result["workers"] = options.workers
         result["frame_ms"] = options.frame_ms
         result["partials_requested"] = options.partials
@@ -340,7 +343,7 @@ def run_capacity(options: LoadOptions, start: int, step: int, p95_ms: float, max
     while True:
         result = load(replace(options, sessions=sessions))
         ok = passes(result, p95_ms, max_slope)
-        kept = ("sessions", "e2e_ms_p95", "lost", "lag_trend_ms_per_min", "partials")
+        kept = ("sessions", "e2e_ms_p95", "lost", "lag_trend_ms_per_min", "partials", "reference_work_cpu_ms")
         tried.append({k: result[k] for k in kept} | {"ok": ok})
         print(f"capacity: {tried[-1]}", file=sys.stderr, flush=True)
         if not ok:

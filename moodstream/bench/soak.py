@@ -64,14 +64,14 @@ class SpeedProbe:
 class SoakReport:
     """Interval statistics of a running load: p95, results, and CPU and RSS per process."""
 
-    def __init__(self, out_dir: Path, interval_s: float, meter: ProcessMeter) -> None:
+    def __init__(self, out_dir: Path, interval_s: float, meter: ProcessMeter, probe: SpeedProbe) -> None:
         self.out_dir = out_dir
         self.interval_s = interval_s
         self.meter = meter
         self.intervals: list[dict[str, Any]] = []
         self.run_start = meter.started
         self._cpu = {name: meter._cpu(handle) for name, handle in meter.handles.items()}
-        self.probe = SpeedProbe().start()
+        self.probe = probe
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "intervals.jsonl").write_text("")
 
@@ -88,7 +88,6 @@ class SoakReport:
         start = len(self.intervals) * self.interval_s
         if any(t >= start for s in stats for t, _latency in s.e2e_ms):
             self.close_interval(stats, self.run_start, partial=True)
-        self.probe.stop()
         return self.intervals
 
     def close_interval(self, stats: list[SessionStats], run_start: float, partial: bool = False) -> None:
