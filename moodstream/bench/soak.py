@@ -130,12 +130,18 @@ class SoakReport:
         import matplotlib.pyplot as plt
 
         fig, (latency, memory) = plt.subplots(2, 1, figsize=(9, 7), sharex=True)
-        mids = [(i["start_s"] + i["seconds"] / 2) / 60 for i in self.intervals]
-        latency.plot(mids, [i["e2e_ms_p95"] for i in self.intervals], "o-", label="p95")
-        latency.plot(mids, [i["e2e_ms_p50"] for i in self.intervals], "o-", label="p50")
+        whole = [i for i in self.intervals if not i["partial"]]  # a run's tail holds the few results of its shutdown
+        mids = [(i["start_s"] + i["seconds"] / 2) / 60 for i in whole]
+        latency.plot(mids, [i["e2e_ms_p95"] for i in whole], "o-", label="p95")
+        latency.plot(mids, [i["e2e_ms_p50"] for i in whole], "o-", label="p50")
         latency.axhline(P95_BAR_MS, color="grey", linestyle="--", label=f"bar {P95_BAR_MS:.0f} ms")
         latency.set_ylabel("end-to-end latency per interval (ms)")
-        latency.legend()
+        latency.legend(loc="upper left")
+        speed = latency.twinx()
+        reference = [i["reference_work_cpu_ms"] or float("nan") for i in whole]  # None: no probe in a short interval
+        speed.plot(mids, reference, "x:", color="black", label="machine: reference work")
+        speed.set_ylabel("reference work (CPU ms; higher: slower)")
+        speed.legend(loc="lower right", fontsize="small")
         for name, series in self.meter.rss_series.items():
             if series:
                 t, rss = np.array(series, dtype=float).T
