@@ -120,6 +120,8 @@ class PromptFetchConsumer(Consumer):
         """Leave `resting` out of the fetch requests themselves (Faust's own pause only filters what a fetch returns):
         on the consumer's thread, and only on a change."""
         consumer = self._thread._ensure_consumer()
+        if not resting and not consumer.paused():
+            return  # from just before a switch until 10 s after it: nothing rests, nothing to wake
         resting &= {TP(tp.topic, tp.partition) for tp in consumer.assignment()}  # Faust's view may be a step ahead
         paused = {TP(tp.topic, tp.partition) for tp in consumer.paused()}
         if resting != paused:
