@@ -8,10 +8,6 @@ import os
 import subprocess
 import sys
 
-import pytest
-
-pytest.importorskip("threadpoolctl")
-
 PROBE = (
     "import moodstream, numpy, threadpoolctl, json; "
     "print(json.dumps([p['num_threads'] for p in threadpoolctl.threadpool_info() if p['internal_api'] == 'openblas']))"
