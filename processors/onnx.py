@@ -11,12 +11,16 @@ import onnxruntime as ort
 
 def cpu_session(path: Path, threads: int = 1) -> ort.InferenceSession:
     """An onnxruntime session with `threads` intra-op threads, one inter-op thread and full graph optimisation."""
+    return ort.InferenceSession(str(path), _cpu_options(threads), providers=["CPUExecutionProvider"])
+
+
+def _cpu_options(threads: int) -> ort.SessionOptions:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return options
 
 
 def model_version(name: str, path: Path) -> str:
@@ -26,3 +30,11 @@ def model_version(name: str, path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return f"{name}:{digest.hexdigest()[:12]}"
+
+
+def cpu_session_from_bytes(model: bytes, threads: int = 1, arena: bool = True) -> ort.InferenceSession:
+    """`cpu_session` for a model built in memory; `arena=False` allocates each tensor afresh instead of keeping a
+    growing pool (for sessions run many times a call with small tensors, where the pool only costs memory)."""
+    options = _cpu_options(threads)
+    options.enable_cpu_mem_arena = arena
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])

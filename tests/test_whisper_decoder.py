@@ -1,0 +1,138 @@
+"""Whisper's greedy decoder in onnxruntime against CTranslate2's, on the same encoder states of real speech."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from moodstream.bench.wer import normalize
+from processors.transcriber import (
+    Transcriber,
+    TranscriberOptions,
+    auto_greedy_engine,
+    ctranslate2_uses_mkl,
+    default_model_path,
+)
+from processors.whisper_decoder import WhisperGreedyDecoder, _Graph, read_ct2_variables
+from producers.audio import load_pcm16
+
+DATA = Path(__file__).parent / "data"
+PCM = np.frombuffer(load_pcm16(DATA / "three_prompts.wav"), dtype="<i2")
+PROMPTS = json.loads((DATA / "three_prompts.json").read_text())
+READ_SENTENCE = (
+    "If the reader will excuse me, I will say nothing of my antecedents, nor of the circumstances which led me to"
+    " leave my native country. The narrative would be tedious to him and painful to myself."
+)
+
+
+@pytest.fixture(scope="module")
+def reference() -> Transcriber:
+    """Every decode on CTranslate2."""
+    return Transcriber(TranscriberOptions(greedy_engine="ctranslate2", voice_head=False))
+
+
+@pytest.fixture(scope="module")
+def decoder() -> WhisperGreedyDecoder:
+    return WhisperGreedyDecoder(default_model_path())
+
+
+def prompt_audio(index: int) -> np.ndarray:
+    start, end = PROMPTS[index]["speech_ms"]
+    return PCM[(start - 200) * 16 : (end + 200) * 16].astype(np.float32) / 32768
+
+
+def both_decodes(reference: Transcriber, decoder: WhisperGreedyDecoder, audio: np.ndarray, window_s: int) -> tuple:
+    """(CTranslate2's tokens, avg log-prob, no-speech prob) and onnxruntime's decode of the same encoder states."""
+    encoded = reference._encode(audio, window_s)
+    t = reference.tokenizer
+    ours = decoder.decode(np.asarray(encoded), reference.prompt, 150, t.no_speech, t.eot, t.timestamp_begin)
+    return reference._decode(encoded, 150, beam_size=1), ours
+
+
+def test_the_model_file_is_read_as_tiny_en() -> None:
+    weights = read_ct2_variables(default_model_path() / "model.bin")
+    assert weights["decoder/projection/weight"].shape == (51_864, 384)
+    assert weights["decoder/position_encodings/encodings"].shape == (448, 384)
+    assert int(weights["decoder/num_heads"]) == 6
+    assert np.shares_memory(weights["decoder/projection/weight"], weights["decoder/embeddings/weight"])  # tied
+
+
+def test_the_long_read_sentence_decodes_exactly_as_ctranslate2(
+    reference: Transcriber, decoder: WhisperGreedyDecoder
+) -> None:
+    audio = np.frombuffer(load_pcm16(DATA / "read_sentence.wav"), dtype="<i2").astype(np.float32) / 32768
+    (tokens, logprob, no_speech), ours = both_decodes(reference, decoder, audio, 15)
+    assert reference.tokenizer.decode(ours.tokens).strip() == reference.tokenizer.decode(tokens).strip()
+    assert reference.tokenizer.decode(ours.tokens).strip() == READ_SENTENCE
+    assert ours.avg_logprob == pytest.approx(logprob, abs=0.05)
+    assert ours.no_speech_prob == pytest.approx(no_speech, abs=0.02)
+
+
+@pytest.mark.parametrize("index", range(3))
+def test_telephone_prompts_decode_to_ctranslate2s_words(
+    reference: Transcriber, decoder: WhisperGreedyDecoder, index: int
+) -> None:
+    """Both are int8, quantized apart: punctuation may differ ("Goodbye!" / "Goodbye."), the words may not."""
+    (tokens, _, no_speech), ours = both_decodes(reference, decoder, prompt_audio(index), 10)
+    assert normalize(reference.tokenizer.decode(ours.tokens)) == normalize(reference.tokenizer.decode(tokens))
+    assert ours.no_speech_prob == pytest.approx(no_speech, abs=0.05)
+
+
+def test_silence_is_read_as_no_speech(reference: Transcriber, decoder: WhisperGreedyDecoder) -> None:
+    (_, _, no_speech), ours = both_decodes(reference, decoder, np.zeros(32_000, np.float32), 3)
+    assert ours.no_speech_prob > 0.6 and no_speech > 0.6
+
+
+def test_the_budget_bounds_the_decode(reference: Transcriber, decoder: WhisperGreedyDecoder) -> None:
+    encoded = np.asarray(reference._encode(prompt_audio(1), 10))
+    t = reference.tokenizer
+    assert len(decoder.decode(encoded, reference.prompt, 4, t.no_speech, t.eot, t.timestamp_begin).tokens) == 4
+
+
+def test_the_greedy_engine_is_chosen_by_the_option() -> None:
+    assert Transcriber(TranscriberOptions(greedy_engine="onnxruntime", voice_head=False)).greedy is not None
+    assert Transcriber(TranscriberOptions(greedy_engine="ctranslate2", voice_head=False)).greedy is None
+    assert Transcriber(TranscriberOptions(greedy_engine="onnxruntime", compute_type="float32")).greedy is None
+    with pytest.raises(ValueError, match="greedy_engine"):
+        Transcriber(TranscriberOptions(greedy_engine="openvino", voice_head=False))
+
+
+@pytest.mark.parametrize(
+    ("ct2_use_mkl", "engine"), [("1", "ctranslate2"), ("true", "ctranslate2"), ("0", "onnxruntime")]
+)
+def test_auto_follows_ctranslate2s_gemm_backend(monkeypatch: pytest.MonkeyPatch, ct2_use_mkl: str, engine: str) -> None:
+    """CTranslate2 on MKL decodes a one-row step faster than onnxruntime; on oneDNN slower (decision record 0007)."""
+    monkeypatch.setenv("CT2_USE_MKL", ct2_use_mkl)
+    assert auto_greedy_engine() == engine
+
+
+def test_auto_reads_the_cpu_vendor_when_ctranslate2_is_not_told(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CT2_USE_MKL", raising=False)
+    intel = "GenuineIntel" in Path("/proc/cpuinfo").read_text()
+    assert ctranslate2_uses_mkl() is intel
+
+
+def test_the_reference_engine_still_decodes_the_long_sentence_exactly(reference: Transcriber) -> None:
+    assert reference.transcribe(load_pcm16(DATA / "read_sentence.wav")).text == READ_SENTENCE
+
+
+def test_a_model_stored_in_int8_is_left_to_ctranslate2(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(ValueError, match="int8"):
+        _Graph().linear("x", np.ones((4, 4), np.int8), None)
+    import processors.whisper_decoder as whisper_decoder
+
+    def int8_model(path: Path) -> dict[str, np.ndarray]:
+        return {name: array.astype(np.int8) if array.ndim == 2 else array for name, array in read_real(path).items()}
+
+    read_real = whisper_decoder.read_ct2_variables
+    monkeypatch.setattr(whisper_decoder, "read_ct2_variables", int8_model)
+    with caplog.at_level(logging.WARNING, logger="processors.transcriber"):
+        transcriber = Transcriber(TranscriberOptions(greedy_engine="onnxruntime", voice_head=False))
+    assert transcriber.greedy is None and "stays on CTranslate2" in caplog.text
+    assert transcriber.transcribe(load_pcm16(DATA / "read_sentence.wav")).text == READ_SENTENCE
