@@ -199,6 +199,7 @@ def bench_partials(data: Path, limit: int, min_speech: float, as_json: bool) -> 
 )
 @click.option("--seed", type=int, default=1, show_default=True, help="Which prompts --make-asterisk samples.")
 @click.option("--limit", type=int, default=0, help="Use only the first N files.")
+@click.option("--min-seconds", type=float, default=0.0, help="Use only files at least this long (e.g. 6: long speech).")
 @click.option(
     "--backend",
     type=click.Choice(get_args(AsrBackend)),
@@ -207,14 +208,16 @@ def bench_partials(data: Path, limit: int, min_speech: float, as_json: bool) -> 
     help="The ASR backend to measure (the reference is always faster-whisper's default with tiny.en).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Only the JSON line.")
-def bench_asr(data: Path, make_asterisk: int, seed: int, limit: int, backend: str, as_json: bool) -> None:
+def bench_asr(
+    data: Path, make_asterisk: int, seed: int, limit: int, min_seconds: float, backend: str, as_json: bool
+) -> None:
     """Production ASR vs faster-whisper's default transcribe(): WER and ms per utterance, one thread each."""
     from moodstream.bench.asr import main as run
     from moodstream.bench.asr import make_asterisk_folder
 
     if make_asterisk:
         make_asterisk_folder(data, make_asterisk, seed)
-    run(data, limit, as_json, backend)  # type: ignore[arg-type]  # click.Choice holds only the Literal's values
+    run(data, limit, as_json, backend, min_seconds)  # type: ignore[arg-type]  # click.Choice holds only the Literal's values
 
 
 @bench.command(name="acoustic")

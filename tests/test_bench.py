@@ -70,12 +70,31 @@ def test_bench_sentiment_prints_one_json_object_with_each_modality(tmp_path: Pat
         (["sentiment", "--data", "/nonexistent"], "labels.tsv"),
         (["acoustic", "--data", str(DATA)], "no RAVDESS-named"),
         (["acoustic", "--data", str(DATA), "--actors", "x"], "--actors"),
+        (["asr", "--data", "/nonexistent"], "transcripts.tsv"),
     ],
 )
 def test_a_bench_without_its_data_says_so_in_one_line_and_exits_2(args: list[str], says: str) -> None:
     done = bench(*args, "--json")
     assert done.returncode == 2 and done.stdout == ""
     assert len(done.stderr.strip().splitlines()) == 1 and says in done.stderr
+
+
+def test_bench_asr_reads_the_transcripts_of_a_labels_file_and_keeps_the_long_clips(tmp_path: Path) -> None:
+    """The long read-speech set is `calm_speech` itself: its labels.tsv, the rows with a transcript, `--min-seconds`."""
+    sentence = (
+        "If the reader will excuse me, I will say nothing of my antecedents, nor of the circumstances which led me to"
+        " leave my native country. The narrative would be tedious to him and painful to myself."
+    )
+    (tmp_path / "labels.tsv").write_text(
+        "file\tlabel3\toriginal_label\tspeaker\ttranscript\n"
+        f"{DATA / 'read_sentence.wav'}\tneutral\tread\ts1\t{sentence}\n"
+        f"{DATA / 'three_prompts.wav'}\tneutral\tivr\ts2\t\n"
+    )
+    done = bench("asr", "--data", str(tmp_path), "--min-seconds", "6", "--json")
+    result = json.loads(done.stdout)
+    assert result["files"] == 1 and result["wer"] == 0.0 and list(result["by_length"]) == [">10s"]
+    too_long = bench("asr", "--data", str(tmp_path), "--min-seconds", "60", "--json")
+    assert too_long.returncode == 2 and too_long.stdout == "" and "60 s of audio" in too_long.stderr
 
 
 def test_bench_text_reads_three_way_and_binary_files(tmp_path: Path) -> None:

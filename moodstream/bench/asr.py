@@ -1,7 +1,8 @@
 """`moodstream bench asr --data DIR`: the production ASR path against faster-whisper's default `transcribe()`.
 
-DIR holds audio files (wav, flac, g722, … any rate; resampled on load) and `transcripts.tsv` (header, then
-`file<TAB>text`). Both paths run in the same process on the same files with one CPU thread each.
+DIR holds audio files (wav, flac, g722, … any rate; resampled on load) and either `transcripts.tsv` (header, then
+`file<TAB>text`) or a `labels.tsv` with `file` and `transcript` columns (as `calm_speech` has; rows without a
+transcript are left out). Both paths run in the same process on the same files with one CPU thread each.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from moodstream.bench import report
+from moodstream.bench import report, unusable
 from moodstream.bench.speech import asterisk_prompts
 from moodstream.bench.wer import wer
 from moodstream.settings import AsrBackend
@@ -46,16 +47,31 @@ def make_asterisk_folder(out: Path, count: int = 120, seed: int = 1) -> Path:
 
 
 def read_folder(data: Path) -> list[tuple[Path, str]]:
-    with (data / "transcripts.tsv").open(newline="", encoding="utf-8") as handle:
-        reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-        next(reader)
-        return [(data / row[0], row[1]) for row in reader if row]
+    """(audio file, transcript) pairs of `transcripts.tsv`, else of `labels.tsv`'s rows that have a transcript."""
+    if (data / "transcripts.tsv").is_file():
+        with (data / "transcripts.tsv").open(newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+            next(reader)
+            return [(data / row[0], row[1]) for row in reader if row]
+    if (data / "labels.tsv").is_file():
+        with (data / "labels.tsv").open(newline="", encoding="utf-8") as handle:
+            rows = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+            return [(data / row["file"], row["transcript"]) for row in rows if (row.get("transcript") or "").strip()]
+    unusable("asr", f"{data} holds neither transcripts.tsv nor labels.tsv")
 
 
-def run(data: Path, limit: int = 0, backend: AsrBackend = "whisper") -> dict:
-    items = read_folder(data)[: limit or None]
-    audios = [np.frombuffer(load_pcm16(path), dtype="<i2").astype(np.float32) / 32768 for path, _ in items]
-    references = [text for _, text in items]
+def float_audio(path: Path) -> np.ndarray:
+    """The file as 16 kHz mono float32 in [-1, 1)."""
+    return np.frombuffer(load_pcm16(path), dtype="<i2").astype(np.float32) / 32768
+
+
+def run(data: Path, limit: int = 0, backend: AsrBackend = "whisper", min_seconds: float = 0.0) -> dict:
+    pairs = [(float_audio(path), text) for path, text in read_folder(data)]
+    pairs = [(audio, text) for audio, text in pairs if len(audio) >= min_seconds * SAMPLE_RATE][: limit or None]
+    if not pairs:
+        unusable("asr", f"no file in {data} has a transcript and {min_seconds:g} s of audio")
+    audios = [audio for audio, _ in pairs]
+    references = [text for _, text in pairs]
     transcriber = load_asr(backend, threads=1)
     transcriber.transcribe(audios[0])  # warm-up
     ours, our_ms, paths = [], [], {}
@@ -76,7 +92,7 @@ def run(data: Path, limit: int = 0, backend: AsrBackend = "whisper") -> dict:
         their_ms.append((time.perf_counter() - started) * 1000)
     result = {
         "benchmark": "asr",
-        "files": len(items),
+        "files": len(pairs),
         "audio_s_mean": round(float(np.mean([len(a) for a in audios])) / SAMPLE_RATE, 2),
         "model": transcriber.model_id,
         "wer": round(wer(references, ours), 4),
@@ -124,6 +140,6 @@ def by_length(
     return buckets
 
 
-def main(data: Path, limit: int, as_json: bool, backend: AsrBackend = "whisper") -> None:
-    result = run(data, limit, backend)
+def main(data: Path, limit: int, as_json: bool, backend: AsrBackend = "whisper", min_seconds: float = 0.0) -> None:
+    result = run(data, limit, backend, min_seconds)
     report(result, as_json)
