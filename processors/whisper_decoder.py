@@ -1,7 +1,7 @@
 """Whisper's decoder in onnxruntime, for greedy decoding: the same weights as CTranslate2's, about a quarter less
-CPU per decode.
+CPU per decode where CTranslate2 runs on oneDNN (CPUs other than Intel's; on MKL CTranslate2 is the faster one).
 
-CTranslate2 runs every int8 product of a decoding step (one row) through a general GEMM; onnxruntime's
+There CTranslate2 runs every int8 product of a decoding step (one row) through oneDNN's general GEMM; onnxruntime's
 `DynamicQuantizeMatMul` packs the weights once, when the session is made. Decision record 0007 has the measurements.
 
 The graphs are built in memory from the CTranslate2 model folder when the decoder is made: nothing is written to

