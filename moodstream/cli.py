@@ -49,7 +49,8 @@ def broker(port: int) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with EmbeddedBroker(port) as embedded:
-        keeper = TopicKeeper({"bootstrap.servers": embedded.bootstrap}, Generations(EMBEDDED_ROTATION_S)).start()
+        config, generations = {"bootstrap.servers": embedded.bootstrap}, Generations(EMBEDDED_ROTATION_S)
+        keeper = TopicKeeper(config, generations, Settings().resume_ttl_s).start()
         click.echo(f"KAFKA_BOOTSTRAP_SERVERS={embedded.bootstrap}")
         click.echo(f"MOODSTREAM_TOPIC_ROTATION_S={EMBEDDED_ROTATION_S:g}")  # workers and gateways need it too
         try:

@@ -5,6 +5,11 @@ its last record, by deleting and re-creating the topic: deleting a topic is the 
 broker's memory (tansu also drops the group offsets of a deleted topic, so a restarted worker reads the new one from
 its start). A slot that still holds unread records when its next generation is near is left as it is: its records
 stay readable, and the memory waits for the next turn.
+
+The checkpoints' slots (`schemas.generations.CARRIED`) are emptied the same way, but no group's offsets say when
+they are done with: the keeper first copies each session's latest checkpoint that a resume may still need
+(written within `carry_ttl_s`, not ended by a tombstone) into the current generation's slot, with its timestamp, and
+empties the older slot once the copies are acknowledged. A checkpoint is therefore always in one slot or the other.
 """
 
 from __future__ import annotations
@@ -16,11 +21,12 @@ import time
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka import TopicPartition as KafkaTP
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from moodstream.broker import ensure_topics
-from schemas.generations import ROTATING, SLOTS, WORKER_GROUP, Generations, parse, slot_name
+from processors.checkpoints import Written, latest_per_key
+from schemas.generations import CARRIED, SLOTS, SLOTTED, WORKER_GROUP, Generations, parse, slot_name
 from schemas.topics import ALL_TOPICS, EVENTS, TRANSCRIPTS, TopicSpec
 
 log = logging.getLogger("moodstream.rotation")
@@ -39,9 +45,9 @@ def generation_specs(generations: Generations) -> tuple[TopicSpec, ...]:
     of each rotating one."""
     if not generations.enabled:
         return ALL_TOPICS
-    fixed = tuple(spec for spec in ALL_TOPICS if spec not in ROTATING)
+    fixed = tuple(spec for spec in ALL_TOPICS if spec not in SLOTTED)
     return fixed + tuple(
-        dataclasses.replace(spec, name=slot_name(spec, slot)) for spec in ROTATING for slot in range(SLOTS)
+        dataclasses.replace(spec, name=slot_name(spec, slot)) for spec in SLOTTED for slot in range(SLOTS)
     )
 
 
@@ -83,9 +89,11 @@ def rest_read_slots(consumer: AIOKafkaConsumer, generations: Generations) -> Non
 class TopicKeeper:
     """A thread that creates upcoming generations and deletes finished ones; `start()` / `stop()`."""
 
-    def __init__(self, config: dict[str, str], generations: Generations) -> None:
+    def __init__(self, config: dict[str, str], generations: Generations, carry_ttl_s: float) -> None:
         self.config = config
         self.generations = generations
+        self.carry_ttl_s = carry_ttl_s
+        """How old a checkpoint may be and still be carried forward: the workers' ``Settings.resume_ttl_s``."""
         self.emptied: dict[str, int] = {}
         """Slot topic → the generation it is done with (emptied, or it had no records)."""
         self.freed: list[str] = []
@@ -121,13 +129,16 @@ class TopicKeeper:
             if self.generations.starts_at(generation + 1) + margin
             <= now
             < self.generations.starts_at(generation + SLOTS) - margin
-            for spec in ROTATING
+            for spec in SLOTTED
             if self.emptied.get(slot_name(spec, generation % SLOTS)) != generation
         ]
         done = []
         for name, spec, generation in due:
             try:
-                holds, read = self._slot_state(name, spec)
+                if spec in CARRIED:
+                    holds, read = self._carry(name, spec, generation + 1, now)
+                else:
+                    holds, read = self._slot_state(name, spec)
             except KafkaException as exc:  # e.g. offsets unanswered during a rebalance: this slot waits, others go on
                 log.warning("topic keeper: %s: %s", name, exc)
                 continue
@@ -148,6 +159,50 @@ class TopicKeeper:
             self.emptied[name] = generation
             self.freed.append(name)
         log.info("emptied %d slot topics of generation %d", len(slots), slots[0][2])
+
+    def _carry(self, name: str, spec: TopicSpec, into: int, now_s: float) -> tuple[bool, bool]:
+        """Copy the slot's latest live record of each key into generation `into`'s slot; (whether the slot held
+        records, True: it may be emptied once they are copied)."""
+        records = self._read_all(name, spec)
+        if not records:
+            return False, True
+        cutoff = now_s - self.carry_ttl_s
+        live = [(key, latest) for key, latest in latest_per_key(record for _p, record in records).items()
+                if latest[0] >= cutoff]  # fmt: skip
+        partition_of = {record[1] or b"": partition for partition, record in records}
+        producer = Producer(self.config | {"enable.idempotence": True})
+        target = slot_name(spec, into % SLOTS)
+        for key, (written_s, value) in live:
+            producer.produce(target, value=value, key=key, partition=partition_of[key], timestamp=int(written_s * 1000))
+        if producer.flush(10) > 0:
+            raise KafkaException(f"{len(producer)} carried records of {name} not acknowledged")
+        log.info("carried %d of %d records of %s into %s", len(live), len(records), name, target)
+        return True, True
+
+    def _read_all(self, name: str, spec: TopicSpec) -> list[tuple[int, Written]]:
+        """Every record of every partition of `name`, as (partition, record), to the end it had when asked."""
+        consumer = Consumer(self.config | {"group.id": "moodstream-keeper", "enable.auto.commit": False})
+        try:
+            consumer.list_topics(name, timeout=10)
+            ends = {p: consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10)[1]
+                    for p in range(spec.partitions)}  # fmt: skip
+            left = {p for p, end in ends.items() if end > 0}
+            consumer.assign([TopicPartition(name, p, 0) for p in left])
+            records: list[tuple[int, Written]] = []
+            deadline = time.monotonic() + 30
+            while left and time.monotonic() < deadline:
+                for message in consumer.consume(500, timeout=0.5):
+                    if message.error():
+                        continue
+                    _kind, timestamp_ms = message.timestamp()
+                    records.append((message.partition(), (timestamp_ms / 1000, message.key(), message.value())))
+                    if message.offset() + 1 >= ends[message.partition()]:
+                        left.discard(message.partition())
+            if left:
+                raise KafkaException(f"{name}: partitions {sorted(left)} not read to their end")
+            return records
+        finally:
+            consumer.close()
 
     def _slot_state(self, name: str, spec: TopicSpec) -> tuple[bool, bool]:
         """(whether the slot holds records, whether the workers have committed past all of them)."""

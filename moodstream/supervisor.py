@@ -67,7 +67,7 @@ class Stack:
         generations = self.settings.generations
         ensure_topics(self.settings.kafka_config(), generation_specs(generations))
         if generations.enabled:
-            self.keeper = TopicKeeper(self.settings.kafka_config(), generations).start()
+            self.keeper = TopicKeeper(self.settings.kafka_config(), generations, self.settings.resume_ttl_s).start()
         for index in range(self.settings.workers):
             self.spawn(f"worker-{index}", "worker")
         self.spawn("gateway", "gateway")

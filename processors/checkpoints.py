@@ -5,6 +5,9 @@ offsets of the frames they cover. Reads need no Faust table: when the audio stag
 store reads that partition of the checkpoint topic from its start to its end offset with a plain consumer of its
 own (no group), and from then on keeps it up to date with the worker's own writes. A partition given up is
 forgotten and read again if it comes back, so its state is always the last written by any worker.
+
+When topics rotate the checkpoints have slots (`schemas.generations.CARRIED`): a partition is read from every slot,
+and each session's latest checkpoint is the one written last, whichever slot it is in.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -27,6 +31,26 @@ log = logging.getLogger("moodstream.audio")
 Latest = dict[str, tuple[SessionCheckpoint, float]]
 """Session id → its latest checkpoint and when it was written (Unix seconds)."""
 
+Written = tuple[float, bytes | None, bytes | None]
+"""One record of a compacted topic as read: (when it was written, Unix seconds; key; value, None for a tombstone)."""
+
+
+def latest_per_key(records: Iterable[Written]) -> dict[bytes, tuple[float, bytes]]:
+    """Each key's record written last (a tie goes to the later in `records`), with when; a tombstone removes its
+    key. Write time, not read order, decides: a checkpoint carried forward into a newer slot keeps its timestamp and
+    may land after a newer write there."""
+    latest: dict[bytes, tuple[float, bytes]] = {}
+    for written, key, value in sorted(records, key=lambda record: record[0]):  # stable: ties keep their order
+        if value is None:
+            latest.pop(key or b"", None)
+        else:
+            latest[key or b""] = (written, value)
+    return latest
+
+
+class SlotEmptied(Exception):
+    """A slot was emptied while it was being read: the read starts again."""
+
 
 class CheckpointStore:
     """The latest checkpoint of each session of the partitions this worker serves. A checkpoint older than
@@ -35,6 +59,7 @@ class CheckpointStore:
     def __init__(self, settings: Settings) -> None:
         self.options = settings.aiokafka_config()
         self.ttl_s = settings.resume_ttl_s
+        self.generations = settings.generations
         self._loads: dict[int, asyncio.Task[Latest]] = {}
 
     async def get(self, session_id: str, partition: int) -> SessionCheckpoint | None:
@@ -86,31 +111,45 @@ class CheckpointStore:
                 delay_s = min(10.0, delay_s * 2)
 
     async def _read_once(self, partition: int) -> Latest:
-        tp = TopicPartition(CHECKPOINTS.name, partition)
+        """Every slot's records of `partition`, oldest slot first; read again from the start if the keeper empties a
+        slot meanwhile (what it carried forward is then in the newer slot, which a fresh read finds)."""
         consumer = AIOKafkaConsumer(enable_auto_commit=False, group_id=None, **self.options)
-        latest: Latest = {}
         await consumer.start()
         try:
-            consumer.assign([tp])
-            await consumer.seek_to_beginning(tp)
-            end = (await consumer.end_offsets([tp]))[tp]
-            while await consumer.position(tp) < end:
-                for message in (await consumer.getmany(tp, timeout_ms=500)).get(tp, []):
-                    self._apply(latest, message.key, message.value, message.timestamp / 1000)
+            while True:
+                try:
+                    records: list[Written] = []
+                    for name in self.generations.names_oldest_first(CHECKPOINTS):
+                        records += await self._read_partition(consumer, TopicPartition(name, partition))
+                    break
+                except SlotEmptied as emptied:
+                    log.info("checkpoint slot %s was emptied while read: reading the partition again", emptied)
         finally:
             await consumer.stop()
+        latest = self._decode(latest_per_key(records))
         log.info("checkpoints of partition %d read: %d open sessions", partition, len(latest))
         return latest
 
     @staticmethod
-    def _apply(latest: Latest, key: bytes | None, value: bytes | None, written_s: float) -> None:
-        session_id = (key or b"").decode("utf-8", "replace")
-        if value is None:
-            latest.pop(session_id, None)
-            return
-        try:
-            checkpoint = decode(value, (SessionCheckpoint,))
-        except SchemaError as exc:  # not ours to fix here: the session then starts afresh
-            log.warning("unreadable checkpoint of session %s skipped: %s", session_id, exc)
-            return
-        latest[checkpoint.session_id] = (checkpoint, written_s)
+    async def _read_partition(consumer: AIOKafkaConsumer, tp: TopicPartition) -> list[Written]:
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        end = (await consumer.end_offsets([tp]))[tp]
+        records: list[Written] = []
+        while await consumer.position(tp) < end:
+            batch = (await consumer.getmany(tp, timeout_ms=500)).get(tp, [])
+            records += [(message.timestamp / 1000, message.key, message.value) for message in batch]
+            if not batch and (await consumer.end_offsets([tp]))[tp] < end:
+                raise SlotEmptied(tp.topic)
+        return records
+
+    @staticmethod
+    def _decode(latest: dict[bytes, tuple[float, bytes]]) -> Latest:
+        decoded: Latest = {}
+        for key, (written_s, value) in latest.items():
+            session_id = key.decode("utf-8", "replace")
+            try:
+                decoded[session_id] = (decode(value, (SessionCheckpoint,)), written_s)
+            except SchemaError as exc:  # not ours to fix here: the session then starts afresh
+                log.warning("unreadable checkpoint of session %s skipped: %s", session_id, exc)
+        return decoded

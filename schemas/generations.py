@@ -10,6 +10,11 @@ switch. The broker's keeper (`moodstream.rotation`) empties the slot of generati
 have committed past its last record, by deleting and re-creating it; consumers notice that their position is past
 the slot's end and read it again from its start (nothing is written there before generation g+1 starts).
 
+The checkpoints topic is compacted on a real Kafka; tansu does not compact, so with rotation on it has slots too
+(`CARRIED`): writers send to the current generation's slot, and the keeper carries each session's latest checkpoint
+that a resume may still need forward into the current slot before it empties the older one. Readers take, per key,
+the record written last (by its timestamp, which the copy keeps), so a copy that lands after a newer write is no harm.
+
 With rotation off (``period_s`` = 0, the default on a Kafka you run, which has retention) names are the contract's.
 """
 
@@ -20,10 +25,17 @@ import re
 import time
 from dataclasses import dataclass
 
-from schemas.topics import ALL_TOPICS, TopicSpec
+from schemas.topics import ALL_TOPICS, CHECKPOINTS, TopicSpec
 
 ROTATING: tuple[TopicSpec, ...] = tuple(t for t in ALL_TOPICS if t.key == "session id" and not t.compacted)
-"""The stream topics that rotate: every session-keyed topic but the checkpoints (which must outlive any period)."""
+"""The stream topics that rotate: every session-keyed topic but the checkpoints, read in order by their consumers."""
+
+CARRIED: tuple[TopicSpec, ...] = (CHECKPOINTS,)
+"""Compacted topics that rotate by carrying each key's latest record forward (no consumer group reads them: a worker
+reads a partition's slots whole when it takes the partition over)."""
+
+SLOTTED: tuple[TopicSpec, ...] = ROTATING + CARRIED
+"""Every topic that has slots when topics rotate."""
 
 SLOTS = 2
 """Slot topics per stream topic: the current generation's, and the previous one's (read to its end, then emptied
@@ -88,15 +100,21 @@ class Generations:
     def name(self, spec: TopicSpec, generation: int | None = None) -> str:
         """The topic `spec`'s records of `generation` (default: the current one) go to; without rotation, or for a
         topic that does not rotate, the contract's name."""
-        if not self.enabled or spec not in ROTATING:
+        if not self.enabled or spec not in SLOTTED:
             return spec.name
         return slot_name(spec, (self.current() if generation is None else generation) % SLOTS)
 
     def names(self, spec: TopicSpec) -> list[str]:
         """Every topic name of `spec` a consumer reads: all its slots when topics rotate."""
-        if not self.enabled or spec not in ROTATING:
+        if not self.enabled or spec not in SLOTTED:
             return [spec.name]
         return [slot_name(spec, slot) for slot in range(SLOTS)]
+
+    def names_oldest_first(self, spec: TopicSpec, now_s: float | None = None) -> list[str]:
+        """`names(spec)` in the order of the generations they hold at `now_s`: the previous one's slot first."""
+        if not self.enabled or spec not in SLOTTED:
+            return [spec.name]
+        return [slot_name(spec, slot) for slot in sorted(range(SLOTS), key=lambda s: self.generation_in(s, now_s))]
 
     def generation_in(self, slot: int, now_s: float | None = None) -> int:
         """The generation whose records `slot` holds at `now_s`: the latest that has started (the next one's

@@ -11,10 +11,13 @@ from pathlib import Path
 import pytest
 
 from moodstream.broker import EmbeddedBroker, ensure_topics, free_port
+from moodstream.rotation import TopicKeeper, generation_specs
+from moodstream.settings import Settings
 from producers.audio import load_pcm16
 from producers.client import stream_pcm
+from schemas.generations import Generations
 from schemas.records import AcousticWindow, PartialTranscript, TextScore, Transcript, Utterance
-from schemas.topics import ACOUSTIC_WINDOWS, TEXT_SCORES, TRANSCRIPTS, UTTERANCES
+from schemas.topics import ACOUSTIC_WINDOWS, CHECKPOINTS, TEXT_SCORES, TRANSCRIPTS, UTTERANCES
 from tests.conftest import Stack, process_env, read_session_records, spawn, stop, wait_ready
 
 DATA = Path(__file__).parent / "data"
@@ -82,10 +85,24 @@ async def test_speech_yields_vad_events_utterances_and_acoustic_windows(stack: S
     assert sorted(s.utterance_seq for s in scores) == [0, 1, 2] and all(s.has_text for s in scores)
 
 
-async def test_worker_killed_mid_utterance_loses_nothing_and_client_sees_no_duplicate() -> None:
+async def wait_until_checkpoints_carried(keeper: TopicKeeper, generations: Generations, since: int) -> None:
+    """Until the keeper has moved on from every checkpoint slot written up to generation `since`: whatever the killed
+    worker checkpointed is then only in the slot it was carried to."""
+    names = generations.names(CHECKPOINTS)
+    while not any(keeper.emptied.get(name, -1) >= since for name in names):
+        await asyncio.sleep(0.2)
+
+
+@pytest.mark.parametrize("rotation_s", [0.0, 8.0], ids=["fixed-topics", "rotating-topics"])
+async def test_worker_killed_mid_utterance_loses_nothing_and_client_sees_no_duplicate(rotation_s: float) -> None:
+    """With rotating topics, the replacement starts only once the checkpoint slot the killed worker wrote to was
+    emptied: it resumes from the checkpoint the keeper carried forward."""
+    generations = Generations(rotation_s)
     with EmbeddedBroker() as broker:
-        ensure_topics({"bootstrap.servers": broker.bootstrap})
-        env = process_env(broker.bootstrap)
+        config = {"bootstrap.servers": broker.bootstrap}
+        ensure_topics(config, generation_specs(generations))
+        keeper = TopicKeeper(config, generations, Settings().resume_ttl_s).start() if generations.enabled else None
+        env = process_env(broker.bootstrap, MOODSTREAM_TOPIC_ROTATION_S=str(rotation_s))
         port = free_port()
         first = spawn(["worker"], env)
         gateway = spawn(["gateway", "--port", str(port)], env)
@@ -98,6 +115,8 @@ async def test_worker_killed_mid_utterance_loses_nothing_and_client_sees_no_dupl
             await asyncio.sleep(5.0)  # inside the long second prompt (speech 2.7 s – 8.1 s)
             first.send_signal(signal.SIGKILL)
             first.wait()
+            if keeper:
+                await asyncio.wait_for(wait_until_checkpoints_carried(keeper, generations, generations.current()), 30)
             replacement = spawn(["worker"], env)
             messages = await asyncio.wait_for(client, 90)
             session = messages[0]["session_id"]
@@ -108,12 +127,15 @@ async def test_worker_killed_mid_utterance_loses_nothing_and_client_sees_no_dupl
             assert messages[-1]["type"] == "session.ended" and messages[-1]["utterances"] == 3
             finals = [m["utterance_seq"] for m in messages if m["type"] == "utterance" and m["final"]]
             assert sorted(finals) == [0, 1, 2], "a result was lost or delivered twice"
-            utterances = await asyncio.to_thread(
-                read_session_records, broker.bootstrap, UTTERANCES, session, (Utterance,)
-            )
-            assert_utterances_match_truth(utterances)  # every utterance there, none renumbered
+            if not keeper:  # (rotating: the utterances' slots may be emptied by now)
+                utterances = await asyncio.to_thread(
+                    read_session_records, broker.bootstrap, UTTERANCES, session, (Utterance,)
+                )
+                assert_utterances_match_truth(utterances)  # every utterance there, none renumbered
         finally:
             stop([p for p in (gateway, first, replacement) if p is not None])
+            if keeper:
+                keeper.stop()
 
 
 async def test_partitions_move_to_the_survivor_and_back_without_loss_or_duplicates() -> None:

@@ -1,13 +1,21 @@
-"""The worker's checkpoint store forgets the checkpoints of sessions nobody can resume any more (bounded state)."""
+"""Bounded checkpoints: the worker's store forgets the checkpoints of sessions nobody can resume any more, and on the
+embedded broker the keeper carries the latest of each session forward and empties the older slot."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from moodstream.broker import EmbeddedBroker, ensure_topics
+from moodstream.rotation import TopicKeeper, generation_specs
 from moodstream.settings import Settings
 from processors.checkpoints import CheckpointStore
+from schemas import encode
+from schemas.generations import Generations
 from schemas.records import SessionCheckpoint
+from schemas.topics import CHECKPOINTS
 
 
 def test_a_checkpoint_outliving_every_resume_token_is_forgotten() -> None:
@@ -29,3 +37,46 @@ def test_a_checkpoint_outliving_every_resume_token_is_forgotten() -> None:
     expired_read, kept, dropped, left = asyncio.run(scenario())
     assert expired_read is None and kept is not None and kept.next_utterance_seq == 1
     assert dropped == 1 and left == 1
+
+
+def _checkpoint(session_id: str, seq: int) -> bytes:
+    return encode(SessionCheckpoint(session_id=session_id, next_utterance_seq=seq, resume_sample=seq * 16_000))
+
+
+def test_the_keeper_carries_each_resumable_checkpoint_forward_before_it_empties_a_slot() -> None:
+    """On a broker that does not compact, the checkpoints' slots stay bounded and a worker taking a partition over
+    after the older slot was emptied still finds each session's latest checkpoint, and only that."""
+    generations = Generations(60)
+    now = time.time()
+    old = generations.current(now)
+    with EmbeddedBroker() as broker:
+        config = {"bootstrap.servers": broker.bootstrap}
+        ensure_topics(config, generation_specs(generations))
+        old_slot, new_slot = generations.name(CHECKPOINTS, old), generations.name(CHECKPOINTS, old + 1)
+        producer = Producer(config)
+        written = [  # (slot, session, seq or None for a tombstone, seconds ago)
+            (old_slot, "talking", 1, 10), (old_slot, "talking", 2, 5),  # the later one counts
+            (old_slot, "ended", 1, 8), (old_slot, "ended", None, 4),  # ended for good: nothing to carry
+            (old_slot, "long-gone", 7, 7200),  # its resume token expired: not carried
+            (old_slot, "moved-on", 1, 6), (new_slot, "moved-on", 2, 3),  # newer already in the new slot
+        ]  # fmt: skip
+        for slot, session, seq, ago in written:
+            value = _checkpoint(session, seq) if seq is not None else None
+            producer.produce(slot, value=value, key=session.encode(), partition=1, timestamp=int((now - ago) * 1000))
+        assert producer.flush(10) == 0
+        keeper = TopicKeeper(config, generations, carry_ttl_s=3600.0)
+        freed = keeper.tend(generations.starts_at(old + 1) + 30)  # mid-way through the next generation
+
+        settings = Settings(kafka_bootstrap_servers=broker.bootstrap, topic_rotation_s=60.0, max_session_s=3300.0,
+                            resume_window_s=300.0)  # fmt: skip
+        store = CheckpointStore(settings)
+
+        async def read_back() -> dict[str, SessionCheckpoint | None]:
+            names = ("talking", "ended", "long-gone", "moved-on")
+            return {name: await store.get(name, 1) for name in names}
+
+        found = asyncio.run(read_back())
+        ends = [Consumer(config | {"group.id": "t"}).get_watermark_offsets(TopicPartition(old_slot, 1), timeout=5)[1]]
+    assert freed == [old_slot] and ends == [0]  # the older slot's records are gone
+    seqs = {name: checkpoint.next_utterance_seq if checkpoint else None for name, checkpoint in found.items()}
+    assert seqs == {"talking": 2, "ended": None, "long-gone": None, "moved-on": 2}

@@ -13,9 +13,10 @@ from confluent_kafka import KafkaException
 
 from moodstream.broker import EmbeddedBroker, ensure_topics, free_port
 from moodstream.rotation import TopicKeeper, generation_specs
+from moodstream.settings import Settings
 from producers.audio import load_pcm16
 from producers.client import ClientOptions, MoodstreamClient
-from schemas.generations import ROTATING, SLOTS, Generations, is_topic, parse, topic_pattern
+from schemas.generations import SLOTS, SLOTTED, Generations, is_topic, parse, topic_pattern
 from schemas.topics import ALL_TOPICS, AUDIO, CHECKPOINTS, EVENTS, UTTERANCES, TopicSpec
 from tests.conftest import process_env, spawn, stop, wait_ready
 
@@ -27,7 +28,11 @@ def test_each_generation_writes_to_its_slot_and_readers_read_every_slot() -> Non
     now = 1_800_000_000.0
     current = generations.current(now)
     assert generations.name(AUDIO, current) == f"moodstream.audio.s{current % SLOTS}"
-    assert generations.name(CHECKPOINTS, current) == CHECKPOINTS.name  # checkpoints outlive every period
+    assert generations.name(CHECKPOINTS, current) == f"moodstream.checkpoints.s{current % SLOTS}"  # carried forward
+    assert generations.names_oldest_first(CHECKPOINTS, now) == [
+        f"moodstream.checkpoints.s{(current - 1) % SLOTS}", f"moodstream.checkpoints.s{current % SLOTS}"
+    ]
+    assert parse("moodstream.checkpoints.s0") is None  # not a stream slot: no consumer group reads it in order
     assert generations.names(EVENTS) == [f"moodstream.events.s{slot}" for slot in range(SLOTS)]
     assert {generations.generation_in(slot, now) for slot in range(SLOTS)} == {current - 1, current}
     assert parse("moodstream.audio.s1") == (AUDIO, 1) and parse("moodstream.audio") is None
@@ -36,7 +41,7 @@ def test_each_generation_writes_to_its_slot_and_readers_read_every_slot() -> Non
     assert not is_topic("moodstream.audio.s1", EVENTS)
     assert re.match(topic_pattern(EVENTS), "moodstream.events.s0") and re.match(topic_pattern(EVENTS), EVENTS.name)
     names = {spec.name for spec in generation_specs(generations)}
-    assert len(names) == len(ALL_TOPICS) - len(ROTATING) + SLOTS * len(ROTATING) and AUDIO.name not in names
+    assert len(names) == len(ALL_TOPICS) - len(SLOTTED) + SLOTS * len(SLOTTED) and AUDIO.name not in names
 
 
 def test_a_finished_slot_rests_between_the_switch_settling_and_its_reuse() -> None:
@@ -60,6 +65,9 @@ class _StubbornKeeper(TopicKeeper):
             raise KafkaException("OffsetFetch timed out")
         return True, True
 
+    def _carry(self, name: str, spec: TopicSpec, into: int, now_s: float) -> tuple[bool, bool]:
+        return True, True
+
     def _empty(self, slots: list[tuple[str, TopicSpec, int]]) -> None:
         for name, _spec, generation in slots:
             self.emptied[name] = generation
@@ -68,7 +76,7 @@ class _StubbornKeeper(TopicKeeper):
 
 def test_a_slot_whose_offsets_go_unanswered_waits_alone() -> None:
     generations = Generations(60)
-    keeper = _StubbornKeeper({"bootstrap.servers": "unused:9"}, generations)
+    keeper = _StubbornKeeper({"bootstrap.servers": "unused:9"}, generations, 3600.0)
     freed = keeper.tend(generations.starts_at(100) + 30)  # mid-generation: the slots of generation 99 are due
     assert generations.name(EVENTS, 99) in freed and generations.name(UTTERANCES, 99) in freed
     assert generations.name(AUDIO, 99) not in freed and generations.name(AUDIO, 99) not in keeper.emptied
@@ -98,7 +106,7 @@ def test_a_session_streams_across_switches_while_finished_slots_are_emptied() ->
         config = {"bootstrap.servers": broker.bootstrap}
         generations = Generations(period)
         ensure_topics(config, generation_specs(generations))
-        keeper = TopicKeeper(config, generations).start()
+        keeper = TopicKeeper(config, generations, Settings().resume_ttl_s).start()
         port = free_port()
         env = process_env(broker.bootstrap, MOODSTREAM_TOPIC_ROTATION_S=str(period))
         children = [spawn(["worker"], env), spawn(["gateway", "--port", str(port)], env)]

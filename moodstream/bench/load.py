@@ -33,6 +33,7 @@ from moodstream.bench.processes import bench_env, spawn, stop, wait_http
 from moodstream.bench.soak import SoakReport, SpeedProbe
 from moodstream.broker import EmbeddedBroker, ensure_topics, free_port
 from moodstream.rotation import EMBEDDED_ROTATION_S, TopicKeeper, generation_specs
+from moodstream.settings import Settings
 from producers.audio import load_pcm16
 from producers.client import ClientOptions, MoodstreamClient
 from schemas.audio import SAMPLE_RATE
@@ -104,7 +105,8 @@ class Stack:
         generations = Generations(self.rotation_s)
         ensure_topics({"bootstrap.servers": self.bootstrap}, generation_specs(generations))
         if generations.enabled:
-            self.keeper = TopicKeeper({"bootstrap.servers": self.bootstrap}, generations).start()
+            config = {"bootstrap.servers": self.bootstrap}
+            self.keeper = TopicKeeper(config, generations, Settings().resume_ttl_s).start()
         for index in range(self.workers):
             self.spawn(f"worker-{index}", "worker")
         self.port = free_port()
