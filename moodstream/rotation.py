@@ -10,6 +10,7 @@ The checkpoints' slots (`schemas.generations.CARRIED`) are emptied the same way,
 they are done with: the keeper first copies each session's latest checkpoint that a resume may still need
 (written within `carry_ttl_s`, not ended by a tombstone) into the current generation's slot, with its timestamp, and
 empties the older slot once the copies are acknowledged. A checkpoint is therefore always in one slot or the other.
+The health topic, whose readers want only the latest heartbeats, is emptied outright every few generations.
 """
 
 from __future__ import annotations
@@ -26,14 +27,21 @@ from confluent_kafka.admin import AdminClient
 
 from moodstream.broker import ensure_topics
 from processors.checkpoints import Written, latest_per_key
-from schemas.generations import CARRIED, SLOTS, SLOTTED, WORKER_GROUP, Generations, parse, slot_name
-from schemas.topics import ALL_TOPICS, EVENTS, TRANSCRIPTS, TopicSpec
+from schemas.generations import CARRIED, SLOTS, SLOTTED, WORKER_GROUP, Generations, parse, slot_name, slot_of
+from schemas.topics import ALL_TOPICS, EVENTS, HEALTH, TRANSCRIPTS, TopicSpec
 
 log = logging.getLogger("moodstream.rotation")
 
 EMBEDDED_ROTATION_S = 60.0
 """Period of the stream topics on the embedded broker: each slot holds about a minute of records, so fetches stay as
 fast as on a fresh broker, and a switch costs no rebalance (docs/decisions/0006)."""
+
+LATEST_ONLY = (HEALTH,)
+"""Fixed topics whose readers want only the latest records (the gateways read the last heartbeats): emptied outright
+once every `LATEST_ONLY_GENERATIONS` generations. Readers notice as they do with a slot (position past the end)."""
+
+LATEST_ONLY_GENERATIONS = 10
+"""How many generations a latest-only topic keeps: ten minutes of heartbeats at the embedded period."""
 
 UNREAD_BY_WORKERS = (EVENTS, TRANSCRIPTS)
 """Rotating topics no worker consumes (gateways, analytics and `moodstream tail` read them live): emptied without
@@ -122,6 +130,7 @@ class TopicKeeper:
         """Empty every slot whose generation is done and read; returns the topics emptied."""
         now = time.time() if now_s is None else now_s
         current = self.generations.current(now)
+        self._repair(current)
         margin = self.generations.empty_margin_s
         due = [
             (slot_name(spec, generation % SLOTS), spec, generation)
@@ -146,19 +155,60 @@ class TopicKeeper:
                 self.emptied[name] = generation  # nothing to free
             elif read or spec in UNREAD_BY_WORKERS:
                 done.append((name, spec, generation))
+        done += self._latest_only_due(current)
         if done:
             self._empty(done)
         return [name for name, _spec, _generation in done]
 
+    def _latest_only_due(self, current: int) -> list[tuple[str, TopicSpec, int]]:
+        """The latest-only topics to empty now: once per `LATEST_ONLY_GENERATIONS`, at a generation's start."""
+        turn = current // LATEST_ONLY_GENERATIONS
+        due = [(spec.name, spec, turn) for spec in LATEST_ONLY if self.emptied.setdefault(spec.name, turn) != turn]
+        return due
+
     def _empty(self, slots: list[tuple[str, TopicSpec, int]]) -> None:
-        admin = AdminClient(self.config)
-        for future in admin.delete_topics([name for name, _s, _g in slots], operation_timeout=10).values():
-            future.result()
-        ensure_topics(self.config, tuple(dataclasses.replace(spec, name=name) for name, spec, _g in slots))
+        self._recreate({name: spec for name, spec, _g in slots})
         for name, _spec, generation in slots:
             self.emptied[name] = generation
             self.freed.append(name)
         log.info("emptied %d slot topics of generation %d", len(slots), slots[0][2])
+
+    def _repair(self, current: int) -> None:
+        """Re-create every slot topic of a generation not current that lacks partitions (see `_recreate`); the
+        current slots are left alone, their records are being written."""
+        existing = AdminClient(self.config).list_topics(timeout=10).topics
+        misshapen = {
+            spec.name: spec
+            for spec in generation_specs(self.generations)
+            if (slot := slot_of(spec.name)) is not None
+            and slot != current % SLOTS
+            and (spec.name not in existing or len(existing[spec.name].partitions) != spec.partitions)
+        }
+        if misshapen:
+            log.warning("topic keeper: %s lack partitions: re-creating them", ", ".join(misshapen))
+            self._recreate(misshapen)
+
+    def _recreate(self, specs: dict[str, TopicSpec], attempts: int = 5) -> None:
+        """Delete and re-create the topics named, until each has its partition count. A client that asks for a
+        topic's metadata between the delete and the create can have tansu create it first with its own default
+        count (aiokafka asks for auto-creation in every metadata request); a slot short of partitions would stall the
+        sessions of the partitions it lacks, and `ensure_topics` leaves an existing topic as it is."""
+        admin = AdminClient(self.config)
+        todo = dict(specs)
+        for _attempt in range(attempts):
+            existing = admin.list_topics(timeout=10).topics
+            if doomed := [name for name in todo if name in existing]:
+                for future in admin.delete_topics(doomed, operation_timeout=10).values():
+                    future.result()
+            try:
+                ensure_topics(self.config, tuple(dataclasses.replace(spec, name=name) for name, spec in todo.items()))
+                return
+            except TimeoutError:
+                existing = admin.list_topics(timeout=10).topics
+                todo = {name: spec for name, spec in todo.items()
+                        if name not in existing or len(existing[name].partitions) != spec.partitions}  # fmt: skip
+                log.warning("topic keeper: %s came back with the wrong partition count: again", ", ".join(todo))
+        raise KafkaException(f"{', '.join(todo)} not re-created with their partition counts")
 
     def _carry(self, name: str, spec: TopicSpec, into: int, now_s: float) -> tuple[bool, bool]:
         """Copy the slot's latest live record of each key into generation `into`'s slot; (whether the slot held

@@ -137,6 +137,14 @@ def parse(topic_name: str) -> tuple[TopicSpec, int] | None:
     return _BY_NAME[found["base"]], int(found["slot"])
 
 
+def slot_of(topic_name: str) -> int | None:
+    """The slot a slot topic's name (of any `SLOTTED` topic) says; None for any other name."""
+    found = _NAME.match(topic_name)
+    if not found or found["base"] not in {spec.name for spec in SLOTTED} or int(found["slot"]) >= SLOTS:
+        return None
+    return int(found["slot"])
+
+
 def is_topic(topic_name: str, spec: TopicSpec) -> bool:
     """Whether `topic_name` is `spec`'s topic, under its contract name or as one of its slots."""
     if topic_name == spec.name:

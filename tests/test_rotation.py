@@ -9,15 +9,21 @@ import re
 import time
 from pathlib import Path
 
-from confluent_kafka import KafkaException
+import aiokafka.client
+import pytest
+from aiokafka import AIOKafkaConsumer
+from aiokafka import TopicPartition as KafkaTP
+from confluent_kafka import KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from moodstream.broker import EmbeddedBroker, ensure_topics, free_port
-from moodstream.rotation import TopicKeeper, generation_specs
+from moodstream.rotation import LATEST_ONLY_GENERATIONS, TopicKeeper, generation_specs, reread_emptied_slots
 from moodstream.settings import Settings
+from processors.faust_overrides import MetadataRequestWithoutAutoCreation
 from producers.audio import load_pcm16
 from producers.client import ClientOptions, MoodstreamClient
 from schemas.generations import SLOTS, SLOTTED, Generations, is_topic, parse, topic_pattern
-from schemas.topics import ALL_TOPICS, AUDIO, CHECKPOINTS, EVENTS, UTTERANCES, TopicSpec
+from schemas.topics import ALL_TOPICS, AUDIO, CHECKPOINTS, EVENTS, HEALTH, UTTERANCES, TopicSpec
 from tests.conftest import process_env, spawn, stop, wait_ready
 
 SPEECH = load_pcm16(Path(__file__).parent / "data" / "three_prompts.wav")
@@ -30,7 +36,8 @@ def test_each_generation_writes_to_its_slot_and_readers_read_every_slot() -> Non
     assert generations.name(AUDIO, current) == f"moodstream.audio.s{current % SLOTS}"
     assert generations.name(CHECKPOINTS, current) == f"moodstream.checkpoints.s{current % SLOTS}"  # carried forward
     assert generations.names_oldest_first(CHECKPOINTS, now) == [
-        f"moodstream.checkpoints.s{(current - 1) % SLOTS}", f"moodstream.checkpoints.s{current % SLOTS}"
+        f"moodstream.checkpoints.s{(current - 1) % SLOTS}",
+        f"moodstream.checkpoints.s{current % SLOTS}",
     ]
     assert parse("moodstream.checkpoints.s0") is None  # not a stream slot: no consumer group reads it in order
     assert generations.names(EVENTS) == [f"moodstream.events.s{slot}" for slot in range(SLOTS)]
@@ -67,6 +74,9 @@ class _StubbornKeeper(TopicKeeper):
 
     def _carry(self, name: str, spec: TopicSpec, into: int, now_s: float) -> tuple[bool, bool]:
         return True, True
+
+    def _repair(self, current: int) -> None:
+        pass
 
     def _empty(self, slots: list[tuple[str, TopicSpec, int]]) -> None:
         for name, _spec, generation in slots:
@@ -124,3 +134,83 @@ def test_a_session_streams_across_switches_while_finished_slots_are_emptied() ->
     assert ended and ended[0]["utterances"] >= 8  # three prompts every 11 s
     assert sorted(finals) == list(range(ended[0]["utterances"]))  # every utterance once, none lost
     assert any(is_topic(name, AUDIO) for name in keeper.freed), keeper.freed  # a slot the worker read was emptied
+
+
+def test_the_health_topic_is_emptied_every_few_generations_and_its_reader_reads_on() -> None:
+    """Heartbeats would pile up on a broker without retention; the keeper empties the topic now and then, and a
+    reader at its old end (as the gateway is) notices and reads the next heartbeats."""
+    generations = Generations(60)
+    with EmbeddedBroker() as broker:
+        config = {"bootstrap.servers": broker.bootstrap}
+        ensure_topics(config, generation_specs(generations))
+        producer = Producer(config)
+        for beat in range(3):
+            producer.produce(HEALTH.name, value=b"beat %d" % beat, key=b"w1")
+        assert producer.flush(10) == 0
+        keeper = TopicKeeper(config, generations, 3600.0)
+        turn = generations.current() // LATEST_ONLY_GENERATIONS
+        first = generations.starts_at((turn + 1) * LATEST_ONLY_GENERATIONS)
+        assert HEALTH.name not in keeper.tend(first - 30)  # nothing is emptied on the keeper's first look
+        assert HEALTH.name in keeper.tend(first + 1)
+        assert HEALTH.name not in keeper.tend(first + 2)  # once per turn
+
+        async def read_on() -> list[bytes]:
+            consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False)
+            await consumer.start()
+            try:
+                tp = KafkaTP(HEALTH.name, 0)
+                consumer.assign([tp])
+                consumer.seek(tp, 3)  # where a reader of the old topic stood
+                producer.produce(HEALTH.name, value=b"after", key=b"w1")
+                producer.flush(10)
+                got: list[bytes] = []
+                for _ in range(40):
+                    got += [m.value for m in (await consumer.getmany(timeout_ms=250)).get(tp, [])]
+                    reread_emptied_slots(consumer)
+                    if got:
+                        return got
+                return got
+            finally:
+                await consumer.stop()
+
+        assert asyncio.run(read_on()) == [b"after"]
+
+
+def test_a_slot_that_came_back_short_of_partitions_is_re_created() -> None:
+    """tansu creates a topic a client asks metadata for (aiokafka asks for auto-creation) with its own partition
+    count; a slot that came back so between the keeper's delete and create is re-created in the keeper's next round."""
+    generations = Generations(60)
+    with EmbeddedBroker() as broker:
+        config = {"bootstrap.servers": broker.bootstrap}
+        ensure_topics(config, generation_specs(generations))
+        now = time.time()
+        spare = generations.name(AUDIO, generations.current(now) + 1)  # the slot not current
+        admin = AdminClient(config)
+        for future in admin.delete_topics([spare], operation_timeout=10).values():
+            future.result()
+        for future in admin.create_topics([NewTopic(spare, num_partitions=1)]).values():
+            future.result()
+        TopicKeeper(config, generations, 3600.0).tend(now)
+        assert len(admin.list_topics(timeout=10).topics[spare].partitions) == AUDIO.partitions
+
+
+def test_a_workers_metadata_requests_do_not_create_topics(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What made slots come back short: tansu creates a topic an aiokafka client asks metadata for, with 4
+    partitions. The worker's clients ask without auto-creation."""
+
+    async def ask(bootstrap: str, name: str) -> None:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+        await consumer.start()
+        try:
+            await consumer._client._metadata_update(consumer._client.cluster, [name])
+        finally:
+            await consumer.stop()
+
+    with EmbeddedBroker() as broker:
+        admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+        asyncio.run(ask(broker.bootstrap, "asked.by.default"))
+        monkeypatch.setattr(aiokafka.client, "MetadataRequest", MetadataRequestWithoutAutoCreation)
+        asyncio.run(ask(broker.bootstrap, "asked.by.a.worker"))
+        topics = admin.list_topics(timeout=10).topics
+    assert len(topics["asked.by.default"].partitions) == 4  # what the broker does unless told not to
+    assert "asked.by.a.worker" not in topics
