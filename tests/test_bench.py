@@ -122,3 +122,21 @@ def test_the_soaks_speed_probe_reports_the_median_of_each_intervals_samples() ->
     assert probe.median_since(0.0) is None
     probe.samples += [(1.0, 30.0), (2.0, 20.0), (11.0, 25.0), (12.0, 27.0), (13.0, 90.0)]
     assert probe.median_since(0.0) == 27.0 and probe.median_since(10.0) == 27.0 and probe.median_since(12.5) == 90.0
+
+
+def test_a_soak_interval_reports_its_highest_rss_as_well_as_its_last(tmp_path: Path) -> None:
+    """The embedded broker's RSS is a sawtooth (a minute's records, freed when a slot is emptied): where in the tooth
+    an interval ends decides its last reading, so each interval also carries its peak."""
+    import os
+
+    from moodstream.bench.load import ProcessMeter
+    from moodstream.bench.soak import SoakReport, SpeedProbe
+
+    meter = ProcessMeter({"broker": os.getpid()})
+    report = SoakReport(tmp_path, 300.0, meter, SpeedProbe())
+    tooth = [(t, (40 + 90 * (t % 60) / 60) * 2**20) for t in range(0, 92, 2)]  # 40 → 127 MB, freed at minute 1
+    meter.rss_series["broker"] = [(t + 1.0, rss) for t, rss in tooth]
+    report.close_interval([], meter.started + 1.0)
+    line = json.loads((tmp_path / "intervals.jsonl").read_text().splitlines()[0])
+    assert line["processes"]["broker"]["rss_peak_mb"] == pytest.approx(127.0)
+    assert line["processes"]["broker"]["rss_mb"] == pytest.approx(85.0)  # where the interval ended in the tooth

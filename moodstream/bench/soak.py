@@ -104,21 +104,25 @@ class SoakReport:
             "e2e_ms_p95": round(float(np.percentile(latencies, 95)), 1) if latencies else None,
             # the machine's speed over the interval: the same work's CPU ms (see `reference_work_cpu_ms`)
             "reference_work_cpu_ms": self.probe.median_since(run_start + start),
-            "processes": self._process_figures(now - start),
+            "processes": self._process_figures(now - start, run_start + start),
         }
         self.intervals.append(line)
         with (self.out_dir / "intervals.jsonl").open("a") as out:
             out.write(json.dumps(line) + "\n")
         self.plot()
 
-    def _process_figures(self, seconds: float) -> dict[str, dict[str, float | None]]:
+    def _process_figures(self, seconds: float, since: float) -> dict[str, dict[str, float | None]]:
+        """CPU over the interval, RSS at its end, and the interval's highest RSS: the broker's RSS is a sawtooth (a
+        minute's records, freed when the keeper empties a slot), so a reading at one moment says little alone."""
         figures: dict[str, dict[str, float | None]] = {}
         for name, handle in self.meter.handles.items():
             cpu = self.meter._cpu(handle)
             series = self.meter.rss_series[name]
+            in_interval = [rss for t, rss in series if t >= since - self.meter.started]
             figures[name] = {
                 "cpu_pct": round(100 * (cpu - self._cpu[name]) / max(seconds, 1e-9), 1),
                 "rss_mb": round(series[-1][1] / 2**20, 1) if series else None,
+                "rss_peak_mb": round(max(in_interval) / 2**20, 1) if in_interval else None,
             }
             self._cpu[name] = cpu
         return figures
