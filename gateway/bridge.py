@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from confluent_kafka import KafkaError, Producer
 
 from gateway import metrics
-from moodstream.rotation import reread_emptied_slots, rest_read_slots
+from moodstream.rotation import refuse_auto_topic_creation, reread_emptied_slots, rest_read_slots
 from moodstream.settings import Settings
 from schemas import SchemaError, decode, is_schema
 from schemas.records import BY_SCHEMA, FusedResult, Record, SessionEnded, WorkerHeartbeat
@@ -80,6 +80,7 @@ class KafkaBridge:
     # lifecycle ---------------------------------------------------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start the producer's thread and the events consumer's task on `loop` (call it from that loop)."""
+        refuse_auto_topic_creation()
         self._loop = loop
         thread = threading.Thread(target=self._producer_loop, name="kafka-producer", daemon=True)
         thread.start()

@@ -20,6 +20,7 @@ import logging
 import threading
 import time
 
+import aiokafka.client
 from aiokafka import AIOKafkaConsumer
 from aiokafka import TopicPartition as KafkaTP
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
@@ -57,6 +58,21 @@ def generation_specs(generations: Generations) -> tuple[TopicSpec, ...]:
     return fixed + tuple(
         dataclasses.replace(spec, name=slot_name(spec, slot)) for spec in SLOTTED for slot in range(SLOTS)
     )
+
+
+class MetadataRequestWithoutAutoCreation(aiokafka.client.MetadataRequest):
+    """aiokafka's metadata request, asking the broker not to create the topics it names (aiokafka asks it to by
+    default). tansu honours the ask with its own partition count (4), so a slot asked for between the keeper's delete
+    and create would come back short of partitions. Every topic of the contract is created by `ensure_topics`."""
+
+    def __init__(self, topics: list[str] | None = None, allow_auto_topic_creation: bool | None = None) -> None:
+        super().__init__(topics, False if allow_auto_topic_creation is None else allow_auto_topic_creation)
+
+
+def refuse_auto_topic_creation() -> None:
+    """Make this process's aiokafka clients ask for metadata without auto-creation: process-wide, because aiokafka
+    builds the request inside its client. Workers and gateways call it before they start their clients."""
+    aiokafka.client.MetadataRequest = MetadataRequestWithoutAutoCreation
 
 
 def reread_emptied_slots(consumer: AIOKafkaConsumer) -> list[KafkaTP]:

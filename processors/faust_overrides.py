@@ -12,7 +12,6 @@ import time
 from importlib.metadata import version
 from typing import Any
 
-import aiokafka.client
 import faust
 from aiokafka import TopicPartition as KafkaTP
 from faust.tables import TableManager
@@ -220,26 +219,8 @@ class PromptFetchConsumer(Consumer):
             await self.perform_seek()
 
 
-class MetadataRequestWithoutAutoCreation(aiokafka.client.MetadataRequest):
-    """aiokafka's metadata request, asking the broker not to create the topics it names (aiokafka asks it to by
-    default). tansu honours the ask with its own partition count: a slot topic the keeper deletes and re-creates,
-    asked for by a worker's consumer between the two, came back with 4 partitions of 8 and stalled the sessions of
-    the other four (docs/decisions/0006). Every topic of the contract is created by `ensure_topics`."""
-
-    def __init__(self, topics: list[str] | None = None, allow_auto_topic_creation: bool | None = None) -> None:
-        super().__init__(topics, False if allow_auto_topic_creation is None else allow_auto_topic_creation)
-
-
-def refuse_auto_topic_creation() -> None:
-    """Make this process's aiokafka clients ask for metadata without auto-creation (process-wide: aiokafka builds
-    the request inside its client)."""
-    aiokafka.client.MetadataRequest = MetadataRequestWithoutAutoCreation
-
-
 def install(app: faust.App, settings: Settings) -> None:
-    """Use the prompt-fetch consumer for this app's transport only (an attribute of its transport instance), and
-    refuse auto-creation in the process's metadata requests."""
-    refuse_auto_topic_creation()
+    """Use the prompt-fetch consumer for this app's transport only (an attribute of its transport instance)."""
     wait = {"fetch_wait_ms": settings.kafka_fetch_wait_ms, "generations": settings.generations}
     app.transport.Consumer = type("AppPromptFetchConsumer", (PromptFetchConsumer,), wait)
     # Faust batches subscription changes for 45 s before it resubscribes; a worker's agents subscribe while it starts,

@@ -13,6 +13,7 @@ from typing import Any
 
 import faust
 
+from moodstream.rotation import refuse_auto_topic_creation
 from moodstream.settings import Settings
 from processors import acoustic_stage, asr_stage, audio_stage, faust_overrides, fusion_stage
 from processors.runtime import ModelVersions, StageContext, now_ms
@@ -74,6 +75,7 @@ def create_app(settings: Settings) -> faust.App:
         table_standby_replicas=0,
     )
     faust_overrides.install(app, settings)
+    refuse_auto_topic_creation()
     context = StageContext(app, settings)
     versions: ModelVersions = {}
     for stage in STAGES:

@@ -17,9 +17,14 @@ from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from moodstream.broker import EmbeddedBroker, ensure_topics, free_port
-from moodstream.rotation import LATEST_ONLY_GENERATIONS, TopicKeeper, generation_specs, reread_emptied_slots
+from moodstream.rotation import (
+    LATEST_ONLY_GENERATIONS,
+    MetadataRequestWithoutAutoCreation,
+    TopicKeeper,
+    generation_specs,
+    reread_emptied_slots,
+)
 from moodstream.settings import Settings
-from processors.faust_overrides import MetadataRequestWithoutAutoCreation
 from producers.audio import load_pcm16
 from producers.client import ClientOptions, MoodstreamClient
 from schemas.generations import SLOTS, SLOTTED, Generations, is_topic, parse, topic_pattern
@@ -194,9 +199,9 @@ def test_a_slot_that_came_back_short_of_partitions_is_re_created() -> None:
         assert len(admin.list_topics(timeout=10).topics[spare].partitions) == AUDIO.partitions
 
 
-def test_a_workers_metadata_requests_do_not_create_topics(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_our_metadata_requests_do_not_create_topics(monkeypatch: pytest.MonkeyPatch) -> None:
     """What made slots come back short: tansu creates a topic an aiokafka client asks metadata for, with 4
-    partitions. The worker's clients ask without auto-creation."""
+    partitions. Workers' and gateways' clients ask without auto-creation."""
 
     async def ask(bootstrap: str, name: str) -> None:
         consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
