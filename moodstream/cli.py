@@ -138,6 +138,9 @@ def config_table() -> None:
 @main.group()
 def bench() -> None:
     """Benchmarks: each prints one JSON object as its last line."""
+    from moodstream.processes import stop_on_sigterm
+
+    stop_on_sigterm()  # a stopped benchmark stops its stack and leaves the report it has written so far
 
 
 @bench.command(name="vad")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -16,13 +17,24 @@ from moodstream.broker import _die_with_parent
 def spawn(
     args: list[str], env: dict[str, str], *, stdout: IO[str] | int | None = None, die_with_parent: bool = False
 ) -> subprocess.Popen[bytes]:
-    """``moodstream ARGS`` as a child process (with `die_with_parent`, it gets SIGKILL when this process dies)."""
+    """``moodstream ARGS`` as a child process. With `die_with_parent` it gets SIGTERM when the thread that spawned it
+    exits (spawn from the main thread) and has a process group of its own, so a terminal's Ctrl-C reaches only us
+    and we stop it in order."""
     return subprocess.Popen(
         [sys.executable, "-m", "moodstream", *args],
         env=env,
         stdout=stdout,
         preexec_fn=_die_with_parent if die_with_parent else None,
     )
+
+
+def stop_on_sigterm() -> None:
+    """Make SIGTERM raise KeyboardInterrupt in the main thread, so `finally` blocks stop the children as Ctrl-C does."""
+
+    def on_signal(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
 
 
 def wait_http(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -101,11 +100,7 @@ class Stack:
 
 def run_up(settings: Settings) -> int:
     stack = Stack(settings)
-
-    def on_signal(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_signal)
+    processes.stop_on_sigterm()
     try:
         stack.start()
         if not stack.wait_ready():

@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from models.metrics import three_way_report
@@ -140,3 +142,29 @@ def test_a_soak_interval_reports_its_highest_rss_as_well_as_its_last(tmp_path: P
     line = json.loads((tmp_path / "intervals.jsonl").read_text().splitlines()[0])
     assert line["processes"]["broker"]["rss_peak_mb"] == pytest.approx(127.0)
     assert line["processes"]["broker"]["rss_mb"] == pytest.approx(85.0)  # where the interval ended in the tooth
+
+
+def test_a_killed_benchmark_leaves_no_process_of_its_stack_behind() -> None:
+    """A benchmark's stack (here the embedded broker and its tansu) goes when the benchmark dies, even by SIGKILL,
+    which no handler of its own sees: a soak stopped from outside must not leave workers loading the machine."""
+    parent_code = (
+        "import time\n"
+        "from moodstream.bench.processes import bench_env, spawn\n"
+        "print(spawn(['broker'], bench_env()).pid, flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", parent_code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        child = psutil.Process(int(parent.stdout.readline()))
+        deadline = time.monotonic() + 30
+        while not child.children() and time.monotonic() < deadline:  # the broker command starts tansu
+            time.sleep(0.1)
+        stack = [child, *child.children(recursive=True)]
+        assert len(stack) >= 2, "the broker command did not start tansu"
+        parent.kill()
+        _gone, alive = psutil.wait_procs(stack, timeout=15)
+        assert alive == []
+    finally:
+        parent.kill()
+        parent.wait()

@@ -20,9 +20,10 @@ def bench_env(bootstrap: str | None = None, **settings: str) -> dict[str, str]:
 
 
 def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """``moodstream ARGS`` as a child process. Its stdout goes to our stderr: a benchmark's stdout carries its JSON
-    alone (Faust writes terminal control codes such as show-cursor there when it stops)."""
-    return processes.spawn(args, env, stdout=sys.stderr)
+    """``moodstream ARGS`` as a child process that dies with the benchmark. Its stdout goes to our stderr: a
+    benchmark's stdout carries its JSON alone (Faust writes terminal control codes such as show-cursor there when it
+    stops)."""
+    return processes.spawn(args, env, stdout=sys.stderr, die_with_parent=True)
 
 
 wait_http = processes.wait_http
