@@ -98,11 +98,12 @@ async def _consume(settings: Settings, aggregates: Aggregates, stop: threading.E
     does to slots."""
     from aiokafka import AIOKafkaConsumer
 
-    from moodstream.rotation import reread_emptied_slots, rest_read_slots
+    from moodstream.rotation import refuse_auto_topic_creation, reread_emptied_slots, rest_read_slots
     from schemas import SchemaError, decode
     from schemas.generations import topic_pattern
     from schemas.topics import EVENTS
 
+    refuse_auto_topic_creation()
     consumer = AIOKafkaConsumer(**settings.aiokafka_config(), group_id="moodstream-analytics",
                                 auto_offset_reset="earliest", metadata_max_age_ms=5_000)  # fmt: skip
     consumer.subscribe(pattern=topic_pattern(EVENTS))

@@ -71,7 +71,8 @@ class MetadataRequestWithoutAutoCreation(aiokafka.client.MetadataRequest):
 
 def refuse_auto_topic_creation() -> None:
     """Make this process's aiokafka clients ask for metadata without auto-creation: process-wide, because aiokafka
-    builds the request inside its client. Workers and gateways call it before they start their clients."""
+    builds the request inside its client. Every process of ours with an aiokafka client (workers, gateways, analytics,
+    `moodstream tail`) calls it before it starts one."""
     aiokafka.client.MetadataRequest = MetadataRequestWithoutAutoCreation
 
 

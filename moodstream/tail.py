@@ -8,7 +8,7 @@ import json
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from rich.console import Console
 
-from moodstream.rotation import reread_emptied_slots, rest_read_slots
+from moodstream.rotation import refuse_auto_topic_creation, reread_emptied_slots, rest_read_slots
 from moodstream.settings import Settings
 from schemas import SchemaError, decode
 from schemas.topics import TopicSpec
@@ -25,6 +25,7 @@ def tail_topic(settings: Settings, name: str, *, as_json: bool, from_beginning: 
 async def _tail(settings: Settings, spec: TopicSpec, as_json: bool, from_beginning: bool, max_records: int) -> None:
     """Every partition of the topic (each slot, when topics rotate), no group; aiokafka, which survives the keeper
     re-creating a slot."""
+    refuse_auto_topic_creation()
     consumer = AIOKafkaConsumer(**settings.aiokafka_config(), enable_auto_commit=False)
     await consumer.start()
     try:
