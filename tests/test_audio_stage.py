@@ -102,7 +102,12 @@ async def test_worker_killed_mid_utterance_loses_nothing_and_client_sees_no_dupl
         config = {"bootstrap.servers": broker.bootstrap}
         ensure_topics(config, generation_specs(generations))
         keeper = TopicKeeper(config, generations, Settings().resume_ttl_s).start() if generations.enabled else None
-        env = process_env(broker.bootstrap, MOODSTREAM_TOPIC_ROTATION_S=str(rotation_s))
+        # The gateway's grace after the client's end must outlast the test's own delay: waiting up to two slots for
+        # the carry, then the replacement's model load and group join (on a slow 2-core box past the 20 s default).
+        grace_s = str(60.0 if generations.enabled else Settings().session_end_grace_s)
+        env = process_env(
+            broker.bootstrap, MOODSTREAM_TOPIC_ROTATION_S=str(rotation_s), MOODSTREAM_SESSION_END_GRACE_S=grace_s
+        )
         port = free_port()
         first = spawn(["worker"], env)
         gateway = spawn(["gateway", "--port", str(port)], env)
