@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Any
 
@@ -19,6 +20,7 @@ from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer
 from faust.types import TP
 
 from moodstream.settings import Settings
+from processors.slot_peek import SlotPeek
 from schemas.generations import SLOTS, Generations, parse, slot_name
 from schemas.topics import TopicSpec
 
@@ -74,9 +76,19 @@ class PromptFetchConsumer(Consumer):
     """Longest a fetch waits; `install` sets it from ``Settings.kafka_fetch_wait_ms`` in a subclass per app."""
     generations: Generations = Generations()
     """The stream topics' rotation; `install` sets it from the settings."""
+    peek_options: dict[str, Any] = {}  # noqa: RUF012 - replaced, never mutated
+    """aiokafka connection settings for reading a slot's next record (`processors.slot_peek`); set by `install`."""
     _seek_epoch: int = 0
     _batch_epoch: int = 0
     _held: frozenset[TP] = frozenset()
+    _peek: SlotPeek | None = None
+
+    @property
+    def _next_written(self) -> dict[TP, NextRecord]:
+        """Current slot partition → what a peek found at its position (made on first use: Faust builds the consumer)."""
+        if (known := self.__dict__.get("_next_written_by_tp")) is None:
+            known = self.__dict__["_next_written_by_tp"] = {}
+        return known
 
     def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
         return PromptFetchConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -104,6 +116,7 @@ class PromptFetchConsumer(Consumer):
         slots = {slot: (self.generations.generation_in(slot, now), self.generations.resting(slot, now))
                  for slot in range(SLOTS)}  # fmt: skip
         parsed = [(tp, found) for tp in assigned if (found := parse(tp.topic)) is not None]
+        await self._peek_fronts(parsed, assigned, now)
         # Faust forgets pauses on a rebalance: compare with its paused set every time, not with what we last did.
         paused = self._paused_partitions
         hold = frozenset(
@@ -152,19 +165,56 @@ class PromptFetchConsumer(Consumer):
         current = self.generations.current(now)
         if generation > current:
             return True  # the next generation's slot: nothing is sent there yet
-        if generation - 1 <= current - SLOTS:
-            # the oldest slot waits for nothing: the topic generation - 1 would name now holds a newer generation, and
-            # holding on it would deadlock both slots (each waiting for the other's unread records)
+        other = TP(slot_name(spec, (generation + 1) % SLOTS), tp.partition)  # SLOTS == 2: the partition's other slot
+        if other not in assigned:
             return False
+        known = self._next_written
+        other_generation = self.generations.generation_in((generation + 1) % SLOTS, now)
+        mine = front_of(self._partition_state(tp), known.get(tp), generation)
+        theirs = front_of(self._partition_state(other), known.get(other), other_generation)
+        if mine is not None and theirs is not None and mine != theirs:
+            # both slots hold unread records and peeks said how old each one's next is: the older goes first (the
+            # clock's order is wrong when the keeper could not empty a slot before its next generation)
+            return mine > theirs
+        state = self._partition_state(other)
+        if state is None or state.highwater is None or not state.has_valid_position:
+            return True  # until the other slot's position and end are known, neither may go first
+        if generation - 1 <= current - SLOTS:
+            return False  # the previous generation's slot: nothing older to wait for
         if now < self.generations.starts_at(generation) + self.generations.settle_s:
             return True  # sends decided before the switch may still be landing in the older slot
-        older = TP(slot_name(spec, (generation - 1) % SLOTS), tp.partition)
-        if older not in assigned:
-            return False
-        state = self._partition_state(older)
-        if state is None or state.highwater is None or not state.has_valid_position:
-            return True
         return bool(state.position < state.highwater)
+
+    async def _peek_fronts(self, parsed: list[tuple[TP, tuple[TopicSpec, int]]], assigned: set[TP], now: float) -> None:
+        """Peek at the next record of both slots of every partition where both hold unread records: how old each
+        one's front is says which goes first (`processors.slot_peek`). Once per position for a front older than its
+        slot's generation, once per generation for one of it."""
+        due: dict[KafkaTP, tuple[int, int]] = {}
+        for tp, (spec, slot) in parsed:
+            other = TP(slot_name(spec, (slot + 1) % SLOTS), tp.partition)
+            state = self._partition_state(tp)
+            if not has_unread(state) or other not in assigned or not has_unread(self._partition_state(other)):
+                continue
+            generation, known = self.generations.generation_in(slot, now), self._next_written.get(tp)
+            if known is None or not known.answers(generation, state.position):
+                due[KafkaTP(tp.topic, tp.partition)] = (generation, state.position)
+        if not due:
+            return
+        if self._peek is None:
+            self._peek = SlotPeek(self.peek_options)
+        written = await self._peek.written_at({ktp: position for ktp, (_g, position) in due.items()})
+        for ktp, (generation, position) in due.items():
+            front = self.generations.current(written[ktp]) if ktp in written else generation  # unread: the clock's
+            if front < generation:
+                log.info(
+                    "%s[%d] holds records of generation %d at %d, before its own %d", *ktp, front, position, generation
+                )
+            self._next_written[TP(ktp.topic, ktp.partition)] = NextRecord(generation, position, front)
+
+    async def on_stop(self) -> None:
+        await super().on_stop()
+        if self._peek is not None:
+            await self._peek.stop()
 
     def _read_to_end(self, tp: TP) -> bool:
         """Whether this consumer has read `tp` to its end: a resting slot's partition then drops out of every fetch
@@ -219,9 +269,46 @@ class PromptFetchConsumer(Consumer):
             await self.perform_seek()
 
 
+@dataclass(frozen=True)
+class NextRecord:
+    """What a peek found at a slot partition's position."""
+
+    generation: int
+    """The generation the slot held by the clock when it looked."""
+    position: int
+    """The offset it read."""
+    front: int
+    """The generation the record there was written in (its timestamp's): less than `generation` for a leftover."""
+
+    def answers(self, generation: int, position: int) -> bool:
+        """Whether this still says what is at `position`: a leftover only at the offset read (the next one may be
+        newer), a record of the slot's own generation for every later offset of that generation."""
+        if self.generation != generation:
+            return False
+        return position == self.position or (self.front == generation and position >= self.position)
+
+
+def has_unread(state: Any) -> bool:
+    """Whether a partition's fetch position and end are known and records lie between them."""
+    known = state is not None and state.highwater is not None and state.has_valid_position
+    return bool(known and state.position < state.highwater)
+
+
+def front_of(state: Any, known: NextRecord | None, generation: int) -> int | None:
+    """The generation of a slot partition's next record, if it has unread records and a peek at its position still
+    says (`generation`: the one the slot holds by the clock)."""
+    if has_unread(state) and known is not None and known.answers(generation, state.position):
+        return known.front
+    return None
+
+
 def install(app: faust.App, settings: Settings) -> None:
     """Use the prompt-fetch consumer for this app's transport only (an attribute of its transport instance)."""
-    wait = {"fetch_wait_ms": settings.kafka_fetch_wait_ms, "generations": settings.generations}
+    wait = {
+        "fetch_wait_ms": settings.kafka_fetch_wait_ms,
+        "generations": settings.generations,
+        "peek_options": settings.aiokafka_config(),
+    }
     app.transport.Consumer = type("AppPromptFetchConsumer", (PromptFetchConsumer,), wait)
     # Faust batches subscription changes for 45 s before it resubscribes; a worker's agents subscribe while it starts,
     # so with the default its group can rebalance once more ~45 s after it began consuming, mid-stream.

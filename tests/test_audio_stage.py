@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -130,8 +131,9 @@ async def test_worker_killed_mid_utterance_loses_nothing_and_client_sees_no_dupl
             assert {seq for _type, seq in events} == {0, 1, 2}
             assert ("vad.speech_end", 1) in events and ("vad.speech_end", 2) in events
             assert messages[-1]["type"] == "session.ended" and messages[-1]["utterances"] == 3
-            finals = [m["utterance_seq"] for m in messages if m["type"] == "utterance" and m["final"]]
+            finals = {m["utterance_seq"]: m["text"] for m in messages if m["type"] == "utterance" and m["final"]}
             assert sorted(finals) == [0, 1, 2], "a result was lost or delivered twice"
+            assert [finals[seq] for seq in sorted(finals)] == TRANSCRIPTS_TEXT, "an utterance lost part of its audio"
             if not keeper:  # (rotating: the utterances' slots may be emptied by now)
                 utterances = await asyncio.to_thread(
                     read_session_records, broker.bootstrap, UTTERANCES, session, (Utterance,)
@@ -141,6 +143,44 @@ async def test_worker_killed_mid_utterance_loses_nothing_and_client_sees_no_dupl
             stop([p for p in (gateway, first, replacement) if p is not None])
             if keeper:
                 keeper.stop()
+
+
+async def test_a_replacement_two_generations_behind_reads_the_older_slot_first() -> None:
+    """The killed worker's unread audio spans two generations, and its replacement starts reading in the generation
+    after them: the slot the clock calls current still holds the oldest records (the keeper could not empty it), and
+    they must come before the other slot's, or the replacement starts the session at the later audio and the
+    utterance in between is lost."""
+    generations = Generations(8.0)
+    with EmbeddedBroker() as broker:
+        config = {"bootstrap.servers": broker.bootstrap}
+        ensure_topics(config, generation_specs(generations))
+        keeper = TopicKeeper(config, generations, Settings().resume_ttl_s).start()
+        env = process_env(broker.bootstrap, MOODSTREAM_TOPIC_ROTATION_S="8.0", MOODSTREAM_SESSION_END_GRACE_S="60")
+        port = free_port()
+        first = spawn(["worker"], env)
+        gateway = spawn(["gateway", "--port", str(port)], env)
+        replacement = None
+        try:
+            await asyncio.to_thread(wait_ready, f"http://127.0.0.1:{port}", [first, gateway])
+            # the switch to the next generation falls 9.2 s into the stream: after the second prompt's end (8.1 s),
+            # before the third's start (9.5 s)
+            switch = generations.starts_at(generations.current(time.time() + 9.2) + 1)
+            await asyncio.sleep(switch - 9.2 - time.time())
+            client = asyncio.create_task(
+                stream_pcm(f"ws://127.0.0.1:{port}/ws/analyze", SPEECH, frame_ms=20, realtime=True)
+            )
+            await asyncio.sleep(5.0)  # inside the second prompt, one generation before the switch
+            first.send_signal(signal.SIGKILL)
+            first.wait()
+            await asyncio.sleep(switch + generations.period_s + 0.5 - time.time())  # the generation after the next
+            replacement = spawn(["worker"], env)
+            messages = await asyncio.wait_for(client, 90)
+            finals = {m["utterance_seq"]: m["text"] for m in messages if m["type"] == "utterance" and m["final"]}
+            assert [finals[seq] for seq in sorted(finals)] == TRANSCRIPTS_TEXT
+            assert messages[-1]["type"] == "session.ended" and messages[-1]["utterances"] == 3
+        finally:
+            stop([p for p in (gateway, first, replacement) if p is not None])
+            keeper.stop()
 
 
 async def test_partitions_move_to_the_survivor_and_back_without_loss_or_duplicates() -> None:

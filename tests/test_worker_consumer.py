@@ -11,7 +11,7 @@ from faust.transport.consumer import Consumer
 from faust.types import TP
 from intervaltree import IntervalTree
 
-from processors.faust_overrides import PromptFetchConsumer
+from processors.faust_overrides import NextRecord, PromptFetchConsumer
 from schemas.generations import Generations, parse
 
 TOPIC_PARTITION = TP("moodstream.audio", 0)
@@ -46,10 +46,13 @@ def test_a_gap_at_the_committed_offset_is_not_a_missing_record() -> None:
     assert PromptFetchConsumer._new_offset(state, TOPIC_PARTITION) == 35
 
 
-def slot_reader(generations: Generations, unread: dict[TP, int]) -> SimpleNamespace:
-    """The attributes the slot hold reads: each slot partition's fetch position `unread` records short of its end."""
+def slot_reader(
+    generations: Generations, unread: dict[TP, int], peeked: dict[TP, NextRecord] | None = None
+) -> SimpleNamespace:
+    """The attributes the slot hold reads: each slot partition's fetch position (10) `unread` records short of its
+    end, and what peeks found at the current slot's position."""
     states = {tp: SimpleNamespace(position=10, highwater=10 + n, has_valid_position=True) for tp, n in unread.items()}
-    return SimpleNamespace(generations=generations, _partition_state=states.get)
+    return SimpleNamespace(generations=generations, _partition_state=states.get, _next_written=peeked or {})
 
 
 def waits(reader: SimpleNamespace, tp: TP, assigned: set[TP], now: float) -> bool:
@@ -65,7 +68,8 @@ def test_the_current_slot_waits_for_the_previous_one_which_never_waits(unread_in
     now = generations.starts_at(101) + 5  # past the switch's settle time
     current, previous = TP("moodstream.audio.s1", 2), TP("moodstream.audio.s0", 2)
     assigned = {current, previous}
-    behind = slot_reader(generations, {current: unread_in_current, previous: 4})
+    peeked = {current: NextRecord(101, 10, front=101), previous: NextRecord(100, 10, front=100)}
+    behind = slot_reader(generations, {current: unread_in_current, previous: 4}, peeked)
     assert waits(behind, current, assigned, now)
     # records in both slots at once (late sends to the previous slot under load): holding the previous slot too
     # would leave the partition stalled for good
@@ -89,3 +93,44 @@ def test_a_resting_slot_drops_out_of_fetches_only_once_read_to_its_end() -> None
     assert PromptFetchConsumer._read_to_end(reader, done)  # type: ignore[arg-type]
     assert not PromptFetchConsumer._read_to_end(reader, behind)  # type: ignore[arg-type]
     assert not PromptFetchConsumer._read_to_end(reader, TP("moodstream.audio.s0", 7))  # no position yet
+
+
+def test_neither_slot_goes_first_while_the_other_ones_position_is_unknown() -> None:
+    generations = Generations(60)
+    now = generations.starts_at(101) + 5
+    current, previous = TP("moodstream.audio.s1", 2), TP("moodstream.audio.s0", 2)
+    fresh = slot_reader(generations, {current: 3})  # just assigned: the previous slot's end not fetched yet
+    assert waits(fresh, current, {current, previous}, now)
+    fresh = slot_reader(generations, {previous: 3})
+    assert waits(fresh, previous, {current, previous}, now)
+
+
+def test_leftovers_two_generations_old_at_the_current_slots_front_are_read_first() -> None:
+    """A worker down for more than a period: the slot the clock calls current (101) still holds generation 99's
+    unread records (the keeper could not empty it) in front of 101's, and the previous slot holds 100's."""
+    generations = Generations(60)
+    now = generations.starts_at(101) + 5
+    current, previous = TP("moodstream.audio.s1", 2), TP("moodstream.audio.s0", 2)
+    peeked = {current: NextRecord(101, 10, front=99), previous: NextRecord(100, 10, front=100)}
+    reader = slot_reader(generations, {current: 30, previous: 20}, peeked)
+    assert not waits(reader, current, {current, previous}, now)
+    assert waits(reader, previous, {current, previous}, now)
+    assert not waits(reader, current, {current, previous}, generations.starts_at(101) + 0.1)  # even while settling
+
+
+def test_the_older_front_goes_first_when_both_slots_hold_leftovers() -> None:
+    """Down for longer still: the previous slot (100) starts with 98's records, the current one (101) with 99's."""
+    generations = Generations(60)
+    now = generations.starts_at(101) + 5
+    current, previous = TP("moodstream.audio.s1", 2), TP("moodstream.audio.s0", 2)
+    peeked = {current: NextRecord(101, 10, front=99), previous: NextRecord(100, 10, front=98)}
+    reader = slot_reader(generations, {current: 30, previous: 20}, peeked)
+    assert waits(reader, current, {current, previous}, now)
+    assert not waits(reader, previous, {current, previous}, now)
+
+
+def test_a_peek_answers_for_its_offset_and_a_front_of_its_own_generation_for_the_rest_of_it() -> None:
+    assert NextRecord(101, 10, front=99).answers(101, 10)
+    assert not NextRecord(101, 10, front=99).answers(101, 11)  # the next record may be newer
+    assert NextRecord(101, 10, front=101).answers(101, 40)
+    assert not NextRecord(101, 10, front=101).answers(103, 40)  # the slot holds another generation by now
