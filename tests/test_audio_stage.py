@@ -4,9 +4,13 @@ and no utterance lost or doubled when the worker is killed in the middle of one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
+import subprocess
 import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -94,55 +98,85 @@ async def wait_until_checkpoints_carried(keeper: TopicKeeper, generations: Gener
         await asyncio.sleep(0.2)
 
 
-@pytest.mark.parametrize("rotation_s", [0.0, 8.0], ids=["fixed-topics", "rotating-topics"])
-async def test_worker_killed_mid_utterance_loses_nothing_and_client_sees_no_duplicate(rotation_s: float) -> None:
-    """With rotating topics, the replacement starts only once the checkpoint slot the killed worker wrote to was
-    emptied: it resumes from the checkpoint the keeper carried forward."""
+@dataclass
+class OneWorkerStack:
+    """A broker (with its keeper when topics rotate), one worker and a gateway, as real processes."""
+
+    bootstrap: str
+    generations: Generations
+    keeper: TopicKeeper | None
+    env: dict[str, str]
+    url: str
+    first: subprocess.Popen[bytes]
+    started: list[subprocess.Popen[bytes]]
+
+    def kill_first(self) -> None:
+        self.first.send_signal(signal.SIGKILL)
+        self.first.wait()
+
+    def replace(self) -> None:
+        self.started.append(spawn(["worker"], self.env))
+
+    def stream(self) -> asyncio.Task[list[dict]]:
+        return asyncio.create_task(stream_pcm(f"ws://{self.url}/ws/analyze", SPEECH, frame_ms=20, realtime=True))
+
+
+@contextlib.asynccontextmanager
+async def one_worker_stack(rotation_s: float) -> AsyncIterator[OneWorkerStack]:
     generations = Generations(rotation_s)
     with EmbeddedBroker() as broker:
         config = {"bootstrap.servers": broker.bootstrap}
         ensure_topics(config, generation_specs(generations))
         keeper = TopicKeeper(config, generations, Settings().resume_ttl_s).start() if generations.enabled else None
-        # The gateway's grace after the client's end must outlast the test's own delay: waiting up to two slots for
-        # the carry, then the replacement's model load and group join (on a slow 2-core box past the 20 s default).
+        # The gateway's grace after the client's end must outlast a test's own delay before the replacement, plus
+        # the replacement's model load and group join (on a slow 2-core box past the 20 s default).
         grace_s = str(60.0 if generations.enabled else Settings().session_end_grace_s)
         env = process_env(
             broker.bootstrap, MOODSTREAM_TOPIC_ROTATION_S=str(rotation_s), MOODSTREAM_SESSION_END_GRACE_S=grace_s
         )
         port = free_port()
         first = spawn(["worker"], env)
-        gateway = spawn(["gateway", "--port", str(port)], env)
-        replacement = None
+        started = [spawn(["gateway", "--port", str(port)], env), first]
         try:
-            await asyncio.to_thread(wait_ready, f"http://127.0.0.1:{port}", [first, gateway])
-            client = asyncio.create_task(
-                stream_pcm(f"ws://127.0.0.1:{port}/ws/analyze", SPEECH, frame_ms=20, realtime=True)
-            )
-            await asyncio.sleep(5.0)  # inside the long second prompt (speech 2.7 s – 8.1 s)
-            first.send_signal(signal.SIGKILL)
-            first.wait()
-            if keeper:
-                await asyncio.wait_for(wait_until_checkpoints_carried(keeper, generations, generations.current()), 30)
-            replacement = spawn(["worker"], env)
-            messages = await asyncio.wait_for(client, 90)
-            session = messages[0]["session_id"]
-            events = vad_events(messages)
-            assert sorted(set(events)) == sorted(events), "the client saw a duplicate"
-            assert {seq for _type, seq in events} == {0, 1, 2}
-            assert ("vad.speech_end", 1) in events and ("vad.speech_end", 2) in events
-            assert messages[-1]["type"] == "session.ended" and messages[-1]["utterances"] == 3
-            finals = {m["utterance_seq"]: m["text"] for m in messages if m["type"] == "utterance" and m["final"]}
-            assert sorted(finals) == [0, 1, 2], "a result was lost or delivered twice"
-            assert [finals[seq] for seq in sorted(finals)] == TRANSCRIPTS_TEXT, "an utterance lost part of its audio"
-            if not keeper:  # (rotating: the utterances' slots may be emptied by now)
-                utterances = await asyncio.to_thread(
-                    read_session_records, broker.bootstrap, UTTERANCES, session, (Utterance,)
-                )
-                assert_utterances_match_truth(utterances)  # every utterance there, none renumbered
+            await asyncio.to_thread(wait_ready, f"http://127.0.0.1:{port}", started)
+            yield OneWorkerStack(broker.bootstrap, generations, keeper, env, f"127.0.0.1:{port}", first, started)
         finally:
-            stop([p for p in (gateway, first, replacement) if p is not None])
+            stop(started)
             if keeper:
                 keeper.stop()
+
+
+def final_texts(messages: list[dict]) -> dict[int, str]:
+    return {m["utterance_seq"]: m["text"] for m in messages if m["type"] == "utterance" and m["final"]}
+
+
+@pytest.mark.parametrize("rotation_s", [0.0, 8.0], ids=["fixed-topics", "rotating-topics"])
+async def test_worker_killed_mid_utterance_loses_nothing_and_client_sees_no_duplicate(rotation_s: float) -> None:
+    """With rotating topics, the replacement starts only once the checkpoint slot the killed worker wrote to was
+    emptied: it resumes from the checkpoint the keeper carried forward."""
+    async with one_worker_stack(rotation_s) as stack:
+        client = stack.stream()
+        await asyncio.sleep(5.0)  # inside the long second prompt (speech 2.7 s – 8.1 s)
+        stack.kill_first()
+        if stack.keeper:
+            carried = wait_until_checkpoints_carried(stack.keeper, stack.generations, stack.generations.current())
+            await asyncio.wait_for(carried, 30)
+        stack.replace()
+        messages = await asyncio.wait_for(client, 90)
+        events = vad_events(messages)
+        assert sorted(set(events)) == sorted(events), "the client saw a duplicate"
+        assert {seq for _type, seq in events} == {0, 1, 2}
+        assert ("vad.speech_end", 1) in events and ("vad.speech_end", 2) in events
+        assert messages[-1]["type"] == "session.ended" and messages[-1]["utterances"] == 3
+        finals = final_texts(messages)
+        assert sorted(finals) == [0, 1, 2], "a result was lost or delivered twice"
+        assert [finals[seq] for seq in sorted(finals)] == TRANSCRIPTS_TEXT, "an utterance lost part of its audio"
+        if not stack.keeper:  # (rotating: the utterances' slots may be emptied by now)
+            session = messages[0]["session_id"]
+            utterances = await asyncio.to_thread(
+                read_session_records, stack.bootstrap, UTTERANCES, session, (Utterance,)
+            )
+            assert_utterances_match_truth(utterances)  # every utterance there, none renumbered
 
 
 async def test_a_replacement_two_generations_behind_reads_the_older_slot_first() -> None:
@@ -150,37 +184,21 @@ async def test_a_replacement_two_generations_behind_reads_the_older_slot_first()
     after them: the slot the clock calls current still holds the oldest records (the keeper could not empty it), and
     they must come before the other slot's, or the replacement starts the session at the later audio and the
     utterance in between is lost."""
-    generations = Generations(8.0)
-    with EmbeddedBroker() as broker:
-        config = {"bootstrap.servers": broker.bootstrap}
-        ensure_topics(config, generation_specs(generations))
-        keeper = TopicKeeper(config, generations, Settings().resume_ttl_s).start()
-        env = process_env(broker.bootstrap, MOODSTREAM_TOPIC_ROTATION_S="8.0", MOODSTREAM_SESSION_END_GRACE_S="60")
-        port = free_port()
-        first = spawn(["worker"], env)
-        gateway = spawn(["gateway", "--port", str(port)], env)
-        replacement = None
-        try:
-            await asyncio.to_thread(wait_ready, f"http://127.0.0.1:{port}", [first, gateway])
-            # the switch to the next generation falls 9.2 s into the stream: after the second prompt's end (8.1 s),
-            # before the third's start (9.5 s)
-            switch = generations.starts_at(generations.current(time.time() + 9.2) + 1)
-            await asyncio.sleep(switch - 9.2 - time.time())
-            client = asyncio.create_task(
-                stream_pcm(f"ws://127.0.0.1:{port}/ws/analyze", SPEECH, frame_ms=20, realtime=True)
-            )
-            await asyncio.sleep(5.0)  # inside the second prompt, one generation before the switch
-            first.send_signal(signal.SIGKILL)
-            first.wait()
-            await asyncio.sleep(switch + generations.period_s + 0.5 - time.time())  # the generation after the next
-            replacement = spawn(["worker"], env)
-            messages = await asyncio.wait_for(client, 90)
-            finals = {m["utterance_seq"]: m["text"] for m in messages if m["type"] == "utterance" and m["final"]}
-            assert [finals[seq] for seq in sorted(finals)] == TRANSCRIPTS_TEXT
-            assert messages[-1]["type"] == "session.ended" and messages[-1]["utterances"] == 3
-        finally:
-            stop([p for p in (gateway, first, replacement) if p is not None])
-            keeper.stop()
+    async with one_worker_stack(8.0) as stack:
+        generations = stack.generations
+        # the switch to the next generation falls 9.2 s into the stream: after the second prompt's end (8.1 s),
+        # before the third's start (9.5 s)
+        switch = generations.starts_at(generations.current(time.time() + 9.2) + 1)
+        await asyncio.sleep(switch - 9.2 - time.time())
+        client = stack.stream()
+        await asyncio.sleep(5.0)  # inside the second prompt, one generation before the switch
+        stack.kill_first()
+        await asyncio.sleep(switch + generations.period_s + 0.5 - time.time())  # the generation after the next
+        stack.replace()
+        messages = await asyncio.wait_for(client, 90)
+        finals = final_texts(messages)
+        assert [finals[seq] for seq in sorted(finals)] == TRANSCRIPTS_TEXT
+        assert messages[-1]["type"] == "session.ended" and messages[-1]["utterances"] == 3
 
 
 async def test_partitions_move_to_the_survivor_and_back_without_loss_or_duplicates() -> None:
