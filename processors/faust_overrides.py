@@ -69,8 +69,10 @@ class PromptFetchConsumer(Consumer):
     - No commit passes the record at the committed offset while that record is unacked.
     - With rotating topics (`schemas.generations`), a partition's records come in generation order: a slot's
       partition is paused until the previous generation's slot has handed out every record, `settle_s` after the
-      switch, so a session's records stay in order across a switch and after a rebalance's re-read; a resting slot
-      read to its end is paused too; and a slot the keeper emptied is read again from its start (`_follow_slots`)."""
+      switch, so a session's records stay in order across a switch and after a rebalance's re-read; when both slots
+      hold unread records, the one whose next record is older goes first, whatever the clock says (a slot the keeper
+      could not empty keeps an older generation in front); a resting slot read to its end is paused too; and a slot
+      the keeper emptied is read again from its start (`_follow_slots`)."""
 
     fetch_wait_ms: int = 40
     """Longest a fetch waits; `install` sets it from ``Settings.kafka_fetch_wait_ms`` in a subclass per app."""
@@ -81,14 +83,12 @@ class PromptFetchConsumer(Consumer):
     _seek_epoch: int = 0
     _batch_epoch: int = 0
     _held: frozenset[TP] = frozenset()
-    _peek: SlotPeek | None = None
 
-    @property
-    def _next_written(self) -> dict[TP, NextRecord]:
-        """Current slot partition → what a peek found at its position (made on first use: Faust builds the consumer)."""
-        if (known := self.__dict__.get("_next_written_by_tp")) is None:
-            known = self.__dict__["_next_written_by_tp"] = {}
-        return known
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._next_written: dict[TP, NextRecord] = {}
+        """Slot partition → what a peek found at its position (one entry per assigned slot partition at most)."""
+        self._peek: SlotPeek | None = None
 
     def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
         return PromptFetchConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -168,15 +168,16 @@ class PromptFetchConsumer(Consumer):
         other = TP(slot_name(spec, (generation + 1) % SLOTS), tp.partition)  # SLOTS == 2: the partition's other slot
         if other not in assigned:
             return False
-        known = self._next_written
-        other_generation = self.generations.generation_in((generation + 1) % SLOTS, now)
-        mine = front_of(self._partition_state(tp), known.get(tp), generation)
-        theirs = front_of(self._partition_state(other), known.get(other), other_generation)
+        state, other_generation = (
+            self._partition_state(other),
+            self.generations.generation_in((generation + 1) % SLOTS, now),
+        )
+        mine = front_of(self._partition_state(tp), self._next_written.get(tp), generation)
+        theirs = front_of(state, self._next_written.get(other), other_generation)
         if mine is not None and theirs is not None and mine != theirs:
             # both slots hold unread records and peeks said how old each one's next is: the older goes first (the
             # clock's order is wrong when the keeper could not empty a slot before its next generation)
             return mine > theirs
-        state = self._partition_state(other)
         if state is None or state.highwater is None or not state.has_valid_position:
             return True  # until the other slot's position and end are known, neither may go first
         if generation - 1 <= current - SLOTS:

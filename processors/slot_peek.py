@@ -20,7 +20,8 @@ from aiokafka.errors import KafkaError
 log = logging.getLogger("moodstream.worker")
 
 PEEK_TIMEOUT_MS = 2_000
-"""How long one peek may take; a peek that fails is answered None (the caller falls back on the clock's order)."""
+"""How long one peek may take; a partition not read by then is left out of the answer (the caller then goes by the
+clock's order)."""
 
 
 class SlotPeek:

@@ -50,7 +50,7 @@ def slot_reader(
     generations: Generations, unread: dict[TP, int], peeked: dict[TP, NextRecord] | None = None
 ) -> SimpleNamespace:
     """The attributes the slot hold reads: each slot partition's fetch position (10) `unread` records short of its
-    end, and what peeks found at the current slot's position."""
+    end, and what peeks found at each slot's position."""
     states = {tp: SimpleNamespace(position=10, highwater=10 + n, has_valid_position=True) for tp, n in unread.items()}
     return SimpleNamespace(generations=generations, _partition_state=states.get, _next_written=peeked or {})
 
@@ -63,7 +63,7 @@ def waits(reader: SimpleNamespace, tp: TP, assigned: set[TP], now: float) -> boo
 
 
 @pytest.mark.parametrize("unread_in_current", [0, 3])
-def test_the_current_slot_waits_for_the_previous_one_which_never_waits(unread_in_current: int) -> None:
+def test_the_current_slot_waits_for_the_previous_one_which_waits_for_nothing_older(unread_in_current: int) -> None:
     generations = Generations(60)
     now = generations.starts_at(101) + 5  # past the switch's settle time
     current, previous = TP("moodstream.audio.s1", 2), TP("moodstream.audio.s0", 2)
