@@ -27,6 +27,11 @@ from schemas.topics import CHECKPOINTS
 
 log = logging.getLogger("moodstream.audio")
 
+READ_FETCH_WAIT_MS = 10
+"""Longest one fetch of a checkpoint read waits. tansu answers a connection's requests one at a time and holds a
+fetch for its whole wait, so every offset lookup and seek of the read queues behind the fetch in flight: with
+aiokafka's default of 500 ms a partition took 1.5 s to read, empty, and its sessions' audio waited for it."""
+
 
 Latest = dict[str, tuple[SessionCheckpoint, float]]
 """Session id → its latest checkpoint and when it was written (Unix seconds)."""
@@ -113,7 +118,9 @@ class CheckpointStore:
     async def _read_once(self, partition: int) -> Latest:
         """Every slot's records of `partition`, oldest slot first; read again from the start if the keeper empties a
         slot meanwhile (what it carried forward is then in the newer slot, which a fresh read finds)."""
-        consumer = AIOKafkaConsumer(enable_auto_commit=False, group_id=None, **self.options)
+        consumer = AIOKafkaConsumer(
+            enable_auto_commit=False, group_id=None, fetch_max_wait_ms=READ_FETCH_WAIT_MS, **self.options
+        )
         await consumer.start()
         try:
             while True:
