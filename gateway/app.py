@@ -36,6 +36,7 @@ from schemas import encode
 from schemas import errors as E
 from schemas.audio import SAMPLE_RATE
 from schemas.records import (
+    AcousticScore,
     AudioFrame,
     FusedResult,
     PartialResult,
@@ -54,6 +55,9 @@ STATIC = Path(__file__).parent / "static"
 def now_ms() -> float:
     return time.time() * 1000.0
 
+
+PROVISIONAL = (PartialResult, AcousticScore)
+"""Events about an utterance still open: once its final result is sent, any that arrive late are dropped."""
 
 RECENT_IDENTITIES = 4096
 """Events a session remembers sending, for dropping replays (levels, scores, partials: a few a second)."""
@@ -339,8 +343,8 @@ class ClientSession:
         """Forward events in order; drop replayed duplicates; return after session.ended and its results."""
         while True:
             record = await self.outbox.get()
-            if isinstance(record, PartialResult) and record.utterance_seq in self.final_utterances:
-                continue  # the final supersedes every partial: one arriving after it is never shown
+            if isinstance(record, PROVISIONAL) and record.utterance_seq in self.final_utterances:
+                continue  # the final supersedes an utterance's partials and window scores: never shown after it
             identity = record.identity()
             superseded = isinstance(record, FusedResult) and record.utterance_seq in self.final_utterances
             if identity in self.delivered or superseded:  # a replay after a worker crash: never show it twice

@@ -147,7 +147,7 @@ async def test_a_long_utterance_gets_live_partials_before_its_final_unless_the_s
     stack: Stack,
 ) -> None:
     """Read speech streamed in real time: words so far, with their sentiment, arrive while the speaker talks; the
-    final supersedes them; a session that asks for no partials gets none."""
+    final supersedes them (and the voice's window scores); a session that asks for no partials gets none."""
     from pathlib import Path
 
     from moodstream.bench.wer import wer
@@ -165,6 +165,8 @@ async def test_a_long_utterance_gets_live_partials_before_its_final_unless_the_s
     )
     partials = [(i, m) for i, m in enumerate(live) if m["type"] == "partial" and m["utterance_seq"] == 0]
     assert len(partials) >= 3 and all(i < final_at for i, _m in partials)  # never after the final
+    windows = [i for i, m in enumerate(live) if m["type"] == "acoustic" and m["utterance_seq"] == 0]
+    assert windows and all(i < final_at for i in windows)  # nor are the voice's provisional window scores
     assert [m["revision"] for _i, m in partials] == sorted({m["revision"] for _i, m in partials})
     speech_start = next(m["at_ms"] for m in live if m["type"] == "vad.speech_start" and m["utterance_seq"] == 0)
     assert partials[0][1]["end_ms"] - speech_start <= 2500
