@@ -29,8 +29,8 @@ log = logging.getLogger("moodstream.audio")
 
 READ_FETCH_WAIT_MS = 10
 """Longest one fetch of a checkpoint read waits. tansu answers a connection's requests one at a time and holds a
-fetch for its whole wait, so every offset lookup and seek of the read queues behind the fetch in flight: with
-aiokafka's default of 500 ms a partition took 1.5 s to read, empty, and its sessions' audio waited for it."""
+fetch for its whole wait, so each seek and offset lookup of the read waits behind the fetch in flight, and the
+partition's audio waits for the read (decision record 0003, item 7)."""
 
 
 Latest = dict[str, tuple[SessionCheckpoint, float]]
