@@ -144,6 +144,19 @@ def test_a_soak_interval_reports_its_highest_rss_as_well_as_its_last(tmp_path: P
     assert line["processes"]["broker"]["rss_mb"] == pytest.approx(85.0)  # where the interval ended in the tooth
 
 
+def test_a_soak_interval_splits_its_latency_into_the_asr_call_the_rest_of_the_pipeline_and_the_relay() -> None:
+    """A latency that creeps over an hour must show in which part creeps; the split comes from each final result's
+    own `latencies_ms`, and only results received in the interval count."""
+    from moodstream.bench.load import SessionStats, stage_split
+    from moodstream.bench.soak import stage_medians
+
+    stats = SessionStats()
+    for at_s, asr, pipeline, e2e in [(10.0, 100.0, 300.0, 340.0), (20.0, 120.0, 330.0, 360.0), (400.0, 900, 9e3, 9e4)]:
+        stats.stages_ms.append(stage_split({"latencies_ms": {"asr": asr, "pipeline": pipeline}}, (at_s, e2e)))
+    assert stage_medians([stats], 0.0, 300.0) == {"asr": 110.0, "rest_of_pipeline": 205.0, "relay": 35.0}
+    assert stage_medians([stats], 500.0, 800.0) is None
+
+
 def test_a_killed_benchmark_leaves_no_process_of_its_stack_behind() -> None:
     """A benchmark's stack (here the embedded broker and its tansu) goes when the benchmark dies, even by SIGKILL,
     which no handler of its own sees: a soak stopped from outside must not leave workers loading the machine."""

@@ -64,9 +64,24 @@ class LoadOptions:
     """Length of a report interval."""
 
 
+@dataclass(frozen=True)
+class StageSplit:
+    """Where one final result's end-to-end latency went, from the result's own `latencies_ms`."""
+
+    at_s: float
+    """Seconds into the run when the client got it."""
+    asr_ms: float
+    """The ASR call's compute time for the utterance."""
+    pipeline_ms: float
+    """Gateway receipt of the last frame → the fused result made by the worker (hops, queues and every stage)."""
+    e2e_ms: float
+    """Gateway receipt of the last frame → the client's receipt of the result."""
+
+
 @dataclass
 class SessionStats:
     e2e_ms: list[tuple[float, float]] = field(default_factory=list)  # (seconds into the run, latency)
+    stages_ms: list[StageSplit] = field(default_factory=list)
     acoustic_ms: list[float] = field(default_factory=list)
     finals: list[int] = field(default_factory=list)
     cut: int | None = None
@@ -192,6 +207,7 @@ async def one_session(url: str, pcm: bytes, options: LoadOptions, run_start: flo
             if message.get("last_frame_received_at_ms"):
                 latency = now_ms - message["last_frame_received_at_ms"]
                 stats.e2e_ms.append((time.monotonic() - run_start, latency))
+                stats.stages_ms.append(stage_split(message, stats.e2e_ms[-1]))
         elif kind == "partial":
             stats.partials += 1
         elif kind == "acoustic" and message.get("window_seq") is not None:
@@ -203,6 +219,12 @@ async def one_session(url: str, pcm: bytes, options: LoadOptions, run_start: flo
     stats.wire_duplicates = client.duplicates_dropped
     await asyncio.gather(sender, return_exceptions=True)
     await client.close()
+
+
+def stage_split(result: dict, received: tuple[float, float]) -> StageSplit:
+    latencies = result.get("latencies_ms") or {}
+    at_s, e2e_ms = received
+    return StageSplit(at_s, latencies.get("asr", 0.0), latencies.get("pipeline", 0.0), e2e_ms)
 
 
 async def stream_looped(client: MoodstreamClient, pcm: bytes, seconds: float, frame_ms: int) -> None:

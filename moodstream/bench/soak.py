@@ -61,6 +61,21 @@ class SpeedProbe:
         return round(float(np.median(recent)), 2) if recent else None
 
 
+def stage_medians(stats: list[SessionStats], start_s: float, end_s: float) -> dict[str, float] | None:
+    """Medians of where the final results received in [start_s, end_s) spent their latency: the ASR call, the rest
+    of the pipeline (hops, queues, the other stages) and the relay from the worker to the client. A latency that
+    rises over a run shows here in the part that rises."""
+    splits = [split for s in stats for split in s.stages_ms if start_s <= split.at_s < end_s]
+    if not splits:
+        return None
+    parts = {
+        "asr": [x.asr_ms for x in splits],
+        "rest_of_pipeline": [x.pipeline_ms - x.asr_ms for x in splits],
+        "relay": [x.e2e_ms - x.pipeline_ms for x in splits],
+    }
+    return {name: round(float(np.median(values)), 1) for name, values in parts.items()}
+
+
 class SoakReport:
     """Interval statistics of a running load: p95, results, and CPU and RSS per process."""
 
@@ -104,6 +119,7 @@ class SoakReport:
             "e2e_ms_p95": round(float(np.percentile(latencies, 95)), 1) if latencies else None,
             # the machine's speed over the interval: the same work's CPU ms (see `reference_work_cpu_ms`)
             "reference_work_cpu_ms": self.probe.median_since(run_start + start),
+            "stages_ms_p50": stage_medians(stats, start, start + self.interval_s),
             "processes": self._process_figures(now - start, run_start + start),
         }
         self.intervals.append(line)
