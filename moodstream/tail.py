@@ -26,7 +26,10 @@ async def _tail(settings: Settings, spec: TopicSpec, as_json: bool, from_beginni
     """Every partition of the topic (each slot, when topics rotate), no group; aiokafka, which survives the keeper
     re-creating a slot."""
     refuse_auto_topic_creation()
-    consumer = AIOKafkaConsumer(**settings.aiokafka_config(), enable_auto_commit=False)
+    # the pipeline's own fetch wait: tansu holds a fetch for its whole wait, so aiokafka's 500 ms default would show
+    # records in half-second bursts
+    consumer = AIOKafkaConsumer(**settings.aiokafka_config(), enable_auto_commit=False,
+                                fetch_max_wait_ms=settings.kafka_fetch_wait_ms)  # fmt: skip
     await consumer.start()
     try:
         partitions = [TopicPartition(n, p) for n in settings.generations.names(spec) for p in range(spec.partitions)]
