@@ -2,7 +2,8 @@
 
 import os
 
-# The cores compute on threads they size themselves; numpy's OpenBLAS would start a pool of one thread per core
-# that spins after each small product and takes those cores from the stages, in a script that uses the cores
-# without `moodstream` as well. Set before this package imports numpy; a value the user exports wins.
+# Every stage computes on threads it sizes itself (one per model call). numpy's OpenBLAS would otherwise start a
+# pool of one thread per core in every process, which spins after each small matrix product and takes those cores
+# from the stages. Set before anything imports numpy (`moodstream` imports this package first for it, and a script
+# using the cores alone gets it too); a value the user exports wins.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
