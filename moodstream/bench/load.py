@@ -206,8 +206,9 @@ async def one_session(url: str, pcm: bytes, options: LoadOptions, run_start: flo
             stats.finals.append(message["utterance_seq"])
             if message.get("last_frame_received_at_ms"):
                 latency = now_ms - message["last_frame_received_at_ms"]
-                stats.e2e_ms.append((time.monotonic() - run_start, latency))
-                stats.stages_ms.append(stage_split(message, stats.e2e_ms[-1]))
+                at_s = time.monotonic() - run_start
+                stats.e2e_ms.append((at_s, latency))
+                stats.stages_ms.append(stage_split(message, at_s, latency))
         elif kind == "partial":
             stats.partials += 1
         elif kind == "acoustic" and message.get("window_seq") is not None:
@@ -221,9 +222,8 @@ async def one_session(url: str, pcm: bytes, options: LoadOptions, run_start: flo
     await client.close()
 
 
-def stage_split(result: dict, received: tuple[float, float]) -> StageSplit:
+def stage_split(result: dict, at_s: float, e2e_ms: float) -> StageSplit:
     latencies = result.get("latencies_ms") or {}
-    at_s, e2e_ms = received
     return StageSplit(at_s, latencies.get("asr", 0.0), latencies.get("pipeline", 0.0), e2e_ms)
 
 
