@@ -287,14 +287,22 @@ def bench_fusion(ravdess: Path | None, sst2: Path | None, actors: str, limit: in
     "--clips",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Also write one TSV row per clip (file, label3, each stage's label, fused score, transcript) to this file.",
+    help="Also write one TSV row per clip (file, labels, each stage's label, fused score, the result's emotion and "
+    "arousal, transcript) to this file.",
+)
+@click.option(
+    "--voice-head",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Score this voice head (voice_head.json) instead of the shipped one, e.g. a leave-one-corpus-out fold's.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Only the JSON line.")
-def bench_sentiment(data: Path, limit: int, clips: Path | None, as_json: bool) -> None:
-    """The serving verdict (VAD, voice, ASR, text, fusion) per clip: UAR, accuracy, shares, confusion of each."""
+def bench_sentiment(data: Path, limit: int, clips: Path | None, voice_head: Path | None, as_json: bool) -> None:
+    """The serving verdict (VAD, voice, ASR, text, fusion) per clip: UAR, accuracy, shares, confusion of each; four-way
+    emotion and arousal AUC where labels.tsv has those columns."""
     from moodstream.bench.sentiment import main as run
 
-    run(data, limit, as_json, clips)
+    run(data, limit, as_json, clips, voice_head)
 
 
 @main.command()

@@ -145,12 +145,22 @@ class Settings(BaseSettings):
         description="Fusion: a voice with at least this polar mass keeps its verdict in full; between "
         "the two it is blended towards neutral. Set both to 0 to take the voice at its word.",
     )
+    fusion_voice_agitation_from: float = Field(
+        0.25, ge=0, le=1, description="Fusion: a voice with at most this arousal gains no commitment from it."
+    )
+    fusion_voice_agitated_above: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Fusion: a voice with at least this arousal counts as emotional in full, split between the poles "
+        "as its polarity splits them. Set both to 1 to read the voice by its polarity alone.",
+    )
     fusion_encoder_voice_weight: float = Field(
         0.5,
         ge=0,
         le=1,
-        description="Fusion: the share of the voice verdict read from the ASR encoder's states, against the acoustic "
-        "CNN's (0: the CNN alone; results sent before the transcript always use the CNN alone).",
+        description="Fusion: the share of the voice head's polarity (ASR encoder states and prosody), against the "
+        "acoustic CNN's (0: the CNN alone; results sent before the transcript always use the CNN alone).",
     )
     fusion_degrade_after_s: float = Field(
         3.0, gt=0, description="Fusion: text this late after the voice's score sends an acoustic-only result first."

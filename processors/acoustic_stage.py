@@ -32,6 +32,7 @@ def register(ctx: StageContext) -> ModelVersions:
             model_version=classifier.version,
             compute_ms=result.compute_ms,
             received_at_ms=record.last_frame_received_at_ms if whole else record.received_at_ms,
+            arousal=round(result.arousal, 4) if result.arousal is not None else None,
         )
 
     async def provisional(result: AcousticScore) -> None:

@@ -1,20 +1,27 @@
 """Late fusion of one utterance's acoustic and text sentiment. Pure: no Kafka.
 
 The voice of an utterance is two models' verdicts averaged: the acoustic CNN's (its whole-utterance score and its
-500 ms windows pooled) and, once the transcript is in, the one the ASR read from its encoder states
-(`processors.voice_head`; share `encoder_voice_weight`). The rule then defaults to calm:
-1. The voice counts as emotional only as far as it is sure. Its polar mass m = p(negative) + p(positive) gives a
-   commitment c = clip((m − lo) / (hi − lo), 0, 1) (lo = `voice_calm_below`, hi = `voice_emotional_above`), and the
-   voice enters fusion as c·voice + (1 − c)·neutral: a voice that leans only a little towards a pole reads as calm,
-   a clearly emotional one keeps its verdict.
+500 ms windows pooled) and, once the transcript is in, the voice head's (`processors.voice_head`: the ASR encoder's
+states and the prosody; share `encoder_voice_weight`). The voice head also says how agitated the voice is (arousal,
+0…1), the cue that carries across speakers, languages and corpora. The rule then defaults to calm:
+1. The voice counts as emotional only as far as it is sure. Two commitments, the larger counts:
+   - by polarity: its polar mass m = p(negative) + p(positive) gives c = clip((m − lo) / (hi − lo), 0, 1)
+     (lo = `voice_calm_below`, hi = `voice_emotional_above`), the voice's own distribution;
+   - by arousal: a = clip((arousal − lo) / (hi − lo), 0, 1) (lo = `voice_agitation_from`, hi =
+     `voice_agitated_above`), with the voice's pole split p(negative | polar) as its distribution: an agitated voice
+     is an emotional one even when the polarity head, which carries worse to voices it never heard, says neutral.
+   The voice enters fusion as c·voice + (1 − c)·neutral: a voice that leans only a little towards a pole and is not
+   agitated reads as calm; a clearly emotional one keeps its verdict.
 2. The words count as far as they carry sentiment: α = `text_weight` (0.7, or the session's `fusion_alpha`) scaled by
    the text model's polar mass (1 − p(neutral)), by its certainty between the poles (1 − H₂(p))^γ (H₂ the binary
    entropy of p(positive | polar)), and by ASR confidence (1 at an average token log-prob of −0.3 or better, 0 at
    −1.2 or worse); α = 0 without usable text.
 3. fused = α·text + (1 − α)·voice′ over negative/neutral/positive; the label is its argmax and
    `fused_score` = p(positive) − p(negative) ∈ [−1, 1].
-So neutral words and an ordinary voice give neutral; neutral words and a clearly emotional voice give the voice's
-verdict (α ≈ 0); polar words decide, nudged by the voice (at most 1 − α of the mass).
+So neutral words and an ordinary voice give neutral; neutral words and a clearly emotional or agitated voice give the
+voice's verdict (α ≈ 0); polar words decide, nudged by the voice (at most 1 − α of the mass). The four-way emotion
+follows the same commitment: its neutral share is what the calm default leaves, the rest split as the voice head
+splits angry, happy and sad.
 """
 
 from __future__ import annotations
@@ -50,6 +57,11 @@ class FusionOptions:
     voice_emotional_above: float = 0.6
     """Voice polar mass at or above which the voice's verdict counts in full (commitment 1); ≤ `voice_calm_below`
     turns the calm default off."""
+    voice_agitation_from: float = 0.25
+    """Voice arousal at or below which arousal adds no commitment."""
+    voice_agitated_above: float = 0.5
+    """Voice arousal at or above which the voice counts as emotional in full, split between the poles as its
+    polarity splits them; ≤ `voice_agitation_from` turns the arousal rule off."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +74,8 @@ class Fused:
     """What the voice model said (before its commitment was applied)."""
     voice_commitment: float
     """How far the voice's polar verdict counted (1: in full, 0: read as calm)."""
+    arousal: float | None = None
+    """The voice's arousal the rule read (None: no voice head spoke)."""
 
 
 def binary_entropy(p: float) -> float:
@@ -102,10 +116,37 @@ class Fuser:
         return mix(encoder_voice, cnn, self.options.encoder_voice_weight)
 
     def voice_commitment(self, audio: dict[str, float]) -> float:
+        """Commitment by polarity alone."""
         lo, hi = self.options.voice_calm_below, self.options.voice_emotional_above
         if hi <= lo:
             return 1.0
         return min(1.0, max(0.0, (1.0 - audio["neutral"] - lo) / (hi - lo)))
+
+    def agitation(self, arousal: float | None) -> float:
+        """Commitment by arousal alone (0 without one)."""
+        lo, hi = self.options.voice_agitation_from, self.options.voice_agitated_above
+        if arousal is None or hi <= lo:
+            return 0.0
+        return min(1.0, max(0.0, (arousal - lo) / (hi - lo)))
+
+    def committed_voice(self, audio: dict[str, float], arousal: float | None) -> tuple[dict[str, float], float]:
+        """The voice's distribution and commitment under rule 1 (before the calm default mixes in neutral)."""
+        by_polarity, by_arousal = self.voice_commitment(audio), self.agitation(arousal)
+        if by_arousal <= by_polarity:
+            return audio, by_polarity
+        polar = audio["negative"] + audio["positive"]
+        negative = audio["negative"] / polar if polar > 0 else 0.5
+        return {"negative": negative, "neutral": 0.0, "positive": 1.0 - negative}, by_arousal
+
+    def emotion(self, voice_emotion: dict[str, float] | None, commitment: float) -> dict[str, float] | None:
+        """The four-way emotion under the calm default: neutral gets what the commitment leaves, the rest is split
+        as the voice head splits angry, happy and sad."""
+        if voice_emotion is None:
+            return None
+        emotional = {k: v for k, v in voice_emotion.items() if k != "neutral"}
+        total = sum(emotional.values())
+        shares = {k: (v / total if total > 0 else 1 / len(emotional)) for k, v in emotional.items()}
+        return {k: commitment * shares[k] for k in emotional} | {"neutral": 1.0 - commitment}
 
     def text_weight(self, text: dict[str, float] | None, avg_logprob: float | None, alpha: float | None) -> float:
         if text is None:
@@ -126,17 +167,20 @@ class Fuser:
         audio: dict[str, float] | None,
         avg_logprob: float | None = None,
         alpha: float | None = None,
+        arousal: float | None = None,
     ) -> Fused:
-        """`text` None means no usable text; `audio` None means no acoustic score (text only)."""
+        """`text` None means no usable text; `audio` None means no acoustic score (text only); `arousal` is the
+        voice's (None without a voice head)."""
         weight = self.text_weight(text, avg_logprob, alpha) if audio is not None else (1.0 if text else 0.0)
-        commitment = self.voice_commitment(audio) if audio is not None else 0.0
+        commitment = 0.0
         if text is None and audio is None:
             distribution = {"negative": 0.0, "neutral": 1.0, "positive": 0.0}
         elif audio is None:
             distribution = dict(text)  # type: ignore[arg-type]
         else:
-            voice = {k: commitment * audio[k] + (1 - commitment) * (k == "neutral") for k in LABELS}
+            committed, commitment = self.committed_voice(audio, arousal)
+            voice = {k: commitment * committed[k] + (1 - commitment) * (k == "neutral") for k in LABELS}
             distribution = {k: weight * (text[k] if text else 0.0) + (1 - weight) * voice[k] for k in LABELS}
         label = max(LABELS, key=distribution.__getitem__)
         score = max(-1.0, min(1.0, distribution["positive"] - distribution["negative"]))
-        return Fused(distribution, score, label, weight, audio, commitment)
+        return Fused(distribution, score, label, weight, audio, commitment, arousal)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from processors.fusion import Fuser
-from schemas.records import AcousticScore, FusedResult, FusionWeights, SentimentScores, TextScore
+from schemas.records import AcousticScore, EmotionScores, FusedResult, FusionWeights, SentimentScores, TextScore
 
 log = logging.getLogger("moodstream.fusion")
 
@@ -45,6 +45,7 @@ class Pending(Generic[Token]):
     partition: int
     created: float
     windows: list[dict[str, float]] = field(default_factory=list)
+    window_arousals: list[float] = field(default_factory=list)
     whole: AcousticScore | None = None
     whole_at: float = 0.0
     text: TextScore | None = None
@@ -82,6 +83,8 @@ class FusionJoin(Generic[Token]):
             state.whole, state.whole_at = record, now
         else:
             state.windows.append(record.sentiment.model_dump())
+            if record.arousal is not None:
+                state.window_arousals.append(record.arousal)
         if state.whole is not None and state.text is not None:
             return self._finish(key, state, wall_ms)
         return JoinStep()
@@ -126,12 +129,16 @@ class FusionJoin(Generic[Token]):
             state.windows,
             encoder_voice.model_dump() if encoder_voice else None,
         )
+        arousal = _arousal(state)
         fused = self.fuser.fuse(
             text.sentiment.model_dump() if text else None,
             audio,
             text.asr_avg_logprob if text else None,
             alpha=text.fusion_alpha if text else None,  # the session's own weight; without text it is 0 anyway
+            arousal=arousal,
         )
+        voice_emotion = state.text.voice_emotion if state.text is not None else None
+        emotion = self.fuser.emotion(voice_emotion.model_dump() if voice_emotion else None, fused.voice_commitment)
         origin = (
             state.text.last_frame_received_at_ms if state.text else (state.whole.received_at_ms if state.whole else 0)
         )
@@ -156,7 +163,20 @@ class FusionJoin(Generic[Token]):
             latencies_ms=_latencies(state, wall_ms - origin if origin else None),
             model_versions=_versions(state),
             last_frame_received_at_ms=origin,
+            arousal=round(arousal, 4) if arousal is not None else None,
+            emotion=EmotionScores(**{k: round(v, 4) for k, v in emotion.items()}) if emotion else None,
+            emotion_label=max(emotion, key=emotion.__getitem__) if emotion else None,  # type: ignore[arg-type]
         )
+
+
+def _arousal(state: Pending) -> float | None:
+    """The voice head's arousal of the whole utterance once the transcript brings it; before that the whole
+    utterance's prosody, or the windows' mean."""
+    if state.text is not None and state.text.voice_arousal is not None:
+        return state.text.voice_arousal
+    if state.whole is not None and state.whole.arousal is not None:
+        return state.whole.arousal
+    return sum(state.window_arousals) / len(state.window_arousals) if state.window_arousals else None
 
 
 def _latencies(state: Pending, pipeline_ms: float | None) -> dict[str, float]:
@@ -176,4 +196,6 @@ def _versions(state: Pending) -> dict[str, str]:
     if state.text:
         versions["asr"] = state.text.asr_model
         versions["text"] = state.text.model_version
+        if state.text.voice_model:
+            versions["voice"] = state.text.voice_model
     return versions

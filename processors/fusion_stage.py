@@ -28,6 +28,8 @@ def register(ctx: StageContext) -> ModelVersions:
                 text_weight=settings.fusion_text_weight,
                 voice_calm_below=settings.fusion_voice_calm_below,
                 voice_emotional_above=settings.fusion_voice_emotional_above,
+                voice_agitation_from=settings.fusion_voice_agitation_from,
+                voice_agitated_above=settings.fusion_voice_agitated_above,
                 encoder_voice_weight=settings.fusion_encoder_voice_weight,
             )
         ),

@@ -58,6 +58,9 @@ class TextReader:
             last_frame_received_at_ms=transcript.last_frame_received_at_ms,
             fusion_alpha=transcript.fusion_alpha,
             voice_sentiment=transcript.voice_sentiment,
+            voice_emotion=transcript.voice_emotion,
+            voice_arousal=transcript.voice_arousal,
+            voice_model=transcript.voice_model,
         )
 
     def score_partial(self, partial: PartialTranscript) -> PartialResult:

@@ -25,8 +25,9 @@ Design, by measurement (`moodstream bench asr`, asterisk prompts, one thread):
   On Intel's CPUs CTranslate2 runs on MKL and is the faster one. Beam search stays on CTranslate2.
 - A text still too repetitive after the cut is decoded again on the full 30 s window (the reference path).
 
-The encoder states of the utterance's window are also read for the speaker's voice (`processors.voice_head`), when a
-head was fitted on this model's encoder: a second voice verdict for the price of a pooling.
+The encoder states of the utterance's window are also read for the speaker's voice (`processors.voice_head`: pooled,
+with the utterance's prosody), when a head was fitted on this model's encoder: polarity, four-way emotion and arousal
+for the price of a pooling and the prosody.
 """
 
 from __future__ import annotations
@@ -44,7 +45,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from models import ACOUSTIC_MODEL_DIR
-from processors.voice_head import HEAD_FILE, EncoderVoiceHead, pool_states
+from processors.voice_head import (
+    VOICE_HEAD_FILE,
+    SessionBaseline,
+    VoiceHead,
+    VoiceVerdict,
+    features_of,
+    pool_states,
+)
 from schemas.audio import SAMPLE_RATE
 
 if TYPE_CHECKING:
@@ -139,7 +147,7 @@ class TranscriberOptions:
     suspicious_no_speech: float = 0.2
     """A silence phrase is rejected when no-speech probability exceeds this or log-prob is under -0.5."""
     voice_head: bool = True
-    """Read the voice's sentiment from the encoder states too (`processors.voice_head`), when the shipped head was
+    """Read the voice from the encoder states and prosody too (`processors.voice_head`), when the shipped head was
     fitted on this model's encoder."""
     partial_beam_size: int = 1
     """Beam width of partial transcripts (greedy: they are provisional and must stay cheap)."""
@@ -164,8 +172,12 @@ class Transcription:
     compute_ms: float
     raw_text: str = field(default="", repr=False)
     """What the decoder produced before the guard (for debugging)."""
-    voice_sentiment: dict[str, float] | None = None
-    """negative / neutral / positive of the voice, read from the encoder states; None without a matching head."""
+    voice: VoiceVerdict | None = None
+    """The voice's polarity, emotion and arousal (`processors.voice_head`); None without a matching head."""
+    voice_ms: float = 0.0
+    """Of `compute_ms`, the time the voice head took (pooling, prosody, heads)."""
+    voice_features: np.ndarray | None = field(default=None, repr=False)
+    """What the voice head read (`voice_head.features_of`), to read it again against another baseline (benches)."""
 
 
 @dataclass(frozen=True)
@@ -242,10 +254,10 @@ class Transcriber:
             logger.warning("greedy decoding stays on CTranslate2 for %s: %s", path, error)
             return None
 
-    def _matching_head(self) -> EncoderVoiceHead | None:
-        if not (ACOUSTIC_MODEL_DIR / HEAD_FILE).exists():
+    def _matching_head(self) -> VoiceHead | None:
+        if not (ACOUSTIC_MODEL_DIR / VOICE_HEAD_FILE).exists():
             return None
-        head = EncoderVoiceHead.load()
+        head = VoiceHead.load()
         return head if head.encoder == self.model_id else None
 
     def _encode(self, audio: np.ndarray, window_s: int) -> ctranslate2.StorageView:
@@ -255,10 +267,14 @@ class Transcriber:
         mel = self.features(padded, padding=0)[:, : window_s * 100]
         return self.model.encode(self._ct2.StorageView.from_array(np.ascontiguousarray(mel[None])))
 
-    def _voice(self, encoded: ctranslate2.StorageView, start_s: float, duration_s: float) -> dict[str, float] | None:
+    def _voice(
+        self, encoded: ctranslate2.StorageView, audio: np.ndarray, span_s: tuple[float, float],
+        baseline: SessionBaseline | None, seq: int | None,
+    ) -> tuple[VoiceVerdict | None, np.ndarray | None]:  # fmt: skip
         if self.voice_head is None:
-            return None
-        return self.voice_head.sentiment(pool_states(np.asarray(encoded)[0], start_s, duration_s))
+            return None, None
+        features = features_of(pool_states(np.asarray(encoded)[0], *span_s), audio)
+        return self.voice_head.read(features, baseline, seq), features
 
     def voice_features(self, pcm: np.ndarray | bytes) -> np.ndarray:
         """The pooled encoder states the voice head reads, encoded as `transcribe` encodes them (for training)."""
@@ -289,7 +305,11 @@ class Transcriber:
         avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1) if tokens else -10.0
         return tokens, avg_logprob, result.no_speech_prob
 
-    def transcribe(self, pcm: np.ndarray | bytes) -> Transcription:
+    def transcribe(
+        self, pcm: np.ndarray | bytes, baseline: SessionBaseline | None = None, seq: int | None = None
+    ) -> Transcription:
+        """The utterance's transcript, and the voice read against `baseline` (the session's so far; None: as a
+        session's first utterance), which the utterance (number `seq`) then joins."""
         started = time.perf_counter()
         audio = _as_float(pcm)
         o = self.options
@@ -300,7 +320,9 @@ class Transcriber:
         shifted = np.concatenate((np.zeros(lead, dtype=np.float32), audio)) if lead else audio
         beam = o.beam_size if window <= o.short_window_s else o.long_beam_size
         encoded = self._encode(shifted, window)
-        voice = self._voice(encoded, lead / SAMPLE_RATE, duration)
+        voice_started = time.perf_counter()
+        voice, voice_features = self._voice(encoded, audio, (lead / SAMPLE_RATE, duration), baseline, seq)
+        voice_ms = (time.perf_counter() - voice_started) * 1000
         tokens, avg_logprob, no_speech = self._decode(encoded, budget, beam)
         path = "adaptive"
         cut = cut_at_self_repeat(tokens)
@@ -324,7 +346,9 @@ class Transcriber:
             window_s=float(window),
             compute_ms=round((time.perf_counter() - started) * 1000, 2),
             raw_text=text,
-            voice_sentiment=voice,
+            voice=voice,
+            voice_ms=round(voice_ms, 3),
+            voice_features=voice_features,
         )
 
     def _budget(self, seconds: float) -> int:

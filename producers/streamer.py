@@ -31,6 +31,12 @@ def describe(message: dict) -> str | None:
             if scores:
                 best = max(scores, key=scores.get)
                 parts.append(f"[dim]{name.split('_')[0]} {best[:3]} {scores[best]:.2f}[/]")
+        if message.get("arousal") is not None:
+            parts.append(f"[dim]arousal {message['arousal']:.2f}[/]")
+        emotion = message.get("emotion_label")
+        if emotion and emotion != "neutral":  # an emotional voice: which emotion, and how sure
+            parts.append(f"[{COLOURS['negative' if emotion in ('angry', 'sad') else 'positive']}]{emotion} "
+                         f"{message['emotion'][emotion]:.2f}[/]")  # fmt: skip
         text = message.get("text") or "[dim](no words)[/]"
         return "  ".join(parts) + f"  {text}"
     if kind == "error":

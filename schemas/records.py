@@ -17,6 +17,7 @@ __all__ = ["SAMPLE_RATE"]  # re-exported: records state their audio in the proto
 SessionId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 SentimentLabel = Literal["negative", "neutral", "positive"]
+EmotionLabel = Literal["angry", "happy", "sad", "neutral"]
 
 
 class Record(BaseModel):
@@ -174,6 +175,17 @@ class SentimentScores(BaseModel):
     positive: Probability
 
 
+class EmotionScores(BaseModel):
+    """Four-way emotion distribution (the set IEMOCAP, SenseVoice and every corpus the voice learns from share)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    angry: Probability
+    happy: Probability
+    sad: Probability
+    neutral: Probability
+
+
 class AcousticScore(Record):
     """Acoustic emotion of a window (provisional) or of a whole utterance."""
 
@@ -193,6 +205,9 @@ class AcousticScore(Record):
     model_version: str
     compute_ms: float
     received_at_ms: float
+    arousal: Probability | None = None
+    """How agitated the voice is, 0 calm … 1 agitated, from the window's prosody (`processors.voice_head`); None
+    without a voice head."""
 
 
 class Transcript(Record):
@@ -217,7 +232,14 @@ class Transcript(Record):
     fusion_alpha: Probability | None = None
     """The session's text weight from its start message, carried to fusion; None uses the server default."""
     voice_sentiment: SentimentScores | None = None
-    """The voice's sentiment read from the ASR encoder's states; None when the ASR model has no voice head."""
+    """The voice's sentiment read from the ASR encoder's states and the prosody; None when the ASR model has no voice
+    head."""
+    voice_emotion: EmotionScores | None = None
+    """The voice head's four-way emotion (before fusion's calm default); None without a voice head."""
+    voice_arousal: Probability | None = None
+    """The voice head's arousal, 0 calm … 1 agitated; None without a voice head."""
+    voice_model: str | None = None
+    """The voice head's version; None without a voice head."""
 
 
 class PartialTranscript(Record):
@@ -264,6 +286,12 @@ class TextScore(Record):
     """The session's text weight from its start message, carried to fusion; None uses the server default."""
     voice_sentiment: SentimentScores | None = None
     """The transcript's `voice_sentiment`, carried to fusion."""
+    voice_emotion: EmotionScores | None = None
+    """The transcript's `voice_emotion`, carried to fusion."""
+    voice_arousal: Probability | None = None
+    """The transcript's `voice_arousal`, carried to fusion."""
+    voice_model: str | None = None
+    """The transcript's `voice_model`, carried to fusion."""
 
 
 class FusionWeights(BaseModel):
@@ -305,6 +333,13 @@ class FusedResult(Record):
     model_versions: dict[str, str]
     last_frame_received_at_ms: float = 0.0
     """Gateway receipt time of the utterance's last frame: the origin of end-to-end latency."""
+    arousal: Probability | None = None
+    """How agitated the voice was, 0 calm … 1 agitated: the voice head's on the whole utterance, or the windows'
+    mean while the transcript is late; None without a voice head."""
+    emotion: EmotionScores | None = None
+    """Four-way emotion of the voice under fusion's calm default (`processors.fusion`); None without a voice head."""
+    emotion_label: EmotionLabel | None = None
+    """The most likely of `emotion`."""
 
 
 class PartialResult(Record):

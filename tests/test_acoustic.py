@@ -60,13 +60,14 @@ def test_windows_of_any_length_get_distributions() -> None:
         assert sum(result.sentiment.values()) == pytest.approx(1.0, abs=1e-4)
         assert sum(result.emotions.values()) == pytest.approx(1.0, abs=1e-4)
         assert set(result.sentiment) == {"negative", "neutral", "positive"} and len(result.emotions) == 8
+        assert result.arousal is not None and 0.0 <= result.arousal <= 1.0
 
 
 def test_shipped_model_matches_its_checksum_and_reported_uar() -> None:
     import json
 
     sums = [line.split() for line in (ACOUSTIC_MODEL_DIR / "SHA256SUMS").read_text().splitlines()]
-    assert {name for _digest, name in sums} == {"model.onnx", "encoder_head.json"}
+    assert {name for _digest, name in sums} == {"model.onnx", "voice_head.json"}
     for digest, name in sums:
         assert hashlib.sha256((ACOUSTIC_MODEL_DIR / name).read_bytes()).hexdigest() == digest, name
     metrics = json.loads((ACOUSTIC_MODEL_DIR / "metrics.json").read_text())

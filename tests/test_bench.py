@@ -13,6 +13,7 @@ import psutil
 import pytest
 
 from models.metrics import three_way_report
+from moodstream.bench.sentiment import arousal_auc, emotion_report
 from moodstream.bench.text import previous_in_dialogue
 
 DATA = Path(__file__).parent / "data"
@@ -47,6 +48,7 @@ def test_dialogue_context_is_the_previous_line_of_the_same_dialogue() -> None:
     assert previous_in_dialogue(rows) == ["", "", "Hi .", ""]
 
 
+@pytest.mark.stack  # starts its own processes
 def test_bench_sentiment_prints_one_json_object_with_each_modality(tmp_path: Path) -> None:
     (tmp_path / "labels.tsv").write_text(f"file\tlabel3\tnote\n{DATA / 'three_prompts.wav'}\tneutral\tcalm IVR voice\n")
     clips = tmp_path / "clips.tsv"
@@ -66,6 +68,40 @@ def test_bench_sentiment_prints_one_json_object_with_each_modality(tmp_path: Pat
     assert clip["transcript"].startswith("Goodbye")
 
 
+@pytest.mark.stack  # starts its own processes
+def test_bench_sentiment_scores_emotion_and_arousal_columns_and_rows_without_a_polarity(tmp_path: Path) -> None:
+    wav = DATA / "three_prompts.wav"
+    (tmp_path / "labels.tsv").write_text(
+        "file\tlabel3\temotion\tarousal\tspeaker\n"
+        f"{wav}\tneutral\tneutral\tneutral\ta\n"
+        f"{DATA / 'read_sentence.wav'}\t\t\thigh\tb\n"  # an arousal rating with no polarity (as BAVED's)
+    )
+    clips = tmp_path / "clips.tsv"
+    done = bench("sentiment", "--data", str(tmp_path), "--clips", str(clips), "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["files"] == 2 and sum(map(sum, result["fused"]["confusion"])) == 1  # polarity: the labelled one
+    assert result["emotion"]["clips"] == 1 and set(result["emotion"]["recall"]) == {"neutral"}
+    assert result["arousal"]["clips"] == 2 and set(result["arousal"]["mean"]) == {"neutral", "high"}
+    assert 0.0 <= result["arousal"]["auc"] <= 1.0
+    assert result["models"]["voice_head"].startswith("voice-head-")
+    rows = [dict(zip(*[line.split("\t") for line in (clips.read_text().splitlines()[0], row)], strict=True))
+            for row in clips.read_text().splitlines()[1:]]  # fmt: skip
+    assert [r["arousal"] for r in rows] == ["neutral", "high"]
+    assert (
+        rows[0]["result_emotion"] in ("angry", "happy", "sad", "neutral") and 0 <= float(rows[1]["result_arousal"]) <= 1
+    )
+
+
+def test_emotion_report_and_arousal_auc_count_what_they_say() -> None:
+    report = emotion_report(["angry", "angry", "sad", "neutral"], ["angry", "neutral", "sad", "happy"])
+    assert report["recall"] == {"angry": 0.5, "sad": 1.0, "neutral": 0.0}  # emotions present only
+    assert report["uar"] == pytest.approx(0.5) and report["confusion"][0] == [1, 0, 0, 1]
+    assert arousal_auc([0.9, 0.8, 0.1, 0.2], ["high", "high", "low", "neutral"]) == 1.0
+    assert arousal_auc([0.5, 0.5], ["high", "low"]) == 0.5  # a tie counts half
+    assert arousal_auc([0.1, 0.2], ["low", "neutral"]) is None
+
+
 @pytest.mark.parametrize(
     ("args", "says"),
     [
@@ -75,12 +111,14 @@ def test_bench_sentiment_prints_one_json_object_with_each_modality(tmp_path: Pat
         (["asr", "--data", "/nonexistent"], "transcripts.tsv"),
     ],
 )
+@pytest.mark.stack  # starts its own processes
 def test_a_bench_without_its_data_says_so_in_one_line_and_exits_2(args: list[str], says: str) -> None:
     done = bench(*args, "--json")
     assert done.returncode == 2 and done.stdout == ""
     assert len(done.stderr.strip().splitlines()) == 1 and says in done.stderr
 
 
+@pytest.mark.stack  # starts its own processes
 def test_bench_asr_reads_the_transcripts_of_a_labels_file_and_keeps_the_long_clips(tmp_path: Path) -> None:
     """The long read-speech set is `calm_speech` itself: its labels.tsv, the rows with a transcript, `--min-seconds`."""
     sentence = (
@@ -99,6 +137,7 @@ def test_bench_asr_reads_the_transcripts_of_a_labels_file_and_keeps_the_long_cli
     assert too_long.returncode == 2 and too_long.stdout == "" and "60 s of audio" in too_long.stderr
 
 
+@pytest.mark.stack  # starts its own processes
 def test_bench_text_reads_three_way_and_binary_files(tmp_path: Path) -> None:
     three = tmp_path / "three.tsv"
     three.write_text(
@@ -157,6 +196,7 @@ def test_a_soak_interval_splits_its_latency_into_the_asr_call_the_rest_of_the_pi
     assert stage_medians([stats], 500.0, 800.0) is None
 
 
+@pytest.mark.stack  # starts its own processes
 def test_a_killed_benchmark_leaves_no_process_of_its_stack_behind() -> None:
     """A benchmark's stack (here the embedded broker and its tansu) goes when the benchmark dies, even by SIGKILL,
     which no handler of its own sees: a soak stopped from outside must not leave workers loading the machine."""

@@ -111,3 +111,37 @@ def test_the_calm_default_can_be_turned_off() -> None:
     fuser = Fuser(FusionOptions(voice_calm_below=0.0, voice_emotional_above=0.0))
     fused = fuser.fuse(PLAIN_WORDS, leaning, avg_logprob=-0.1)
     assert fused.voice_commitment == 1.0 and fused.label == "negative"
+
+
+def test_an_agitated_voice_counts_as_emotional_even_when_its_polarity_says_neutral() -> None:
+    """Arousal carries to voices the polarity head never heard; the pole is the one the voice leans to."""
+    calm_looking = {"negative": 0.2, "neutral": 0.7, "positive": 0.1}  # polar mass 0.3: calm by polarity alone
+    assert Fuser().fuse(PLAIN_WORDS, calm_looking, avg_logprob=-0.1, arousal=0.1).label == "neutral"
+    agitated = Fuser().fuse(PLAIN_WORDS, calm_looking, avg_logprob=-0.1, arousal=0.9)
+    assert agitated.voice_commitment == 1.0 and agitated.label == "negative"
+    assert agitated.score == pytest.approx(-1 / 3, abs=0.02)  # pole split 2:1, words neutral
+    assert agitated.arousal == 0.9 and agitated.audio_sentiment == calm_looking
+    halfway = Fuser().fuse(PLAIN_WORDS, calm_looking, avg_logprob=-0.1, arousal=0.375)  # between 0.25 and 0.5
+    assert halfway.voice_commitment == pytest.approx(0.5)
+
+
+def test_polar_words_still_decide_over_an_agitated_voice() -> None:
+    angry_sounding = {"negative": 0.3, "neutral": 0.6, "positive": 0.1}
+    fused = Fuser().fuse(POSITIVE_TEXT, angry_sounding, avg_logprob=-0.1, arousal=0.95)
+    assert fused.label == "positive"
+
+
+def test_the_emotion_follows_the_commitment() -> None:
+    head = {"angry": 0.1, "happy": 0.3, "sad": 0.1, "neutral": 0.5}
+    fuser = Fuser()
+    assert fuser.emotion(head, 0.0) == {"angry": 0.0, "happy": 0.0, "sad": 0.0, "neutral": 1.0}
+    full = fuser.emotion(head, 1.0)
+    assert full is not None and full["neutral"] == 0.0 and full["happy"] == pytest.approx(0.6)
+    assert fuser.emotion(None, 1.0) is None
+    assert sum(fuser.emotion(head, 0.4).values()) == pytest.approx(1.0)  # type: ignore[union-attr]
+
+
+def test_the_arousal_rule_can_be_turned_off() -> None:
+    calm_looking = {"negative": 0.2, "neutral": 0.7, "positive": 0.1}
+    fuser = Fuser(FusionOptions(voice_agitation_from=1.0, voice_agitated_above=1.0))
+    assert fuser.fuse(PLAIN_WORDS, calm_looking, avg_logprob=-0.1, arousal=0.99).label == "neutral"

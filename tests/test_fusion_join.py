@@ -6,7 +6,7 @@ import pytest
 
 from processors.fusion import Fuser
 from processors.fusion_join import FusionJoin, JoinOptions
-from schemas.records import AcousticScore, SentimentScores, TextScore
+from schemas.records import AcousticScore, EmotionScores, SentimentScores, TextScore
 
 ANGRY = SentimentScores(negative=0.9, neutral=0.05, positive=0.05)
 HAPPY_WORDS = SentimentScores(negative=0.01, neutral=0.02, positive=0.97)
@@ -100,3 +100,28 @@ def test_the_voice_the_transcript_brings_is_averaged_in_only_once_the_transcript
     assert final.audio_sentiment is not None
     assert final.audio_sentiment.negative == pytest.approx((ANGRY.negative + calm.negative) / 2)  # half and half
     assert final.fused_label == "neutral"  # polar mass 0.525: the voice only partly committed, calm wins
+
+
+def test_the_result_carries_the_voice_heads_arousal_and_emotion_once_the_transcript_brings_them() -> None:
+    """Before the transcript: the whole utterance's prosody arousal, no emotion. After: the voice head's arousal,
+    and its emotion under the same commitment that decided the voice's polarity."""
+    join = new_join()
+    join.on_score(acoustic(0, 0).model_copy(update={"arousal": 0.3}), "w0", 0, now=0.0, wall_ms=0.0)
+    join.on_score(acoustic(0, None).model_copy(update={"arousal": 0.2}), "whole", 0, now=0.0, wall_ms=0.0)
+    [degraded] = join.tick(now=3.5, wall_ms=0.0).results
+    assert degraded.arousal == 0.2 and degraded.emotion is None and degraded.emotion_label is None
+    agitated = {"voice_arousal": 0.9, "voice_emotion": EmotionScores(angry=0.5, happy=0.1, sad=0.1, neutral=0.3),
+                "has_text": False, "text": ""}  # fmt: skip
+    [final] = join.on_score(text(0).model_copy(update=agitated), "text", 0, now=4.0, wall_ms=0.0).results
+    assert final.arousal == 0.9 and final.weights.voice_commitment == 1.0  # agitated: the voice counts in full
+    assert final.emotion_label == "angry" and final.emotion is not None and final.emotion.neutral == 0.0
+    assert final.emotion.angry == pytest.approx(0.5 / 0.7, abs=1e-4)  # the head's split of angry, happy and sad
+
+
+def test_windows_give_the_arousal_when_nothing_else_has_one() -> None:
+    join = new_join()
+    for window, arousal in enumerate((0.2, 0.6)):
+        join.on_score(acoustic(0, window).model_copy(update={"arousal": arousal}), f"w{window}", 0, 0.0, 0.0)
+    join.on_score(acoustic(0, None), "whole", 0, now=0.0, wall_ms=0.0)
+    [degraded] = join.tick(now=3.5, wall_ms=0.0).results
+    assert degraded.arousal == pytest.approx(0.4)

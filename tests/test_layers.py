@@ -17,7 +17,7 @@ LAYERS: dict[str, int] = {
     "processors.vad": 1, "processors.endpointer": 1, "processors.level": 1, "processors.transcriber": 1,
     "processors.moonshine": 1, "processors.asr_backend": 1,
     "processors.text_sentiment": 1, "processors.acoustic": 1, "processors.fusion": 1, "processors.onnx": 1,
-    "processors.voice_head": 1, "processors.whisper_decoder": 1,
+    "processors.voice_head": 1, "processors.prosody": 1, "processors.whisper_decoder": 1,
     "processors.runtime": 2, "processors.faust_overrides": 2, "processors.checkpoints": 2, "processors.slot_peek": 2,
     "processors.audio_session": 2, "processors.fusion_join": 2, "processors.dialogue": 2, "processors.text_reader": 2,
     "processors": 3, "gateway": 3, "producers": 3, "moodstream.broker": 3, "moodstream.analytics": 3,

@@ -174,12 +174,26 @@ function cell(scores) {
   return `<span class="label ${name}">${name}</span> <span class="muted">${scores[name].toFixed(2)}</span>`;
 }
 
-function showAcoustic(scores) {
+function showAcoustic(m) {
   const parts = $("acoustic").children;
   ["negative", "neutral", "positive"].forEach((name, i) => {
-    parts[3 * i + 1].firstElementChild.style.width = `${Math.round(scores[name] * 100)}%`;
-    parts[3 * i + 2].textContent = scores[name].toFixed(2);
+    parts[3 * i + 1].firstElementChild.style.width = `${Math.round(m.sentiment[name] * 100)}%`;
+    parts[3 * i + 2].textContent = m.sentiment[name].toFixed(2);
   });
+  if (m.arousal !== null && m.arousal !== undefined) {
+    parts[10].firstElementChild.style.width = `${Math.round(m.arousal * 100)}%`;
+    parts[11].textContent = m.arousal.toFixed(2);
+  }
+}
+
+function emotionCell(m) {
+  if (!m.emotion_label) return '<span class="muted">—</span>';
+  return `${m.emotion_label} <span class="muted">${m.emotion[m.emotion_label].toFixed(2)}</span>`;
+}
+
+function arousalCell(m) {
+  if (m.arousal === null || m.arousal === undefined) return '<span class="muted">—</span>';
+  return `<span class="muted">${m.arousal.toFixed(2)}</span>`;
 }
 
 let captionSeq = null; // the utterance the live caption shows
@@ -207,6 +221,7 @@ function showUtterance(m) {
     `<td>${(m.start_ms / 1000).toFixed(1)}–${(m.end_ms / 1000).toFixed(1)} s</td>` +
     `<td class="transcript">${text}${m.final ? "" : ' <span class="muted">(waiting for words)</span>'}</td>` +
     `<td>${cell(m.text_sentiment)}</td><td>${cell(m.audio_sentiment)}</td>` +
+    `<td>${emotionCell(m)}</td><td>${arousalCell(m)}</td>` +
     `<td><span class="label ${m.fused_label}">${m.fused_label}</span> <span class="fused-score">${m.fused_score.toFixed(2)}</span></td>`;
   if (m.final) {
     points.push([m.end_ms / 1000, m.fused_score, m.fused_label]);
@@ -241,7 +256,7 @@ function onMessage(m) {
     case "vad.speech_start": $("vad").textContent = "speaking"; $("vad").className = "speaking"; break;
     case "vad.speech_end": $("vad").textContent = "silent"; $("vad").className = ""; break;
     case "level": $("level").textContent = `${m.rms_dbfs.toFixed(0)} dBFS`; break;
-    case "acoustic": showAcoustic(m.sentiment); break;
+    case "acoustic": showAcoustic(m); break;
     case "partial": showPartial(m); break;
     case "utterance": showUtterance(m); break;
     case "error": notice(`${m.code}: ${m.message}`, m.fatal ? "error" : "info"); break;

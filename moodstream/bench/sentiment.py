@@ -1,40 +1,81 @@
 """`moodstream bench sentiment --data DIR`: the whole serving verdict on any labelled folder of speech.
 
 DIR holds `labels.tsv`: a header line, then `file<TAB>label3[<TAB>anything more]`, `file` relative to DIR (wav, flac,
-g722, gsm or any PyAV-readable audio, any rate), `label3` one of negative / neutral / positive. Each clip runs the
-serving path (`pipeline.ServingPath`: VAD trim, voice on the whole utterance and its 500 ms windows, ASR, text,
-fusion). For each of `acoustic` (the voice as fusion forms it), `text` and `fused`, and the voice's two parts alone
-(`acoustic_cnn`, `acoustic_encoder`: "neutral" throughout without a voice head): UAR over the classes present,
-accuracy, macro and weighted F1, recall, prediction shares and the confusion (rows true negative/neutral/positive).
-Progress goes to stderr. With `--clips FILE`, one TSV row per clip says what each stage called it, so a set's misses
-can be listened to.
+g722, gsm or any PyAV-readable audio, any rate), `label3` one of negative / neutral / positive. Optional columns:
+`emotion` (angry / happy / sad / neutral), `arousal` (low / neutral / high) and `speaker`; a row may leave `label3`
+empty when it has an emotion or an arousal (BAVED's low and high words).
+
+Each clip runs the serving path (`pipeline.ServingPath`: VAD trim, voice on the whole utterance and its 500 ms
+windows, ASR with the voice head, text, fusion). The voice head reads each utterance against the session's voice so
+far, so the clips are fed as the product hears them: each speaker's clips as one session, in a fixed shuffled order
+(seed 7); a clip without a speaker is a session of its own. The top-level figures are those; `clip_by_clip` holds the
+same figures with every clip heard as a session's first (the models run once: only the voice head reads twice).
+
+Over the clips with a label3, for each of `acoustic` (the voice alone as fusion reads it: its calm default and
+arousal rule, the result an utterance without words gets), `text` and `fused`, and the voice's two parts before that
+rule (`acoustic_cnn`, `acoustic_encoder`: the voice head's polarity, "neutral" throughout without one): UAR over the
+classes present, accuracy, macro and weighted F1, recall, prediction shares and the confusion (rows true
+negative/neutral/positive). With an emotion column, `emotion`: four-way UAR, recall and confusion (rows and columns
+angry/happy/sad/neutral) of the fused result's emotion; with an arousal column, `arousal`: the AUC of the result's
+arousal for high against low and neutral, and its mean per level. `voice_ms`: what the voice head adds to each ASR
+call (pooling, prosody, heads; p50 and p95 over the clips, one thread). Progress goes to stderr. With `--clips FILE`,
+one TSV row per clip says what each stage called it (in its session), so a set's misses can be listened to.
+`--voice-head FILE` scores a voice head other than the shipped one (a leave-one-corpus-out fold's).
 """
 
 from __future__ import annotations
 
 import csv
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from models.acoustic.corpus import read_audio, read_labels
 from models.metrics import LABELS3, three_way_report
 from moodstream.bench import report, unusable
 from moodstream.bench.pipeline import ClipVerdict, ServingPath, label_of
+from processors.voice_head import EMOTIONS
+
+AROUSAL_LEVELS = ("low", "neutral", "high")
 
 
 class MissingData(Exception):
     """The folder or its labels are not usable; the message says what to pass."""
 
 
-def labelled_files(data: Path, limit: int) -> list[tuple[Path, str]]:
+@dataclass(frozen=True)
+class LabelledClip:
+    path: Path
+    label3: str
+    """negative / neutral / positive, or "" (no polarity)."""
+    emotion: str = ""
+    """angry / happy / sad / neutral, or ""."""
+    arousal: str = ""
+    """low / neutral / high, or ""."""
+    speaker: str = ""
+    """Who speaks: a speaker's clips are fed as one session ("": the clip is a session of its own)."""
+
+
+def _check(rows: list[dict[str, str]], column: str, allowed: tuple[str, ...], data: Path) -> None:
+    bad = sorted({r.get(column) or "" for r in rows} - {*allowed, ""})
+    if bad:
+        raise MissingData(f"{data}/labels.tsv: {column} must be one of {', '.join(allowed)}, not {', '.join(bad)}")
+
+
+def labelled_files(data: Path, limit: int) -> list[LabelledClip]:
     if not (data / "labels.tsv").is_file():
         raise MissingData(f"{data}/labels.tsv not found: give a folder with labels.tsv (file<TAB>label3 …)")
     rows = read_labels(data)
-    bad = sorted({r["label3"] for r in rows} - set(LABELS3))
-    if bad:
-        raise MissingData(f"{data}/labels.tsv: label3 must be negative, neutral or positive, not {', '.join(bad)}")
-    files = [(data / r["file"], r["label3"]) for r in rows][: limit or None]
-    missing = [str(path) for path, _ in files if not path.is_file()]
+    for column, allowed in (("label3", LABELS3), ("emotion", EMOTIONS), ("arousal", AROUSAL_LEVELS)):
+        _check(rows, column, allowed, data)
+    unlabelled = [r["file"] for r in rows if not (r["label3"] or r.get("emotion") or r.get("arousal"))]
+    if unlabelled:
+        raise MissingData(f"{data}/labels.tsv: {unlabelled[0]} has no label3, emotion or arousal")
+    files = [LabelledClip(data / r["file"], r["label3"], r.get("emotion") or "", r.get("arousal") or "",
+                          r.get("speaker") or "") for r in rows][: limit or None]  # fmt: skip
+    missing = [str(clip.path) for clip in files if not clip.path.is_file()]
     if missing:
         raise MissingData(f"{len(missing)} files listed in labels.tsv are missing, e.g. {missing[0]}")
     if not files:
@@ -43,44 +84,119 @@ def labelled_files(data: Path, limit: int) -> list[tuple[Path, str]]:
 
 
 VERDICTS = ("acoustic", "text", "fused", "acoustic_cnn", "acoustic_encoder")
-CLIP_COLUMNS = ("file", "label3", "acoustic", "text", "fused", "fused_score", "voice_commitment", "transcript")
+CLIP_COLUMNS = ("file", "label3", "emotion", "arousal", "acoustic", "text", "fused", "fused_score",
+                "voice_commitment", "result_emotion", "result_arousal", "transcript")  # fmt: skip
 
 
-def clip_row(data: Path, file: Path, label: str, verdict: ClipVerdict) -> dict[str, str]:
-    """One clip's line of the `--clips` TSV; `text` is "-" when ASR gave no usable text."""
+def clip_row(data: Path, clip: LabelledClip, verdict: ClipVerdict) -> dict[str, str]:
+    """One clip's line of the `--clips` TSV; `text` is "-" when ASR gave no usable text, the result's emotion and
+    arousal "-" without a voice head."""
     fused = verdict.fused
-    return {"file": str(file.relative_to(data)) if file.is_relative_to(data) else str(file), "label3": label,
-            "acoustic": label_of(verdict.audio), "text": label_of(verdict.text) if verdict.text else "-",
+    emotion = label_of(verdict.emotion) if verdict.emotion else "-"
+    return {"file": str(clip.path.relative_to(data)) if clip.path.is_relative_to(data) else str(clip.path),
+            "label3": clip.label3, "emotion": clip.emotion, "arousal": clip.arousal,
+            "acoustic": verdict.voice_label, "text": label_of(verdict.text) if verdict.text else "-",
             "fused": fused.label, "fused_score": f"{fused.score:+.3f}",
-            "voice_commitment": f"{fused.voice_commitment:.2f}",
+            "voice_commitment": f"{fused.voice_commitment:.2f}", "result_emotion": emotion,
+            "result_arousal": f"{verdict.arousal:.3f}" if verdict.arousal is not None else "-",
             "transcript": " ".join(verdict.transcript.split())}  # fmt: skip
 
 
-def run(data: Path, limit: int, clips: Path | None = None) -> dict:
+def emotion_report(truth: list[str], predicted: list[str]) -> dict:
+    """Four-way UAR over the emotions present, recall, and the confusion (rows and columns in `EMOTIONS` order)."""
+    confusion = np.zeros((len(EMOTIONS), len(EMOTIONS)), dtype=int)
+    for t, p in zip(truth, predicted, strict=True):
+        confusion[EMOTIONS.index(t), EMOTIONS.index(p)] += 1
+    support = confusion.sum(axis=1)
+    recall = {e: round(float(confusion[i, i] / support[i]), 4) for i, e in enumerate(EMOTIONS) if support[i]}
+    return {"clips": len(truth), "uar": round(float(np.mean(list(recall.values()))), 4) if recall else 0.0,
+            "recall": recall, "confusion": confusion.tolist()}  # fmt: skip
+
+
+def arousal_auc(scores: list[float], levels: list[str]) -> float | None:
+    """AUC of `scores` for high against low and neutral (the rank statistic; ties count half); None with one side."""
+    high = np.array([level == "high" for level in levels])
+    if high.all() or not high.any():
+        return None
+    values = np.array(scores)
+    above = (values[high][:, None] > values[~high][None, :]).sum() + 0.5 * (
+        values[high][:, None] == values[~high][None, :]
+    ).sum()
+    return round(float(above / (high.sum() * (~high).sum())), 4)
+
+
+def arousal_report(scores: list[float], levels: list[str]) -> dict:
+    mean = {level: round(float(np.mean([s for s, lv in zip(scores, levels, strict=True) if lv == level])), 4)
+            for level in AROUSAL_LEVELS if level in levels}  # fmt: skip
+    return {"clips": len(levels), "auc": arousal_auc(scores, levels), "mean": mean}
+
+
+def sessions_of(files: list[LabelledClip]) -> list[list[int]]:
+    """Indices of `files` as sessions: each speaker's clips in a fixed shuffled order (seed 7), a clip without a
+    speaker alone."""
+    rng = np.random.default_rng(7)
+    speakers = sorted({clip.speaker for clip in files if clip.speaker})
+    sessions = [list(rng.permutation([i for i, c in enumerate(files) if c.speaker == s])) for s in speakers]
+    return sessions + [[i] for i, clip in enumerate(files) if not clip.speaker]
+
+
+def scored(files: list[LabelledClip], path: ServingPath) -> tuple[list[ClipVerdict], list[ClipVerdict], int]:
+    """Per clip (in `files` order): its verdict as its session's next utterance and as a session's first; and how
+    many sessions there were."""
+    in_session: dict[int, ClipVerdict] = {}
+    first: dict[int, ClipVerdict] = {}
+    sessions = sessions_of(files)
+    done = 0
+    for session in sessions:
+        baseline = path.asr.voice_head.baseline() if path.asr.voice_head else None
+        for seq, index in enumerate(session):
+            in_session[index], first[index] = path.run_in_session(read_audio(files[index].path), baseline, seq)
+            done += 1
+            if done % 25 == 0 or done == len(files):
+                print(f"{done}/{len(files)} clips", file=sys.stderr, flush=True)
+    order = range(len(files))
+    return [in_session[i] for i in order], [first[i] for i in order], len(sessions)
+
+
+def verdict_report(files: list[LabelledClip], verdicts: list[ClipVerdict]) -> dict:
+    """Every figure of one way of feeding the clips: the three-way verdicts, emotion and arousal where labelled."""
+    polar = [(clip, v) for clip, v in zip(files, verdicts, strict=True) if clip.label3]
+    truth = [clip.label3 for clip, _ in polar]
+    labels = {"acoustic": [v.voice_label for _, v in polar], "text": [label_of(v.text) for _, v in polar],
+              "fused": [v.fused.label for _, v in polar], "acoustic_cnn": [label_of(v.cnn) for _, v in polar],
+              "acoustic_encoder": [label_of(v.encoder) for _, v in polar]}  # fmt: skip
+    result: dict = {name: three_way_report(truth, labels[name]) for name in VERDICTS}
+    with_emotion = [(clip, v) for clip, v in zip(files, verdicts, strict=True) if clip.emotion]
+    if with_emotion:
+        result["emotion"] = emotion_report([c.emotion for c, _ in with_emotion],
+                                           [label_of(v.emotion) for _, v in with_emotion])  # fmt: skip
+    rated = [(clip, v) for clip, v in zip(files, verdicts, strict=True) if clip.arousal and v.arousal is not None]
+    if rated:
+        result["arousal"] = arousal_report([v.arousal for _, v in rated], [c.arousal for c, _ in rated])
+    return result
+
+
+def run(data: Path, limit: int, clips: Path | None = None, voice_head: Path | None = None) -> dict:
     files = labelled_files(data, limit)
-    path = ServingPath()
-    truth: list[str] = []
-    predicted: dict[str, list[str]] = {name: [] for name in VERDICTS}
-    no_text = 0
-    rows: list[dict[str, str]] = []
-    for n, (file, label) in enumerate(files, 1):
-        verdict = path.run(read_audio(file))
-        rows.append(clip_row(data, file, label, verdict))
-        truth.append(label)
-        predicted["acoustic"].append(label_of(verdict.audio))
-        predicted["text"].append(label_of(verdict.text))
-        predicted["fused"].append(verdict.fused.label)
-        predicted["acoustic_cnn"].append(label_of(verdict.cnn))
-        predicted["acoustic_encoder"].append(label_of(verdict.encoder))
-        no_text += verdict.text is None
-        if n % 25 == 0 or n == len(files):
-            print(f"{n}/{len(files)} clips", file=sys.stderr, flush=True)
-    result: dict = {"benchmark": "sentiment", "data": str(data), "files": len(files), "no_text": no_text,
-                    "models": {"acoustic": path.acoustic.version, "text": path.text.version}}  # fmt: skip
-    for name, labels in predicted.items():
-        result[name] = three_way_report(truth, labels)
+    if voice_head is not None and not voice_head.is_file():
+        raise MissingData(f"{voice_head} not found: give a voice_head.json (models/acoustic/train_voice_head.py)")
+    path = ServingPath(voice_head)
+    in_session, first, sessions = scored(files, path)
+    head = path.asr.voice_head
+    result: dict = {"benchmark": "sentiment", "data": str(data), "files": len(files), "sessions": sessions,
+                    "no_text": sum(v.text is None for v in in_session),
+                    "models": {"acoustic": path.acoustic.version, "text": path.text.version,
+                               "voice_head": head.version if head else None}}  # fmt: skip
+    result |= verdict_report(files, in_session)
+    result["clip_by_clip"] = {
+        k: v for k, v in verdict_report(files, first).items() if k not in ("text", "acoustic_cnn")
+    }
+    if head is not None:
+        costs = [v.voice_ms for v in in_session]
+        result["voice_ms"] = {"p50": round(float(np.percentile(costs, 50)), 3),
+                              "p95": round(float(np.percentile(costs, 95)), 3)}  # fmt: skip
     if clips is not None:
-        write_clips(clips, rows)
+        write_clips(clips, [clip_row(data, clip, v) for clip, v in zip(files, in_session, strict=True)])
     return result
 
 
@@ -91,9 +207,9 @@ def write_clips(clips: Path, rows: list[dict[str, str]]) -> None:
         writer.writerows(rows)
 
 
-def main(data: Path, limit: int, as_json: bool, clips: Path | None = None) -> None:
+def main(data: Path, limit: int, as_json: bool, clips: Path | None = None, voice_head: Path | None = None) -> None:
     try:
-        result = run(data, limit, clips)
+        result = run(data, limit, clips, voice_head)
     except MissingData as exc:
         unusable("sentiment", str(exc))
     report(result, as_json)
