@@ -26,6 +26,16 @@ TEST_ENV = {
 }
 
 
+PROCESS_FIXTURES = {"kafka", "stack"}
+"""A test using one of these starts real processes: it belongs to the `stack` marker, out of the fast lane."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.stack)
+
+
 @pytest.fixture(scope="session")
 def kafka() -> Iterator[str]:
     with EmbeddedBroker() as broker:

@@ -151,6 +151,7 @@ def final_texts(messages: list[dict]) -> dict[int, str]:
 
 
 @pytest.mark.parametrize("rotation_s", [0.0, 8.0], ids=["fixed-topics", "rotating-topics"])
+@pytest.mark.stack  # starts its own processes
 async def test_worker_killed_mid_utterance_loses_nothing_and_client_sees_no_duplicate(rotation_s: float) -> None:
     """With rotating topics, the replacement starts only once the checkpoint slot the killed worker wrote to was
     emptied: it resumes from the checkpoint the keeper carried forward."""
@@ -179,6 +180,7 @@ async def test_worker_killed_mid_utterance_loses_nothing_and_client_sees_no_dupl
             assert_utterances_match_truth(utterances)  # every utterance there, none renumbered
 
 
+@pytest.mark.stack  # starts its own processes
 async def test_a_replacement_two_generations_behind_reads_the_older_slot_first() -> None:
     """The killed worker's unread audio spans two generations, and its replacement starts reading in the generation
     after them: the slot the clock calls current still holds the oldest records (the keeper could not empty it), and
@@ -201,6 +203,7 @@ async def test_a_replacement_two_generations_behind_reads_the_older_slot_first()
         assert messages[-1]["type"] == "session.ended" and messages[-1]["utterances"] == 3
 
 
+@pytest.mark.stack  # starts its own processes
 async def test_partitions_move_to_the_survivor_and_back_without_loss_or_duplicates() -> None:
     """Two workers, one session on each (the gateway places them); one worker is killed mid-utterance and restarted:
     the survivor takes its partitions over, then hands them back to the replacement, both without waiting for the

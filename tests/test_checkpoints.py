@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from moodstream.broker import EmbeddedBroker, ensure_topics
@@ -43,6 +44,7 @@ def _checkpoint(session_id: str, seq: int) -> bytes:
     return encode(SessionCheckpoint(session_id=session_id, next_utterance_seq=seq, resume_sample=seq * 16_000))
 
 
+@pytest.mark.stack  # starts its own processes
 def test_the_keeper_carries_each_resumable_checkpoint_forward_before_it_empties_a_slot() -> None:
     """On a broker that does not compact, the checkpoints' slots stay bounded and a worker taking a partition over
     after the older slot was emptied still finds each session's latest checkpoint, and only that."""

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 import websockets
 
 from moodstream.broker import EmbeddedBroker, ensure_topics, free_port
@@ -37,6 +38,7 @@ async def test_client_gone_mid_utterance_still_gets_its_result_on_the_topic(stac
     assert partial.text.startswith("That agent is already")
 
 
+@pytest.mark.stack  # starts its own processes
 async def test_broker_outage_is_reported_and_new_sessions_refused() -> None:
     broker = EmbeddedBroker().start()
     ensure_topics({"bootstrap.servers": broker.bootstrap})

@@ -115,6 +115,7 @@ async def stream_session(url: str, seconds: float) -> list[dict]:
     return messages
 
 
+@pytest.mark.stack  # starts its own processes
 def test_a_session_streams_across_switches_while_finished_slots_are_emptied() -> None:
     period = 8.0
     with EmbeddedBroker() as broker:
@@ -141,6 +142,7 @@ def test_a_session_streams_across_switches_while_finished_slots_are_emptied() ->
     assert any(is_topic(name, AUDIO) for name in keeper.freed), keeper.freed  # a slot the worker read was emptied
 
 
+@pytest.mark.stack  # starts its own processes
 def test_the_health_topic_is_emptied_every_few_generations_and_its_reader_reads_on() -> None:
     """Heartbeats would pile up on a broker without retention; the keeper empties the topic now and then, and a
     reader at its old end (as the gateway is) notices and reads the next heartbeats."""
@@ -181,6 +183,7 @@ def test_the_health_topic_is_emptied_every_few_generations_and_its_reader_reads_
         assert asyncio.run(read_on()) == [b"after"]
 
 
+@pytest.mark.stack  # starts its own processes
 def test_a_slot_that_came_back_short_of_partitions_is_re_created() -> None:
     """tansu creates a topic a client asks metadata for (aiokafka asks for auto-creation) with its own partition
     count; a slot that came back so between the keeper's delete and create is re-created in the keeper's next round."""
@@ -199,6 +202,7 @@ def test_a_slot_that_came_back_short_of_partitions_is_re_created() -> None:
         assert len(admin.list_topics(timeout=10).topics[spare].partitions) == AUDIO.partitions
 
 
+@pytest.mark.stack  # starts its own processes
 def test_our_metadata_requests_do_not_create_topics(monkeypatch: pytest.MonkeyPatch) -> None:
     """What made slots come back short: tansu creates a topic an aiokafka client asks metadata for, with 4
     partitions. Workers' and gateways' clients ask without auto-creation."""

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from processors.text_sentiment import TextClassifier, TextSentimentOptions
 
 
@@ -37,6 +39,7 @@ def tiny_distilbert(folder: Path) -> Path:
     return checkpoint
 
 
+@pytest.mark.stack  # starts its own processes
 def test_export_of_a_distilbert_checkpoint_serves_in_the_text_classifier(tmp_path: Path) -> None:
     checkpoint = tiny_distilbert(tmp_path)
     out = tmp_path / "exported"

@@ -9,6 +9,7 @@ import time
 
 import httpx
 import psutil
+import pytest
 
 from moodstream.broker import free_port
 from tests.conftest import process_env, wait_ready
@@ -25,6 +26,7 @@ def spawn_with_ctrl_c(args: list[str]) -> subprocess.Popen[bytes]:
         signal.signal(signal.SIGINT, previous)
 
 
+@pytest.mark.stack  # starts its own processes
 def test_up_is_ready_then_ctrl_c_leaves_nothing_behind() -> None:
     port = free_port()
     up = spawn_with_ctrl_c([sys.executable, "-m", "moodstream", "up", "--port", str(port)])
@@ -43,6 +45,7 @@ def test_up_is_ready_then_ctrl_c_leaves_nothing_behind() -> None:
             up.kill()
 
 
+@pytest.mark.stack  # starts its own processes
 def test_up_stops_everything_when_a_child_dies() -> None:
     port = free_port()
     up = subprocess.Popen([sys.executable, "-m", "moodstream", "up", "--port", str(port)], env=process_env(None))
