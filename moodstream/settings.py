@@ -156,7 +156,7 @@ class Settings(BaseSettings):
         "as its polarity splits them. Set both to 1 to read the voice by its polarity alone.",
     )
     fusion_encoder_voice_weight: float = Field(
-        0.5,
+        0.75,
         ge=0,
         le=1,
         description="Fusion: the share of the voice head's polarity (ASR encoder states and prosody), against the "

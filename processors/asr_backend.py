@@ -9,7 +9,6 @@ import numpy as np
 
 from moodstream.settings import AsrBackend
 from processors.transcriber import PartialTranscription, Transcription
-from processors.voice_head import SessionBaseline, VoiceHead
 
 ASR_BACKENDS: tuple[AsrBackend, ...] = get_args(AsrBackend)
 """whisper: Whisper tiny.en (CTranslate2 int8), or the CTranslate2 Whisper folder in `MOODSTREAM_ASR_MODEL_PATH`;
@@ -20,15 +19,8 @@ class SpeechToText(Protocol):
     """What the ASR stage and the benches need of a speech-to-text core."""
 
     model_id: str
-    voice_head: VoiceHead | None
-    """The voice head read from this core's states (`processors.voice_head`); None: the core reads no voice."""
 
-    def transcribe(
-        self, pcm: np.ndarray | bytes, baseline: SessionBaseline | None = None, seq: int | None = None
-    ) -> Transcription:
-        """The utterance's transcript; a core that reads the voice reads it against `baseline` (the session's so
-        far, which utterance `seq` then joins)."""
-        ...
+    def transcribe(self, pcm: np.ndarray | bytes) -> Transcription: ...
 
     def transcribe_partial(self, pcm: np.ndarray | bytes) -> PartialTranscription: ...
 

@@ -9,9 +9,6 @@ one long utterance delays the others on this worker by its own decode time (~0.2
 (`partials.PartialTracker`) are decoded only while no final waits for the pool and the machine has CPU to spare
 (`MOODSTREAM_PARTIAL_MAX_CPU_PERCENT`): a busy machine's finals need every core, so under load partials thin out and
 stop, and a final waits at most for the one partial decode already running.
-
-The voice of each final is read against the session's baseline so far (`voice_head.VoiceSessions`, in this worker's
-memory): a worker that takes a session over, or one that forgot it among many, reads its next utterance as a first.
 """
 
 from __future__ import annotations
@@ -31,7 +28,6 @@ from processors.partials import PartialTracker
 from processors.runtime import ModelVersions, StageContext, now_ms
 from processors.text_reader import TextReader
 from processors.text_sentiment import TextClassifier
-from processors.voice_head import SessionBaseline, VoiceSessions
 from schemas.records import (
     EmotionScores,
     PartialAudio,
@@ -46,10 +42,7 @@ from schemas.topics import EVENTS, PARTIAL_AUDIO, TEXT_SCORES, TRANSCRIPTS, UTTE
 T = TypeVar("T")
 
 
-def transcript_of(
-    transcriber: SpeechToText, utterance: Utterance, baseline: SessionBaseline | None = None
-) -> Transcript:
-    """The utterance's transcript and voice, the voice read against the session's `baseline`."""
+def transcript_of(transcriber: SpeechToText, utterance: Utterance) -> Transcript:
     common = {
         "session_id": utterance.session_id,
         "utterance_seq": utterance.utterance_seq,
@@ -61,7 +54,7 @@ def transcript_of(
     }
     if utterance.gated:  # the anti-hallucination gate: never decoded
         return Transcript(text="", rejected=True, reject_reason=f"gate:{utterance.gated}", compute_ms=0, **common)
-    result = transcriber.transcribe(utterance.pcm, baseline, utterance.utterance_seq)
+    result = transcriber.transcribe(utterance.pcm)
     voice = result.voice
     return Transcript(
         text=result.text,
@@ -73,7 +66,7 @@ def transcript_of(
         voice_sentiment=SentimentScores(**voice.polarity) if voice else None,
         voice_emotion=EmotionScores(**voice.emotion) if voice else None,
         voice_arousal=round(voice.arousal, 4) if voice else None,
-        voice_model=transcriber.voice_head.version if voice and transcriber.voice_head else None,
+        voice_model=voice.head if voice else None,
         **common,
     )
 
@@ -103,7 +96,6 @@ class AsrShell:
         self.loading = ctx.preload(lambda: load_asr(backend, Path(path) if path else None))
         self.text_model = ctx.preload(TextClassifier)
         self.text = TextReader(self.text_model.get)  # touched only from the one pool thread
-        self.voices = VoiceSessions()  # touched only from the one pool thread
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asr")
         self.partials = PartialTracker()
         self.cpu = CpuGauge()
@@ -121,9 +113,7 @@ class AsrShell:
         await self.ctx.emit(TRANSCRIPTS, transcript, transcript.session_id)
 
     def _final(self, utterance: Utterance) -> tuple[Transcript, TextScore]:
-        transcriber = self.loading.get()
-        baseline = self.voices.baseline(utterance.session_id, transcriber.voice_head)
-        transcript = transcript_of(transcriber, utterance, baseline)
+        transcript = transcript_of(self.loading.get(), utterance)
         return transcript, self.text.score(transcript)
 
     async def on_chunk(self, _event: faust.EventT, chunk: PartialAudio) -> None:

@@ -49,7 +49,7 @@ class FusionOptions:
     """ASR average log-prob at or above which the transcript is fully trusted."""
     unreliable_logprob: float = -1.2
     """ASR average log-prob at or below which the transcript gets no weight."""
-    encoder_voice_weight: float = 0.5
+    encoder_voice_weight: float = 0.75
     """Share of the ASR encoder's voice verdict (`processors.voice_head`) in the utterance's voice, against the
     acoustic CNN's whole utterance and windows; used only when the transcript carries one."""
     voice_calm_below: float = 0.4

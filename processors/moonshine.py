@@ -26,7 +26,6 @@ from processors.transcriber import (
     cut_at_self_repeat,
     spoken_words,
 )
-from processors.voice_head import SessionBaseline, VoiceHead
 from schemas.audio import SAMPLE_RATE
 
 MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "asr" / "moonshine-tiny"
@@ -74,7 +73,6 @@ class MoonshineTranscriber:
         self.decoder = cpu_session(folder / "decoder_model_merged.onnx", self.options.threads)
         self.tokenizer = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
         self.model_id = f"moonshine-tiny:{folder.name}" if folder != MODEL_DIR else "moonshine-tiny:int8"
-        self.voice_head: VoiceHead | None = None  # no head was fitted on Moonshine's encoder
 
     def _decode(self, audio: np.ndarray, budget: int) -> tuple[list[int], float]:
         """Token ids (without start and end) and their mean log-probability, greedy."""
@@ -124,10 +122,7 @@ class MoonshineTranscriber:
         path = "greedy" if cut is None else "greedy-cut"
         return self.tokenizer.decode(cut or tokens).strip(), avg_logprob, path
 
-    def transcribe(
-        self, pcm: np.ndarray | bytes, baseline: SessionBaseline | None = None, seq: int | None = None
-    ) -> Transcription:
-        """No voice head reads Moonshine's states: `baseline` and `seq` are not used."""
+    def transcribe(self, pcm: np.ndarray | bytes) -> Transcription:
         started = time.perf_counter()
         audio = self._audio(pcm)
         text, avg_logprob, path = self._text(audio)

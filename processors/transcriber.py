@@ -45,14 +45,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from models import ACOUSTIC_MODEL_DIR
-from processors.voice_head import (
-    VOICE_HEAD_FILE,
-    SessionBaseline,
-    VoiceHead,
-    VoiceVerdict,
-    features_of,
-    pool_states,
-)
+from processors.voice_head import VOICE_HEAD_FILE, VoiceHead, VoiceVerdict, features_of, pool_states
 from schemas.audio import SAMPLE_RATE
 
 if TYPE_CHECKING:
@@ -176,8 +169,6 @@ class Transcription:
     """The voice's polarity, emotion and arousal (`processors.voice_head`); None without a matching head."""
     voice_ms: float = 0.0
     """Of `compute_ms`, the time the voice head took (pooling, prosody, heads)."""
-    voice_features: np.ndarray | None = field(default=None, repr=False)
-    """What the voice head read (`voice_head.features_of`), to read it again against another baseline (benches)."""
 
 
 @dataclass(frozen=True)
@@ -268,13 +259,11 @@ class Transcriber:
         return self.model.encode(self._ct2.StorageView.from_array(np.ascontiguousarray(mel[None])))
 
     def _voice(
-        self, encoded: ctranslate2.StorageView, audio: np.ndarray, span_s: tuple[float, float],
-        baseline: SessionBaseline | None, seq: int | None,
-    ) -> tuple[VoiceVerdict | None, np.ndarray | None]:  # fmt: skip
+        self, encoded: ctranslate2.StorageView, audio: np.ndarray, start_s: float, duration_s: float
+    ) -> VoiceVerdict | None:
         if self.voice_head is None:
-            return None, None
-        features = features_of(pool_states(np.asarray(encoded)[0], *span_s), audio)
-        return self.voice_head.read(features, baseline, seq), features
+            return None
+        return self.voice_head.read(features_of(pool_states(np.asarray(encoded)[0], start_s, duration_s), audio))
 
     def voice_features(self, pcm: np.ndarray | bytes) -> np.ndarray:
         """The pooled encoder states the voice head reads, encoded as `transcribe` encodes them (for training)."""
@@ -305,11 +294,7 @@ class Transcriber:
         avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1) if tokens else -10.0
         return tokens, avg_logprob, result.no_speech_prob
 
-    def transcribe(
-        self, pcm: np.ndarray | bytes, baseline: SessionBaseline | None = None, seq: int | None = None
-    ) -> Transcription:
-        """The utterance's transcript, and the voice read against `baseline` (the session's so far; None: as a
-        session's first utterance), which the utterance (number `seq`) then joins."""
+    def transcribe(self, pcm: np.ndarray | bytes) -> Transcription:
         started = time.perf_counter()
         audio = _as_float(pcm)
         o = self.options
@@ -321,7 +306,7 @@ class Transcriber:
         beam = o.beam_size if window <= o.short_window_s else o.long_beam_size
         encoded = self._encode(shifted, window)
         voice_started = time.perf_counter()
-        voice, voice_features = self._voice(encoded, audio, (lead / SAMPLE_RATE, duration), baseline, seq)
+        voice = self._voice(encoded, audio, lead / SAMPLE_RATE, duration)
         voice_ms = (time.perf_counter() - voice_started) * 1000
         tokens, avg_logprob, no_speech = self._decode(encoded, budget, beam)
         path = "adaptive"
@@ -348,7 +333,6 @@ class Transcriber:
             raw_text=text,
             voice=voice,
             voice_ms=round(voice_ms, 3),
-            voice_features=voice_features,
         )
 
     def _budget(self, seconds: float) -> int:

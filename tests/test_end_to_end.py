@@ -135,9 +135,10 @@ async def test_a_sessions_own_text_weight_reaches_fusion(stack: Stack) -> None:
         assert messages[-1]["type"] == "session.ended" and messages[-1]["utterances"] == 3
     finals = [[m for m in ms if m["type"] == "utterance" and m["final"]] for ms in (voice_only, words_first)]
     assert [len(f) for f in finals] == [3, 3]
-    for result in finals[0]:  # the voice alone decides, read as calm as far as it is unsure (processors.fusion)
+    for result in finals[0]:  # the voice alone decides: calm as far as it is unsure and not agitated
         assert result["weights"]["text"] == 0.0 and result["weights"]["audio"] == 1.0
-        voice_alone = Fuser().fuse(None, result["audio_sentiment"])
+        assert result["arousal"] is not None and result["emotion_label"] is not None
+        voice_alone = Fuser().fuse(None, result["audio_sentiment"], arousal=result["arousal"])
         assert result["fused_label"] == voice_alone.label
         assert result["weights"]["voice_commitment"] == round(voice_alone.voice_commitment, 4)
     assert all(result["weights"]["text"] > 0 for result in finals[1])

@@ -88,8 +88,8 @@ def test_only_the_newest_finished_utterances_are_remembered() -> None:
 
 
 def test_the_voice_the_transcript_brings_is_averaged_in_only_once_the_transcript_is_there() -> None:
-    """The acoustic-only result is the CNN's voice alone; the final averages in the ASR encoder's verdict, which
-    counts even when the words were unusable."""
+    """The acoustic-only result is the CNN's voice alone; the final averages in the voice head's verdict (three parts
+    to the CNN's one), which counts even when the words were unusable."""
     calm = SentimentScores(negative=0.05, neutral=0.9, positive=0.05)
     join = new_join()
     join.on_score(acoustic(0, None), "whole", 0, now=0.0, wall_ms=0.0)
@@ -98,8 +98,8 @@ def test_the_voice_the_transcript_brings_is_averaged_in_only_once_the_transcript
     no_words = text(0).model_copy(update={"has_text": False, "text": "", "voice_sentiment": calm})
     [final] = join.on_score(no_words, "text", 0, now=4.0, wall_ms=0.0).results
     assert final.audio_sentiment is not None
-    assert final.audio_sentiment.negative == pytest.approx((ANGRY.negative + calm.negative) / 2)  # half and half
-    assert final.fused_label == "neutral"  # polar mass 0.525: the voice only partly committed, calm wins
+    assert final.audio_sentiment.negative == pytest.approx(0.25 * ANGRY.negative + 0.75 * calm.negative)  # 1:3
+    assert final.fused_label == "neutral"  # polar mass 0.31: calm wins
 
 
 def test_the_result_carries_the_voice_heads_arousal_and_emotion_once_the_transcript_brings_them() -> None:

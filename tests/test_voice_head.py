@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from models import ACOUSTIC_MODEL_DIR
+from models.acoustic.train_voice_head import fold
 from processors.prosody import FEATURES
 from processors.transcriber import Transcriber, TranscriberOptions
-from processors.voice_head import EMOTIONS, HEADS, POLARITY, VoiceHead, VoiceSessions, pool_states
+from processors.voice_head import EMOTIONS, HEADS, POLARITY, LinearHead, VoiceHead, pool_states
 from producers.audio import load_pcm16
 
 DATA = Path(__file__).parent / "data"
@@ -28,56 +29,40 @@ def test_pooling_covers_the_speech_frames_only() -> None:
 
 def test_the_heads_are_softmaxes_and_a_logistic_over_standardised_features() -> None:
     head = VoiceHead.load()
-    assert set(head.heads) == set(HEADS) and head.inputs == "both" and head.population is not None
-    features = np.random.default_rng(0).normal(size=head.population.shape).astype(np.float32)
-    inputs = np.concatenate((features, features - head.population))  # a session's first utterance
+    assert set(head.heads) == set(HEADS)
+    features = np.random.default_rng(0).normal(size=head.heads["polarity"].mean.shape).astype(np.float32)
     polarity = head.heads["polarity"]
-    logits = polarity.coef @ ((inputs - polarity.mean) / polarity.scale) + polarity.intercept
+    logits = polarity.coef @ ((features - polarity.mean) / polarity.scale) + polarity.intercept
     verdict = head.read(features)
     assert list(verdict.polarity) == list(POLARITY) and list(verdict.emotion) == list(EMOTIONS)
     assert list(verdict.polarity.values()) == pytest.approx((np.exp(logits) / np.exp(logits).sum()).tolist(), abs=1e-6)
     assert sum(verdict.emotion.values()) == pytest.approx(1.0, abs=1e-6)
     arousal = head.heads["arousal"]
-    logit = float((arousal.coef @ ((inputs - arousal.mean) / arousal.scale) + arousal.intercept)[0])
+    logit = float((arousal.coef @ ((features - arousal.mean) / arousal.scale) + arousal.intercept)[0])
     assert verdict.arousal == pytest.approx(1 / (1 + np.exp(-logit)), abs=1e-6)
+    assert verdict.head == head.version
     assert head.heads["window_arousal"].mean.shape == (len(FEATURES),)
 
 
-def test_a_session_reads_each_utterance_against_the_speakers_earlier_ones() -> None:
-    head = VoiceHead.load()
-    assert head.population is not None
-    usual = head.population + 0.5 * np.random.default_rng(2).normal(size=head.population.shape).astype(np.float32)
-    baseline = head.baseline()
-    assert baseline is not None and baseline.mean() == pytest.approx(head.population)
-    first = head.read(usual, baseline, seq=0)
-    assert first == head.read(usual)  # a session's first utterance departs from the population
-    for seq in range(1, 30):
-        head.read(usual, baseline, seq=seq)
-    assert baseline.count == 30
-    head.read(usual, baseline, seq=29)  # a replayed utterance does not count twice
-    assert baseline.count == 30
-    # the baseline is now this speaker's: the same voice departs from it by (almost) nothing
-    settled = head.inputs_of(usual, baseline)[len(usual) :]
-    assert np.abs(settled).max() < 0.1 * np.abs(usual - head.population).max()
-
-
-def test_sessions_are_kept_apart_and_the_least_recent_forgotten() -> None:
-    head = VoiceHead.load()
-    sessions = VoiceSessions(capacity=2)
-    a, b = sessions.baseline("a", head), sessions.baseline("b", head)
-    assert a is not None and b is not None and a is not b and sessions.baseline("a", head) is a
-    sessions.baseline("c", head)  # "b" was heard least recently
-    assert len(sessions) == 2 and sessions.baseline("b", head) is not b
-    assert VoiceSessions().baseline("a", None) is None
+def test_a_head_on_features_and_their_departure_folds_into_one_on_the_features() -> None:
+    """What training fits (a head on [x, x − baseline]) and what is served (one on x) agree when the baseline is the
+    population's mean."""
+    rng = np.random.default_rng(3)
+    population = rng.normal(size=5)
+    both = LinearHead(rng.normal(size=10).astype(np.float32), rng.uniform(0.5, 2, 10).astype(np.float32),
+                      rng.normal(size=(3, 10)).astype(np.float32), rng.normal(size=3).astype(np.float32))  # fmt: skip
+    folded = fold(both, population)
+    for x in rng.normal(size=(4, 5)):
+        expected = both.probabilities(np.concatenate((x, x - population)).astype(np.float32))
+        assert folded.probabilities(x.astype(np.float32)) == pytest.approx(expected, abs=1e-5)
 
 
 def test_a_saved_head_loads_back_the_same(tmp_path: Path) -> None:
     head = VoiceHead.load()
     (tmp_path / "head.json").write_text(head.to_json())
     again = VoiceHead.load(tmp_path / "head.json")
-    assert head.population is not None
-    features = np.random.default_rng(1).normal(size=head.population.shape).astype(np.float32)
-    assert again.version == head.version and again.inputs == head.inputs
+    features = np.random.default_rng(1).normal(size=head.heads["emotion"].mean.shape).astype(np.float32)
+    assert again.version == head.version
     assert again.read(features).emotion == pytest.approx(head.read(features).emotion, abs=1e-5)
 
 
@@ -87,8 +72,7 @@ def test_shipped_head_reports_leave_one_corpus_out_figures() -> None:
     assert metrics["head"] == VoiceHead.load().version
     folds = metrics["folds"]
     assert {"ravdess", "turev", "baved", "calm_speech"} <= set(folds)
-    assert all(folds[c][c]["arousal_auc"] >= 0.75 for c in ("ravdess", "turev", "baved"))  # each speaker a session
-    assert all(folds[c][f"clip:{c}"]["arousal_auc"] >= 0.75 for c in ("ravdess", "turev", "baved"))  # clip by clip
+    assert all(folds[c][c]["arousal_auc"] >= 0.75 for c in ("ravdess", "turev", "baved"))
     calm = [
         fold[voice]["voice"]["shares"]["neutral"] for fold in folds.values() for voice in fold if "prompts" in voice
     ]

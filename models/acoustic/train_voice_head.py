@@ -7,16 +7,18 @@ regression, each class and inside it each corpus an equal share of the weight):
 - emotion (angry / happy / sad / neutral): clips with a four-way emotion;
 - arousal (p(high) against low and neutral): clips with an arousal rating;
 - window arousal: the same target on the prosody of 500 ms windows.
-The utterance heads read each feature and its departure from the session's baseline (`--inputs both`, served;
-`raw` for comparison). A training clip's baseline is drawn: the mean of a random number of the same speaker's other
-clips, so the heads meet every session age from the first utterance on.
+The utterance heads learn from each feature and its departure from the same speaker's other clips (`--inputs
+both`; `raw` for comparison): a training clip's baseline is the mean of a random number of the speaker's other clips,
+so the heads learn which directions emotion moves a voice in, whoever speaks. Served, an utterance is read on its own
+with the population's mean as its baseline, which folds the two halves into one linear map on the features (`fold`).
 
 Every run first fits one set of heads per corpus left out and scores that corpus (clean clips only), and the prompt
 voices of `EVAL_ONLY` (never trained on, calm) with every fold, through `VoiceHead.read` as the serving path calls
-it: each speaker's clips as one session in a fixed shuffled order, and (`clip:` keys) every clip as a session's
-first. That is the leave-one-corpus-out matrix; with `--loco` it is all a run does. Otherwise the heads are then
-fitted on every corpus (less RAVDESS actors 17–20, held out as for the CNN) and written to `--out`, the matrix beside
-them (`voice_head_metrics.json`). Training-only (the `train` extra: scikit-learn)::
+it; `session:` keys score the unfolded heads with each speaker's clips as one session in a fixed shuffled order,
+read against the speaker's earlier clips (measured, not served: decision record 0009). That is the
+leave-one-corpus-out matrix; with `--loco` it is all a run does. Otherwise the heads are then fitted on every corpus
+(less RAVDESS actors 17–20, held out as for the CNN) and written to `--out`, the matrix beside them
+(`voice_head_metrics.json`). Training-only (the `train` extra: scikit-learn)::
 
     python -m models.acoustic.train_voice_head --table build/voice-table.npz --windows build/voice-windows.npz \\
         --loco --json build/loco.json --fold-heads build/folds
@@ -123,10 +125,20 @@ def arousal_head(x: np.ndarray, table: dict[str, np.ndarray], rows: np.ndarray, 
     return linear_head(x[rows][rated], high, table["corpus"][rows][rated], ("other", "high"), c)
 
 
+@dataclass(frozen=True)
+class Fitted:
+    """A fit: the served head, and for "both" inputs the heads on [features, departure] before folding."""
+
+    served: VoiceHead
+    unfolded: dict[str, LinearHead] | None
+    population: np.ndarray
+
+
 def fit(table: dict[str, np.ndarray], windows: dict[str, np.ndarray], left_out: tuple[str, ...],
-        opts: HeadOptions) -> VoiceHead:  # fmt: skip
-    """The heads, trained without the corpora or speakers in `left_out`. With "both" inputs each training clip gets
-    a drawn session history (`drawn_history`)."""
+        opts: HeadOptions) -> Fitted:  # fmt: skip
+    """The heads, trained without the corpora or speakers in `left_out`. With "both" inputs each training clip reads
+    its departure from a drawn session history (`drawn_history`), and the served heads are those folded for the
+    population's mean as the baseline (`fold`)."""
 
     def kept(rows: dict[str, np.ndarray]) -> np.ndarray:
         return np.flatnonzero(~np.isin(rows["corpus"], left_out) & ~np.isin(rows["speaker"], left_out))
@@ -134,16 +146,28 @@ def fit(table: dict[str, np.ndarray], windows: dict[str, np.ndarray], left_out: 
     rows = kept(table)
     x = raw_features(table, opts.features)
     population = x[rows].mean(axis=0)
+    unfolded = None
     if opts.inputs == "both":
         z = np.zeros((len(x), 2 * x.shape[1]), dtype=np.float32)
         z[rows] = np.concatenate((x[rows], x[rows] - drawn_history(x, table, rows, population, opts)), axis=1)
+        unfolded = utterance_heads(z, table, rows, opts.inverse_regularisation)
+        heads = {name: fold(head, population) for name, head in unfolded.items()}
     else:
-        z = x
-    heads = utterance_heads(z, table, rows, opts.inverse_regularisation)
+        heads = utterance_heads(x, table, rows, opts.inverse_regularisation)
     window_rows = kept(windows)
     heads["window_arousal"] = arousal_head(windows["prosody"], windows, window_rows, opts.window_inverse_regularisation)
-    return VoiceHead.build(ENCODER, {name: heads[name] for name in HEADS}, opts.inputs,
-                           population if opts.inputs == "both" else None, opts.prior_weight)  # fmt: skip
+    return Fitted(VoiceHead.build(ENCODER, {name: heads[name] for name in HEADS}), unfolded, population)
+
+
+def fold(head: LinearHead, population: np.ndarray) -> LinearHead:
+    """A head on [x, x − baseline] with the population's mean as the baseline, as one head on x:
+    C₁(x − m₁)/s₁ + C₂(x − p − m₂)/s₂ + b = (C₁/s₁ + C₂/s₂)·x + b − C₁·m₁/s₁ − C₂·(p + m₂)/s₂."""
+    half = len(population)
+    coef, mean, scale = head.coef.astype(np.float64), head.mean.astype(np.float64), head.scale.astype(np.float64)
+    c1, c2 = coef[:, :half] / scale[:half], coef[:, half:] / scale[half:]
+    intercept = head.intercept - c1 @ mean[:half] - c2 @ (population + mean[half:])
+    return LinearHead(np.zeros(half, np.float32), np.ones(half, np.float32), (c1 + c2).astype(np.float32),
+                      intercept.astype(np.float32))  # fmt: skip
 
 
 def _auc(scores: np.ndarray, positive: np.ndarray) -> float | None:
@@ -193,20 +217,32 @@ def voice_label(polarity: np.ndarray, arousal: float) -> str:
     return SERVING_FUSER.fuse(None, voice, arousal=float(arousal)).label
 
 
-def served_outputs(head: VoiceHead, table: dict[str, np.ndarray], x: np.ndarray, rows: np.ndarray, session: bool,
-                   seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
-    """The head's outputs per row as the serving path reads them: each speaker's clips as one session in a fixed
-    shuffled order (`session`), or every clip as a session's first."""
-    verdicts = {}
-    rng = np.random.default_rng(seed)
+def served_outputs(head: VoiceHead, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The served head's outputs per row of `x`, each read on its own as the serving path reads it."""
+    verdicts = [head.read(row) for row in x]
+    return (np.array([[v.polarity[k] for k in POLARITY] for v in verdicts]),
+            np.array([[v.emotion[k] for k in EMOTIONS] for v in verdicts]),
+            np.array([v.arousal for v in verdicts]))  # fmt: skip
+
+
+def session_outputs(fitted: Fitted, table: dict[str, np.ndarray], x: np.ndarray, rows: np.ndarray,
+                    opts: HeadOptions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """The unfolded heads' outputs with each speaker's clips as one session in a fixed shuffled order, each read
+    against the running mean of the speaker's earlier clips (shrunk to the population's by `prior_weight`): the
+    session history that was measured and not served."""
+    assert fitted.unfolded is not None
+    rng = np.random.default_rng(opts.seed)
+    z = np.zeros((len(rows), 2 * x.shape[1]), dtype=np.float32)
     for speaker in sorted(set(table["speaker"][rows])):
-        baseline = head.baseline() if session else None
-        for row in rng.permutation(rows[table["speaker"][rows] == speaker]):
-            verdicts[row] = head.read(x[row], baseline)
-    ordered = [verdicts[row] for row in rows]
-    return (np.array([[v.polarity[k] for k in POLARITY] for v in ordered]),
-            np.array([[v.emotion[k] for k in EMOTIONS] for v in ordered]),
-            np.array([v.arousal for v in ordered]))  # fmt: skip
+        total, count = np.zeros(x.shape[1]), 0
+        for i in rng.permutation(np.flatnonzero(table["speaker"][rows] == speaker)):
+            baseline = (total + opts.prior_weight * fitted.population) / (count + opts.prior_weight)
+            z[i] = np.concatenate((x[rows[i]], x[rows[i]] - baseline))
+            total, count = total + x[rows[i]], count + 1
+    heads = fitted.unfolded
+    return (np.stack([heads["polarity"].probabilities(row) for row in z]),
+            np.stack([heads["emotion"].probabilities(row) for row in z]),
+            np.array([heads["arousal"].probabilities(row)[0] for row in z]))  # fmt: skip
 
 
 def window_auc(head: VoiceHead, windows: dict[str, np.ndarray], corpus: str) -> float | None:
@@ -225,20 +261,23 @@ def loco(table: dict[str, np.ndarray], windows: dict[str, np.ndarray], opts: Hea
     for corpus in LOCO_CORPORA:
         started = time.perf_counter()
         fold: dict = {}
-        head = fit(table, windows, (corpus, *EVAL_ONLY), opts)
+        fitted = fit(table, windows, (corpus, *EVAL_ONLY), opts)
+        head = fitted.served
         if heads:
             folder = Path(heads) / f"without-{corpus}"
             folder.mkdir(parents=True, exist_ok=True)
             (folder / VOICE_HEAD_FILE).write_text(head.to_json() + "\n")
         for scored in (corpus, *EVAL_ONLY):
             rows = np.flatnonzero(clean & (table["corpus"] == scored))
-            fold[scored] = report(table, rows, *served_outputs(head, table, x, rows, True, opts.seed))
-            fold[f"clip:{scored}"] = report(table, rows, *served_outputs(head, table, x, rows, False, opts.seed))
+            fold[scored] = report(table, rows, *served_outputs(head, x[rows]))
+            if fitted.unfolded is not None:
+                fold[f"session:{scored}"] = report(table, rows, *session_outputs(fitted, table, x, rows, opts))
         fold[corpus]["window_arousal_auc"] = window_auc(head, windows, corpus)
         fold["seconds"] = round(time.perf_counter() - started, 1)
         folds[corpus] = fold
-        for name in (corpus, f"clip:{corpus}"):
-            print(json.dumps({name: summary(fold[name])}), flush=True)
+        for name in (corpus, f"session:{corpus}"):
+            if name in fold:
+                print(json.dumps({name: summary(fold[name])}), flush=True)
     return {"options": asdict(opts), "folds": folds}
 
 
@@ -298,7 +337,7 @@ def main(argv: list[str] | None = None) -> None:
             json.dump(matrix, handle, indent=1)
     if args.loco:
         return
-    head = fit(table, windows, (*EVAL_ONLY, *HELD_OUT_SPEAKERS), opts)
+    head = fit(table, windows, (*EVAL_ONLY, *HELD_OUT_SPEAKERS), opts).served
     with open(f"{args.out}/{VOICE_HEAD_FILE}", "w") as handle:
         handle.write(head.to_json() + "\n")
     with open(f"{args.out}/{METRICS_FILE}", "w") as handle:

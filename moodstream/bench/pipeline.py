@@ -19,7 +19,7 @@ from processors.fusion import Fused, Fuser
 from processors.text_sentiment import TextClassifier, TextSentimentOptions
 from processors.transcriber import Transcriber, TranscriberOptions, Transcription
 from processors.vad import SileroStream, load_silero, speech_span
-from processors.voice_head import SessionBaseline, VoiceHead, VoiceVerdict
+from processors.voice_head import VoiceHead, VoiceVerdict
 from schemas.audio import ms_to_samples
 
 
@@ -83,21 +83,9 @@ class ServingPath:
         return speech_span(self.vad, pcm, options.start_threshold, ms_to_samples(options.speech_pad_ms))
 
     def run(self, audio: np.ndarray, trim: bool = True) -> ClipVerdict:
-        """`audio` float32 16 kHz mono in −1…1, heard as a session's first utterance."""
+        """`audio` float32 16 kHz mono in −1…1."""
         heard = self.hear(audio, trim)
         return self.verdict(heard, heard.transcript.voice)
-
-    def run_in_session(
-        self, audio: np.ndarray, baseline: SessionBaseline | None, seq: int
-    ) -> tuple[ClipVerdict, ClipVerdict]:
-        """The verdict on `audio` as utterance `seq` of the session whose voice `baseline` holds (which it then
-        joins), and as a session's first utterance; the models run once."""
-        heard = self.hear(audio, trim=True)
-        first = self.verdict(heard, heard.transcript.voice)
-        features, head = heard.transcript.voice_features, self.asr.voice_head
-        if features is None or head is None or baseline is None:
-            return first, first
-        return self.verdict(heard, head.read(features, baseline, seq)), first
 
     def hear(self, audio: np.ndarray, trim: bool) -> Heard:
         """Everything but fusion: VAD trim, the CNN on the whole utterance and its windows, ASR, the words."""

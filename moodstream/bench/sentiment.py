@@ -2,14 +2,10 @@
 
 DIR holds `labels.tsv`: a header line, then `file<TAB>label3[<TAB>anything more]`, `file` relative to DIR (wav, flac,
 g722, gsm or any PyAV-readable audio, any rate), `label3` one of negative / neutral / positive. Optional columns:
-`emotion` (angry / happy / sad / neutral), `arousal` (low / neutral / high) and `speaker`; a row may leave `label3`
-empty when it has an emotion or an arousal (BAVED's low and high words).
-
-Each clip runs the serving path (`pipeline.ServingPath`: VAD trim, voice on the whole utterance and its 500 ms
-windows, ASR with the voice head, text, fusion). The voice head reads each utterance against the session's voice so
-far, so the clips are fed as the product hears them: each speaker's clips as one session, in a fixed shuffled order
-(seed 7); a clip without a speaker is a session of its own. The top-level figures are those; `clip_by_clip` holds the
-same figures with every clip heard as a session's first (the models run once: only the voice head reads twice).
+`emotion` (angry / happy / sad / neutral) and `arousal` (low / neutral / high); a row may leave `label3` empty when it
+has an emotion or an arousal (BAVED's low and high words). Each clip runs the serving path (`pipeline.ServingPath`:
+VAD trim, voice on the whole utterance and its 500 ms windows, ASR with the voice head, text, fusion), on its own, as
+the product reads every utterance (the voice head keeps no session history: decision record 0009).
 
 Over the clips with a label3, for each of `acoustic` (the voice alone as fusion reads it: its calm default and
 arousal rule, the result an utterance without words gets), `text` and `fused`, and the voice's two parts before that
@@ -19,7 +15,7 @@ negative/neutral/positive). With an emotion column, `emotion`: four-way UAR, rec
 angry/happy/sad/neutral) of the fused result's emotion; with an arousal column, `arousal`: the AUC of the result's
 arousal for high against low and neutral, and its mean per level. `voice_ms`: what the voice head adds to each ASR
 call (pooling, prosody, heads; p50 and p95 over the clips, one thread). Progress goes to stderr. With `--clips FILE`,
-one TSV row per clip says what each stage called it (in its session), so a set's misses can be listened to.
+one TSV row per clip says what each stage called it, so a set's misses can be listened to.
 `--voice-head FILE` scores a voice head other than the shipped one (a leave-one-corpus-out fold's).
 """
 
@@ -54,8 +50,6 @@ class LabelledClip:
     """angry / happy / sad / neutral, or ""."""
     arousal: str = ""
     """low / neutral / high, or ""."""
-    speaker: str = ""
-    """Who speaks: a speaker's clips are fed as one session ("": the clip is a session of its own)."""
 
 
 def _check(rows: list[dict[str, str]], column: str, allowed: tuple[str, ...], data: Path) -> None:
@@ -73,8 +67,8 @@ def labelled_files(data: Path, limit: int) -> list[LabelledClip]:
     unlabelled = [r["file"] for r in rows if not (r["label3"] or r.get("emotion") or r.get("arousal"))]
     if unlabelled:
         raise MissingData(f"{data}/labels.tsv: {unlabelled[0]} has no label3, emotion or arousal")
-    files = [LabelledClip(data / r["file"], r["label3"], r.get("emotion") or "", r.get("arousal") or "",
-                          r.get("speaker") or "") for r in rows][: limit or None]  # fmt: skip
+    files = [LabelledClip(data / r["file"], r["label3"], r.get("emotion") or "", r.get("arousal") or "")
+             for r in rows][: limit or None]  # fmt: skip
     missing = [str(clip.path) for clip in files if not clip.path.is_file()]
     if missing:
         raise MissingData(f"{len(missing)} files listed in labels.tsv are missing, e.g. {missing[0]}")
@@ -131,31 +125,13 @@ def arousal_report(scores: list[float], levels: list[str]) -> dict:
     return {"clips": len(levels), "auc": arousal_auc(scores, levels), "mean": mean}
 
 
-def sessions_of(files: list[LabelledClip]) -> list[list[int]]:
-    """Indices of `files` as sessions: each speaker's clips in a fixed shuffled order (seed 7), a clip without a
-    speaker alone."""
-    rng = np.random.default_rng(7)
-    speakers = sorted({clip.speaker for clip in files if clip.speaker})
-    sessions = [list(rng.permutation([i for i, c in enumerate(files) if c.speaker == s])) for s in speakers]
-    return sessions + [[i] for i, clip in enumerate(files) if not clip.speaker]
-
-
-def scored(files: list[LabelledClip], path: ServingPath) -> tuple[list[ClipVerdict], list[ClipVerdict], int]:
-    """Per clip (in `files` order): its verdict as its session's next utterance and as a session's first; and how
-    many sessions there were."""
-    in_session: dict[int, ClipVerdict] = {}
-    first: dict[int, ClipVerdict] = {}
-    sessions = sessions_of(files)
-    done = 0
-    for session in sessions:
-        baseline = path.asr.voice_head.baseline() if path.asr.voice_head else None
-        for seq, index in enumerate(session):
-            in_session[index], first[index] = path.run_in_session(read_audio(files[index].path), baseline, seq)
-            done += 1
-            if done % 25 == 0 or done == len(files):
-                print(f"{done}/{len(files)} clips", file=sys.stderr, flush=True)
-    order = range(len(files))
-    return [in_session[i] for i in order], [first[i] for i in order], len(sessions)
+def scored(files: list[LabelledClip], path: ServingPath) -> list[ClipVerdict]:
+    verdicts = []
+    for n, clip in enumerate(files, 1):
+        verdicts.append(path.run(read_audio(clip.path)))
+        if n % 25 == 0 or n == len(files):
+            print(f"{n}/{len(files)} clips", file=sys.stderr, flush=True)
+    return verdicts
 
 
 def verdict_report(files: list[LabelledClip], verdicts: list[ClipVerdict]) -> dict:
@@ -181,22 +157,19 @@ def run(data: Path, limit: int, clips: Path | None = None, voice_head: Path | No
     if voice_head is not None and not voice_head.is_file():
         raise MissingData(f"{voice_head} not found: give a voice_head.json (models/acoustic/train_voice_head.py)")
     path = ServingPath(voice_head)
-    in_session, first, sessions = scored(files, path)
+    verdicts = scored(files, path)
     head = path.asr.voice_head
-    result: dict = {"benchmark": "sentiment", "data": str(data), "files": len(files), "sessions": sessions,
-                    "no_text": sum(v.text is None for v in in_session),
+    result: dict = {"benchmark": "sentiment", "data": str(data), "files": len(files),
+                    "no_text": sum(v.text is None for v in verdicts),
                     "models": {"acoustic": path.acoustic.version, "text": path.text.version,
                                "voice_head": head.version if head else None}}  # fmt: skip
-    result |= verdict_report(files, in_session)
-    result["clip_by_clip"] = {
-        k: v for k, v in verdict_report(files, first).items() if k not in ("text", "acoustic_cnn")
-    }
+    result |= verdict_report(files, verdicts)
     if head is not None:
-        costs = [v.voice_ms for v in in_session]
+        costs = [v.voice_ms for v in verdicts]
         result["voice_ms"] = {"p50": round(float(np.percentile(costs, 50)), 3),
                               "p95": round(float(np.percentile(costs, 95)), 3)}  # fmt: skip
     if clips is not None:
-        write_clips(clips, [clip_row(data, clip, v) for clip, v in zip(files, in_session, strict=True)])
+        write_clips(clips, [clip_row(data, clip, v) for clip, v in zip(files, verdicts, strict=True)])
     return result
 
 
