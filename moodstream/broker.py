@@ -72,7 +72,7 @@ class EmbeddedBroker:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
+            preexec_fn=terminate_with_parent,
         )
         deadline = time.monotonic() + self.startup_timeout_s
         while time.monotonic() < deadline:
@@ -102,7 +102,7 @@ class EmbeddedBroker:
         self.stop()
 
 
-def _die_with_parent() -> None:
+def terminate_with_parent() -> None:
     """Child processes get SIGTERM when their parent dies, so a killed supervisor leaves nothing behind."""
     try:
         import ctypes

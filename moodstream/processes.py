@@ -11,7 +11,7 @@ from typing import IO
 
 import httpx
 
-from moodstream.broker import _die_with_parent
+from moodstream.broker import terminate_with_parent
 
 
 def spawn(
@@ -24,7 +24,7 @@ def spawn(
         [sys.executable, "-m", "moodstream", *args],
         env=env,
         stdout=stdout,
-        preexec_fn=_die_with_parent if die_with_parent else None,
+        preexec_fn=terminate_with_parent if die_with_parent else None,
     )
 
 

@@ -29,11 +29,6 @@ class Record(BaseModel):
 
     IDENTITY: ClassVar[tuple[str, ...]] = ()
 
-    @classmethod
-    def identity_of(cls, **fields: object) -> tuple[object, ...]:
-        """The identity a record of this type with these identity fields has."""
-        return (cls.SCHEMA, *(fields[f] for f in cls.IDENTITY))
-
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     SCHEMA: ClassVar[str]
