@@ -67,10 +67,13 @@ async def test_speech_yields_vad_events_utterances_and_acoustic_windows(stack: S
     for r in results:
         assert r["fused_label"] in ("negative", "neutral", "positive") and -1 <= r["fused_score"] <= 1
         assert r["weights"]["text"] + r["weights"]["audio"] == pytest.approx(1.0)
-        assert set(r["model_versions"]) == {"acoustic", "asr", "text"}
+        assert set(r["model_versions"]) == {"acoustic", "asr", "text", "voice"}
+        assert r["model_versions"]["voice"].startswith("voice-head-")
         assert r["audio_sentiment"] is not None and r["text_sentiment"] is not None
+        assert 0 <= r["arousal"] <= 1 and r["emotion_label"] in ("angry", "happy", "sad", "neutral")
     provisional = [m for m in messages if m["type"] == "acoustic"]
     assert {m["utterance_seq"] for m in provisional} == {0, 1, 2}
+    assert all(0 <= m["arousal"] <= 1 for m in provisional)  # each window's arousal from its prosody
     assert messages.index(provisional[0]) < messages.index(results[0])
     utterances = await asyncio.to_thread(read_session_records, stack.bootstrap, UTTERANCES, session, (Utterance,))
     assert_utterances_match_truth(utterances)
