@@ -50,8 +50,8 @@ class FusionOptions:
     unreliable_logprob: float = -1.2
     """ASR average log-prob at or below which the transcript gets no weight."""
     encoder_voice_weight: float = 0.75
-    """Share of the ASR encoder's voice verdict (`processors.voice_head`) in the utterance's voice, against the
-    acoustic CNN's whole utterance and windows; used only when the transcript carries one."""
+    """Share of the voice head's polarity (`processors.voice_head`) in the utterance's voice, against the acoustic
+    CNN's whole utterance and windows; used only when the transcript carries one."""
     voice_calm_below: float = 0.4
     """Voice polar mass (p(negative) + p(positive)) at or below which the voice counts as calm (commitment 0)."""
     voice_emotional_above: float = 0.6
