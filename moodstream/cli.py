@@ -112,10 +112,23 @@ def stream(
 @click.option("--from-beginning", is_flag=True, help="Start at the oldest record instead of the newest.")
 @click.option("--max-records", type=int, default=0, help="Stop after this many records (0: never).")
 def tail(topic: str, as_json: bool, from_beginning: bool, max_records: int) -> None:
-    """Print the records of a topic as they arrive (needs KAFKA_BOOTSTRAP_SERVERS)."""
+    """Print the records of a topic as they arrive (KAFKA_BOOTSTRAP_SERVERS, or the broker of a running `up`)."""
     from moodstream.tail import tail_topic
 
-    tail_topic(load_settings(), topic, as_json=as_json, from_beginning=from_beginning, max_records=max_records)
+    settings = reachable_settings("tail")
+    tail_topic(settings, topic, as_json=as_json, from_beginning=from_beginning, max_records=max_records)
+
+
+def reachable_settings(command: str) -> Settings:
+    """The settings with a broker to read (`supervisor.with_running_broker`), or one line saying what to set, exit 2."""
+    from moodstream.supervisor import with_running_broker
+
+    settings = with_running_broker(load_settings())
+    if settings is None:
+        click.echo(f"moodstream {command}: no broker: set KAFKA_BOOTSTRAP_SERVERS, or start `moodstream up` "
+                   "on this machine (its embedded broker is found by itself)", err=True)  # fmt: skip
+        sys.exit(2)
+    return settings
 
 
 @main.command()
@@ -315,7 +328,7 @@ def analytics(port: int, host: str, window: int) -> None:
 
     from moodstream.analytics import create_app
 
-    settings = load_settings()
+    settings = reachable_settings("analytics")
     setup_logging(settings.log_level, settings.log_json)
     uvicorn.run(create_app(settings, window), host=host, port=port, log_level="warning")
 

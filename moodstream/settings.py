@@ -180,7 +180,8 @@ class Settings(BaseSettings):
     )
     data_dir: str = Field(
         default_factory=lambda: str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "moodstream"),
-        description="Where workers keep local state (Faust's data folder); `~/.cache/moodstream` unless set.",
+        description="Where workers keep local state (Faust's data folder) and `up` notes its embedded broker for "
+        "`tail` and `analytics`; `~/.cache/moodstream` unless set.",
     )
     log_level: str = Field("INFO", description="Log level of every process.")
     log_json: bool = Field(False, description="JSON log lines (one object per line) instead of plain text.")

@@ -1,11 +1,13 @@
 """``moodstream up``: broker (unless external), processor workers and gateway as supervised child processes.
 
 Any child that dies takes the whole stack down (reported, non-zero exit): the service never runs half alive.
-SIGINT/SIGTERM stop children in reverse order (gateway, workers, broker) and wait for them.
+SIGINT/SIGTERM stop children in reverse order (gateway, workers, broker) and wait for them. While it runs an embedded
+broker, `up.json` in the data folder says where, so `moodstream tail` and `analytics` find it by themselves.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
@@ -13,8 +15,10 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
+import psutil
 
 from moodstream import processes
 from moodstream.broker import EmbeddedBroker, ensure_topics
@@ -28,6 +32,32 @@ log = logging.getLogger("moodstream.up")
 class Child:
     name: str
     process: subprocess.Popen[bytes]
+
+
+RUNNING_FILE = "up.json"
+"""In `data_dir` while `moodstream up` runs an embedded broker: its address and topic rotation, for `tail` and
+`analytics` started beside it."""
+
+
+def running_file(settings: Settings) -> Path:
+    return Path(settings.data_dir).expanduser() / RUNNING_FILE
+
+
+def with_running_broker(settings: Settings) -> Settings | None:
+    """`settings` able to reach a broker: as they are when `KAFKA_BOOTSTRAP_SERVERS` is set, else with the embedded
+    broker of a `moodstream up` running on this machine; None when there is neither."""
+    if settings.kafka_bootstrap_servers:
+        return settings
+    try:
+        running = json.loads(running_file(settings).read_text())
+    except (OSError, ValueError):
+        return None
+    if not psutil.pid_exists(running.get("pid", -1)):
+        return None  # a stale file: that `up` died without removing it
+    update = {"kafka_bootstrap_servers": running["kafka_bootstrap_servers"]}
+    if settings.topic_rotation_s is None:
+        update["topic_rotation_s"] = running["topic_rotation_s"]
+    return settings.model_copy(update=update)
 
 
 class Stack:
@@ -63,6 +93,7 @@ class Stack:
             }
             self.settings = self.settings.model_copy(update=update)
             print(f"embedded Kafka broker (tansu) on {self.broker.bootstrap}", flush=True)
+            self._announce(update)
         generations = self.settings.generations
         ensure_topics(self.settings.kafka_config(), generation_specs(generations))
         if generations.enabled:
@@ -70,6 +101,11 @@ class Stack:
         for index in range(self.settings.workers):
             self.spawn(f"worker-{index}", "worker")
         self.spawn("gateway", "gateway")
+
+    def _announce(self, broker: dict[str, object]) -> None:
+        path = running_file(self.settings)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(broker | {"pid": os.getpid()}))
 
     def wait_ready(self, timeout_s: float = 120.0) -> bool:
         url = f"http://{self.settings.host}:{self.settings.port}/readyz"
@@ -95,6 +131,7 @@ class Stack:
         if self.keeper:
             self.keeper.stop()
         if self.broker:
+            running_file(self.settings).unlink(missing_ok=True)
             self.broker.stop()
 
 
