@@ -21,10 +21,13 @@ from pathlib import Path
 
 from pydantic import ValidationError
 from starlette.applications import Starlette
+from starlette.datastructures import MutableHeaders
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from gateway import metrics
@@ -416,8 +419,12 @@ class Gateway:
         ready = all(checks.values())
         return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
-    async def metrics_endpoint(self, _request: Request) -> Response:
+    async def metrics_endpoint(self, request: Request) -> Response:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        refusal = self.auth.check_metrics(request.headers.get("authorization"))
+        if refusal:
+            return JSONResponse({"error": "unauthorized", "message": refusal}, status_code=401)
 
         metrics.QUEUE_DEPTH.set(len(self.bridge.producer))
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
@@ -427,8 +434,9 @@ class Gateway:
 
     def admit(self, ws: WebSocket) -> None:
         """Raise SessionClosed with the documented error when this connection may not open a session."""
+        headers = ws.headers
         refusal = self.auth.check(
-            ws.headers.get("authorization"), ws.query_params.get("token"), ws.headers.get("origin")
+            headers.get("authorization"), ws.query_params.get("token"), headers.get("origin"), headers.get("host")
         )
         if refusal:
             raise SessionClosed(E.UNAUTHORIZED, refusal)
@@ -475,9 +483,42 @@ class Gateway:
             await ws.close(closed.error.close_code or 1011, reason=closed.error.code)
 
 
+SECURITY_HEADERS = {
+    "content-security-policy": "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "connect-src 'self' ws: wss:; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+}
+"""On every HTTP response: the page runs only its own script, is framed by no one, and files are served as what
+they are. The inline styles of the page are allowed; no inline script is."""
+
+
+class SecurityHeaders:
+    """ASGI middleware adding `SECURITY_HEADERS` to HTTP responses (WebSocket traffic passes untouched)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
 def create_app(settings: Settings) -> Starlette:
     gateway = Gateway(settings)
     return Starlette(
+        middleware=[Middleware(SecurityHeaders)],
         routes=[
             Route("/", gateway.index),
             Route("/healthz", gateway.healthz),

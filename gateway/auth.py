@@ -44,7 +44,8 @@ class Authenticator:
     key_hashes: frozenset[str] = frozenset()
     token_secret: str | None = None
     allowed_origins: frozenset[str] = frozenset()
-    """Origins allowed to open sockets from a browser; empty allows any (non-browser clients send none)."""
+    """Origins allowed to open sockets from a browser; empty: any while authentication is off (the gateway is on
+    loopback then), only the gateway's own origin once it is on (non-browser clients send no origin)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Authenticator:
@@ -55,9 +56,12 @@ class Authenticator:
     def enabled(self) -> bool:
         return bool(self.key_hashes or self.token_secret)
 
-    def check(self, authorization: str | None, query_token: str | None, origin: str | None) -> str | None:
-        """None when allowed, else the reason (sent to the client with close code 1008)."""
-        if origin and self.allowed_origins and origin not in self.allowed_origins:
+    def check(
+        self, authorization: str | None, query_token: str | None, origin: str | None, host: str | None = None
+    ) -> str | None:
+        """None when allowed, else the reason (sent to the client with close code 1008). `host` is the request's
+        Host header: with authentication on and no allow-list, a browser may connect from that origin only."""
+        if origin and not self.origin_allowed(origin, host):
             return f"origin {origin} is not allowed"
         if not self.enabled:
             return None
@@ -74,6 +78,18 @@ class Authenticator:
         if self.token_secret and "." in credential:
             return self._check_token(credential)
         return "invalid credentials"
+
+    def origin_allowed(self, origin: str, host: str | None) -> bool:
+        if self.allowed_origins:
+            return origin in self.allowed_origins
+        if not self.enabled:
+            return True
+        return host is not None and origin.split("://", 1)[-1] == host
+
+    def check_metrics(self, authorization: str | None) -> str | None:
+        """None when `/metrics` may be read: always while authentication is off, else with the same credentials
+        as a session (as a Bearer header: a scraper sends no query token)."""
+        return self.check(authorization, None, None) if self.enabled else None
 
     def _check_token(self, token: str) -> str | None:
         payload_b64, _, signature_b64 = token.partition(".")

@@ -89,7 +89,9 @@ class Settings(BaseSettings):
         return self.max_session_s + self.resume_window_s
 
     allowed_origins: str = Field(
-        "", description="Comma-separated browser origins allowed to connect; empty allows any origin."
+        "",
+        description="Comma-separated browser origins allowed to connect; empty: any while authentication is off "
+        "(loopback only), the gateway's own origin once it is on.",
     )
     max_sessions: int = Field(64, ge=1, description="Concurrent sessions per gateway; over it: close 1013.")
     max_frame_ms: int = Field(200, ge=20, description="Largest binary frame accepted, in ms of audio.")

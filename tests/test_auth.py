@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import httpx
 import pytest
 import websockets
 
@@ -30,6 +31,16 @@ def test_keys_tokens_and_origins() -> None:
     assert AUTH.check(None, mint_token(SECRET, "bob", -1), None) == "token expired"
     assert AUTH.check("Bearer k-123", None, "https://evil.example") == "origin https://evil.example is not allowed"
     assert Authenticator().check(None, None, None) is None  # open (loopback only)
+
+
+def test_with_authentication_on_and_no_allow_list_a_browser_may_connect_from_the_gateways_own_origin_only() -> None:
+    keys_only = Authenticator(frozenset({hash_key("k-123")}))
+    assert keys_only.check("Bearer k-123", None, "https://gw.example:8443", "gw.example:8443") is None
+    assert keys_only.check("Bearer k-123", None, "https://evil.example", "gw.example:8443") is not None
+    assert keys_only.check("Bearer k-123", None, None, "gw.example:8443") is None  # not a browser: no origin
+    assert Authenticator().check(None, None, "https://any.example", "127.0.0.1:8000") is None  # open: loopback only
+    assert keys_only.check_metrics(None) is not None and keys_only.check_metrics("Bearer k-123") is None
+    assert Authenticator().check_metrics(None) is None
 
 
 def test_open_gateway_refuses_to_bind_beyond_loopback() -> None:
@@ -88,6 +99,15 @@ async def test_gateway_enforces_credentials_and_origins(stack: Stack) -> None:
         expired = mint_token(SECRET, "test", -5, now=time.time())
         refused, code = await first_messages(f"{url}?token={expired}")
         assert code == 1008 and refused[0]["message"] == "token expired"
+        http = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(f"{http}/metrics")).status_code == 401  # metrics are behind the same keys
+            scraped = await client.get(f"{http}/metrics", headers={"Authorization": "Bearer k-123"})
+            assert scraped.status_code == 200 and "moodstream" in scraped.text
+            page = await client.get(http)
+        assert page.status_code == 200 and "frame-ancestors 'none'" in page.headers["content-security-policy"]
+        assert "script-src 'self';" in page.headers["content-security-policy"]
+        assert page.headers["x-content-type-options"] == "nosniff"
     finally:
         stop([gateway])
 
