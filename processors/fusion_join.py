@@ -153,7 +153,7 @@ class FusionJoin(Generic[Token]):
             text=text.text if text else "",
             text_sentiment=text.sentiment if text else None,
             audio_sentiment=SentimentScores(**fused.audio_sentiment) if fused.audio_sentiment else None,
-            fused_score=round(fused.score, 4),
+            fused_score=round(fused.score, 4) + 0.0,  # + 0.0: a score rounded from just below zero is 0, not -0
             fused_label=fused.label,  # type: ignore[arg-type]
             weights=FusionWeights(
                 text=round(fused.text_weight, 4),

@@ -24,7 +24,9 @@ ODD_FRAME = ErrorCode(
 FRAME_TOO_LARGE = ErrorCode(
     "frame_too_large", 1009, "A binary frame exceeded the maximum frame size (200 ms by default)."
 )
-BAD_START = ErrorCode("bad_start", 1003, "The start message was invalid, for example a sample_rate other than 16000.")
+BAD_START = ErrorCode(
+    "bad_start", 1003, "The start message was invalid, for example a sample_rate other than the number 16000."
+)
 UNAUTHORIZED = ErrorCode("unauthorized", 1008, "Missing or invalid credentials, or an origin not on the allow-list.")
 OVER_CAPACITY = ErrorCode(
     "over_capacity", 1013, "This gateway has reached its session limit; retry later or elsewhere."

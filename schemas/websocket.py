@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter
 
 from schemas.records import SessionOptions
 
@@ -21,8 +21,8 @@ class StartMessage(ClientMessage):
     """Optional first message: declares the audio format and session options."""
 
     type: Literal["start"]
-    sample_rate: int = 16_000
-    """Must be 16000."""
+    sample_rate: StrictInt = 16_000
+    """Must be 16000 (a number: "16000" is refused)."""
     encoding: Literal["pcm_s16le"] = "pcm_s16le"
     resume_token: str | None = None
     """Token from an earlier ``session.started`` to continue that session after a reconnect."""

@@ -125,3 +125,14 @@ def test_windows_give_the_arousal_when_nothing_else_has_one() -> None:
     join.on_score(acoustic(0, None), "whole", 0, now=0.0, wall_ms=0.0)
     [degraded] = join.tick(now=3.5, wall_ms=0.0).results
     assert degraded.arousal == pytest.approx(0.4)
+
+
+def test_a_score_that_rounds_to_zero_from_below_is_zero_not_minus_zero() -> None:
+    import math
+
+    level = SentimentScores(negative=0.33334, neutral=0.33333, positive=0.33333)  # score -0.00001
+    join = new_join()
+    join.on_score(acoustic(0, None).model_copy(update={"sentiment": level}), "whole", 0, now=0.0, wall_ms=0.0)
+    words = text(0).model_copy(update={"has_text": False, "text": ""})
+    [final] = join.on_score(words, "text", 0, now=0.0, wall_ms=0.0).results
+    assert final.fused_score == 0.0 and math.copysign(1.0, final.fused_score) == 1.0

@@ -60,6 +60,10 @@ async def test_wrong_sample_rate_closes_with_1003(stack: Stack) -> None:
     assert [m["code"] for m in messages] == ["bad_start"]
     assert "16000" in messages[0]["message"]
     assert ws.close_code == 1003
+    async with websockets.connect(stack.ws) as ws:  # the rate as a string is not taken for the number (#41 item 5)
+        await ws.send(json.dumps({"type": "start", "sample_rate": "16000"}))
+        messages = await receive_until_closed(ws)
+    assert [m["code"] for m in messages] == ["bad_start"] and ws.close_code == 1003
 
 
 async def test_a_language_no_model_serves_is_refused_with_1003(stack: Stack) -> None:
