@@ -1,4 +1,4 @@
-"""Three-way classification figures shared by the training scripts and `moodstream bench`: numpy only."""
+"""Classification figures shared by the training scripts and `moodstream bench`: numpy only."""
 
 from __future__ import annotations
 
@@ -30,3 +30,27 @@ def three_way_report(truth: Sequence[str], predicted: Sequence[str]) -> dict:
         "shares": {k: round(float(n / total), 4) for k, n in zip(LABELS3, confusion.sum(axis=0), strict=True)},
         "confusion": confusion.tolist(),
     }
+
+
+def class_report(truth: Sequence[str], predicted: Sequence[str], order: Sequence[str]) -> dict:
+    """UAR over the classes present in `truth`, their recall, and the confusion (rows true, columns predicted, both in
+    `order`)."""
+    confusion = np.zeros((len(order), len(order)), dtype=int)
+    for t, p in zip(truth, predicted, strict=True):
+        confusion[order.index(t), order.index(p)] += 1
+    support = confusion.sum(axis=1)
+    recall = {c: round(float(confusion[i, i] / support[i]), 4) for i, c in enumerate(order) if support[i]}
+    return {"clips": len(truth), "uar": round(float(np.mean(list(recall.values()))), 4) if recall else 0.0,
+            "recall": recall, "confusion": confusion.tolist()}  # fmt: skip
+
+
+def auc(scores: Sequence[float], positive: Sequence[bool]) -> float | None:
+    """Area under the ROC curve: the chance that a positive scores above a negative, ties counting half (the rank
+    statistic with tied scores given their mean rank); None when one side is empty."""
+    values, positive = np.asarray(scores, dtype=float), np.asarray(positive, dtype=bool)
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if not n_pos or not n_neg:
+        return None
+    _, tie, counts = np.unique(values, return_inverse=True, return_counts=True)
+    mean_rank = np.cumsum(counts) - (counts - 1) / 2.0  # ranks from 1; a tie group shares its mean
+    return float((mean_rank[tie][positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))

@@ -12,8 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from models.metrics import three_way_report
-from moodstream.bench.sentiment import arousal_auc, emotion_report
+from models.metrics import auc, class_report, three_way_report
 from moodstream.bench.text import previous_in_dialogue
 
 DATA = Path(__file__).parent / "data"
@@ -93,13 +92,15 @@ def test_bench_sentiment_scores_emotion_and_arousal_columns_and_rows_without_a_p
     )
 
 
-def test_emotion_report_and_arousal_auc_count_what_they_say() -> None:
-    report = emotion_report(["angry", "angry", "sad", "neutral"], ["angry", "neutral", "sad", "happy"])
-    assert report["recall"] == {"angry": 0.5, "sad": 1.0, "neutral": 0.0}  # emotions present only
+def test_class_report_and_auc_count_what_they_say() -> None:
+    emotions = ("angry", "happy", "sad", "neutral")
+    report = class_report(["angry", "angry", "sad", "neutral"], ["angry", "neutral", "sad", "happy"], emotions)
+    assert report["recall"] == {"angry": 0.5, "sad": 1.0, "neutral": 0.0}  # classes present only
     assert report["uar"] == pytest.approx(0.5) and report["confusion"][0] == [1, 0, 0, 1]
-    assert arousal_auc([0.9, 0.8, 0.1, 0.2], ["high", "high", "low", "neutral"]) == 1.0
-    assert arousal_auc([0.5, 0.5], ["high", "low"]) == 0.5  # a tie counts half
-    assert arousal_auc([0.1, 0.2], ["low", "neutral"]) is None
+    assert auc([0.9, 0.8, 0.1, 0.2], [True, True, False, False]) == 1.0
+    assert auc([0.5, 0.5], [True, False]) == 0.5  # a tie counts half
+    assert auc([0.3, 0.5, 0.5, 0.9], [False, True, False, True]) == pytest.approx(0.875)  # 3.5 of 4 pairs
+    assert auc([0.1, 0.2], [False, False]) is None
 
 
 @pytest.mark.parametrize(

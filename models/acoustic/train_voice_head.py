@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from models.acoustic.train_voice import RAVDESS_TEST_ACTORS
-from models.metrics import three_way_report
+from models.metrics import auc, class_report, three_way_report
 from processors.fusion import Fuser
 from processors.voice_head import EMOTIONS, HEADS, POLARITY, VOICE_HEAD_FILE, LinearHead, VoiceHead
 
@@ -170,15 +170,6 @@ def fold(head: LinearHead, population: np.ndarray) -> LinearHead:
                       intercept.astype(np.float32))  # fmt: skip
 
 
-def _auc(scores: np.ndarray, positive: np.ndarray) -> float | None:
-    """Area under the ROC curve (the rank statistic), None with one class only."""
-    if positive.all() or not positive.any():
-        return None
-    ranks = np.argsort(np.argsort(scores, kind="stable"), kind="stable") + 1.0
-    n_pos, n_neg = positive.sum(), (~positive).sum()
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
 def report(table: dict[str, np.ndarray], rows: np.ndarray, polarity: np.ndarray, emotion: np.ndarray,
            arousal: np.ndarray) -> dict:  # fmt: skip
     """Figures of one scored corpus from the heads' outputs per row ([rows, 3], [rows, 4], [rows])."""
@@ -196,14 +187,11 @@ def report(table: dict[str, np.ndarray], rows: np.ndarray, polarity: np.ndarray,
     has4 = truth4 != ""
     if len(set(truth4[has4])) > 1:
         predicted4 = np.array(EMOTIONS)[emotion.argmax(axis=1)]
-        recalls = {
-            e: round(float((predicted4[has4][truth4[has4] == e] == e).mean()), 4) for e in sorted(set(truth4[has4]))
-        }
-        result["emotion"] = {"uar": round(float(np.mean(list(recalls.values()))), 4), "recall": recalls}
+        result["emotion"] = class_report(list(truth4[has4]), list(predicted4[has4]), EMOTIONS)
     rated = table["arousal"][rows] != ""
-    auc = _auc(arousal[rated], table["arousal"][rows][rated] == AROUSAL_HIGH)
-    if auc is not None:
-        result["arousal_auc"] = round(auc, 4)
+    found = auc(arousal[rated], table["arousal"][rows][rated] == AROUSAL_HIGH)
+    if found is not None:
+        result["arousal_auc"] = round(found, 4)
     return result
 
 
@@ -248,8 +236,8 @@ def session_outputs(fitted: Fitted, table: dict[str, np.ndarray], x: np.ndarray,
 def window_auc(head: VoiceHead, windows: dict[str, np.ndarray], corpus: str) -> float | None:
     rows = np.flatnonzero((windows["corpus"] == corpus) & (windows["arousal"] != ""))
     scores = np.array([head.heads["window_arousal"].probabilities(p)[0] for p in windows["prosody"][rows]])
-    auc = _auc(scores, windows["arousal"][rows] == AROUSAL_HIGH)
-    return None if auc is None else round(auc, 4)
+    found = auc(scores, windows["arousal"][rows] == AROUSAL_HIGH)
+    return None if found is None else round(found, 4)
 
 
 def loco(table: dict[str, np.ndarray], windows: dict[str, np.ndarray], opts: HeadOptions, heads: str = "") -> dict:

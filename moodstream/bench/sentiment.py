@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from models.acoustic.corpus import read_audio, read_labels
-from models.metrics import LABELS3, three_way_report
+from models.metrics import LABELS3, auc, class_report, three_way_report
 from moodstream.bench import report, unusable
 from moodstream.bench.pipeline import ClipVerdict, ServingPath, label_of
 from processors.voice_head import EMOTIONS
@@ -96,33 +96,11 @@ def clip_row(data: Path, clip: LabelledClip, verdict: ClipVerdict) -> dict[str, 
             "transcript": " ".join(verdict.transcript.split())}  # fmt: skip
 
 
-def emotion_report(truth: list[str], predicted: list[str]) -> dict:
-    """Four-way UAR over the emotions present, recall, and the confusion (rows and columns in `EMOTIONS` order)."""
-    confusion = np.zeros((len(EMOTIONS), len(EMOTIONS)), dtype=int)
-    for t, p in zip(truth, predicted, strict=True):
-        confusion[EMOTIONS.index(t), EMOTIONS.index(p)] += 1
-    support = confusion.sum(axis=1)
-    recall = {e: round(float(confusion[i, i] / support[i]), 4) for i, e in enumerate(EMOTIONS) if support[i]}
-    return {"clips": len(truth), "uar": round(float(np.mean(list(recall.values()))), 4) if recall else 0.0,
-            "recall": recall, "confusion": confusion.tolist()}  # fmt: skip
-
-
-def arousal_auc(scores: list[float], levels: list[str]) -> float | None:
-    """AUC of `scores` for high against low and neutral (the rank statistic; ties count half); None with one side."""
-    high = np.array([level == "high" for level in levels])
-    if high.all() or not high.any():
-        return None
-    values = np.array(scores)
-    above = (values[high][:, None] > values[~high][None, :]).sum() + 0.5 * (
-        values[high][:, None] == values[~high][None, :]
-    ).sum()
-    return round(float(above / (high.sum() * (~high).sum())), 4)
-
-
 def arousal_report(scores: list[float], levels: list[str]) -> dict:
     mean = {level: round(float(np.mean([s for s, lv in zip(scores, levels, strict=True) if lv == level])), 4)
             for level in AROUSAL_LEVELS if level in levels}  # fmt: skip
-    return {"clips": len(levels), "auc": arousal_auc(scores, levels), "mean": mean}
+    found = auc(scores, [level == "high" for level in levels])
+    return {"clips": len(levels), "auc": None if found is None else round(found, 4), "mean": mean}
 
 
 def scored(files: list[LabelledClip], path: ServingPath) -> list[ClipVerdict]:
@@ -144,8 +122,8 @@ def verdict_report(files: list[LabelledClip], verdicts: list[ClipVerdict]) -> di
     result: dict = {name: three_way_report(truth, labels[name]) for name in VERDICTS}
     with_emotion = [(clip, v) for clip, v in zip(files, verdicts, strict=True) if clip.emotion]
     if with_emotion:
-        result["emotion"] = emotion_report([c.emotion for c, _ in with_emotion],
-                                           [label_of(v.emotion) for _, v in with_emotion])  # fmt: skip
+        truth = [c.emotion for c, _ in with_emotion]
+        result["emotion"] = class_report(truth, [label_of(v.emotion) for _, v in with_emotion], EMOTIONS)
     rated = [(clip, v) for clip, v in zip(files, verdicts, strict=True) if clip.arousal and v.arousal is not None]
     if rated:
         result["arousal"] = arousal_report([v.arousal for _, v in rated], [c.arousal for c, _ in rated])
