@@ -4,10 +4,11 @@ movement, loudness contour, vocal effort (spectral tilt), periodicity and tempo.
 These are the cues that carry arousal across languages (an agitated voice is higher, wider in pitch, louder for its
 speaker, and tilts its spectrum towards the highs); the voice head (`processors.voice_head`) reads them beside the
 ASR encoder's states. Every feature is a ratio or a contour statistic, so a microphone's gain moves none but
-`level_db` (which the head reads relative to the session's own level).
+`level_db`.
 
-Frames of 32 ms every 20 ms; pitch from the normalised autocorrelation of each frame (60–400 Hz), a frame voiced when
-its autocorrelation peak reaches `VOICED_PEAK` and its energy is within 35 dB of the utterance's loudest frame.
+Frames of 32 ms every 20 ms. Pitch by YIN on the audio halved to 8 kHz (60–400 Hz); a frame is voiced when its
+periodicity (1 − YIN's aperiodicity) reaches `VOICED_PEAK` and its energy is within `ACTIVE_DB` of the utterance's
+loudest frame. The spectral features read only the band below `TELEPHONE_HZ`.
 """
 
 from __future__ import annotations

@@ -2,13 +2,13 @@
 the verdict (`bench sentiment`, `bench fusion`) use this so they measure what users get.
 
 Per clip: Silero VAD trims it to its speech (first speech window to last, with the endpointer's padding), the voice
-model scores the whole utterance and its 500 ms windows, Whisper transcribes it (and reads the voice from its
-encoder states), the text model scores the transcript, and the fuser combines them.
+model scores the whole utterance and its 500 ms windows, Whisper transcribes it (and the voice head reads its
+encoder states and the prosody), the text model scores the transcript, and the fuser combines them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -67,9 +67,7 @@ class ServingPath:
         """`voice_head`: a head file to use instead of the shipped one (a leave-one-corpus-out fold's, say)."""
         self.vad = SileroStream(load_silero())
         options = AcousticOptions(threads=1)
-        self.acoustic = AcousticClassifier(
-            AcousticOptions(threads=1, voice_head_path=voice_head or options.voice_head_path)
-        )
+        self.acoustic = AcousticClassifier(replace(options, voice_head_path=voice_head) if voice_head else options)
         self.asr = Transcriber(TranscriberOptions(cpu_threads=1))
         if voice_head is not None:
             self.asr.voice_head = VoiceHead.load(voice_head)
