@@ -19,6 +19,33 @@ import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from moodstream.gateway import metrics
+from moodstream.gateway.auth import Authenticator, ResumeTokens
+from moodstream.gateway.bridge import KafkaBridge
+from moodstream.gateway.placement import choose_partition, new_session_id
+from moodstream.schemas import encode
+from moodstream.schemas import errors as E
+from moodstream.schemas.audio import SAMPLE_RATE
+from moodstream.schemas.records import (
+    AcousticScore,
+    AudioFrame,
+    FusedResult,
+    PartialResult,
+    Record,
+    SessionControl,
+    SessionEnded,
+    SessionOptions,
+)
+from moodstream.schemas.topics import AUDIO, partition_for
+from moodstream.schemas.websocket import (
+    CLIENT_MESSAGE,
+    EndMessage,
+    ErrorMessage,
+    PingMessage,
+    Pong,
+    SessionStarted,
+    StartMessage,
+)
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
@@ -30,26 +57,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from gateway import metrics
-from gateway.auth import Authenticator, ResumeTokens
-from gateway.bridge import KafkaBridge
-from gateway.placement import choose_partition, new_session_id
 from moodstream.settings import Settings
-from schemas import encode
-from schemas import errors as E
-from schemas.audio import SAMPLE_RATE
-from schemas.records import (
-    AcousticScore,
-    AudioFrame,
-    FusedResult,
-    PartialResult,
-    Record,
-    SessionControl,
-    SessionEnded,
-    SessionOptions,
-)
-from schemas.topics import AUDIO, partition_for
-from schemas.websocket import CLIENT_MESSAGE, EndMessage, ErrorMessage, PingMessage, Pong, SessionStarted, StartMessage
 
 log = logging.getLogger("moodstream.gateway")
 STATIC = Path(__file__).parent / "static"
@@ -533,8 +541,7 @@ def create_app(settings: Settings) -> Starlette:
 
 def run_gateway(settings: Settings) -> None:
     import uvicorn
-
-    from gateway.auth import check_bind
+    from moodstream.gateway.auth import check_bind
 
     check_bind(settings.host, Authenticator.from_settings(settings))
     uvicorn.run(

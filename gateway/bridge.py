@@ -19,13 +19,13 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from confluent_kafka import KafkaError, Producer
+from moodstream.gateway import metrics
+from moodstream.schemas import SchemaError, decode, is_schema
+from moodstream.schemas.records import BY_SCHEMA, FusedResult, Record, SessionEnded, WorkerHeartbeat
+from moodstream.schemas.topics import AUDIO, EVENTS, HEALTH
 
-from gateway import metrics
-from moodstream.rotation import refuse_auto_topic_creation, reread_emptied_slots, rest_read_slots
+from moodstream.broker.rotation import refuse_auto_topic_creation, reread_emptied_slots, rest_read_slots
 from moodstream.settings import Settings
-from schemas import SchemaError, decode, is_schema
-from schemas.records import BY_SCHEMA, FusedResult, Record, SessionEnded, WorkerHeartbeat
-from schemas.topics import AUDIO, EVENTS, HEALTH
 
 log = logging.getLogger("moodstream.gateway")
 

@@ -13,7 +13,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping
 
-from schemas.topics import SESSION_PARTITIONS, partition_for
+from moodstream.schemas.topics import SESSION_PARTITIONS, partition_for
 
 MAX_DRAWS = 256
 """Ids drawn before settling for a random one; with 8 partitions a draw hits the target 1 time in 8."""

@@ -1,3 +1,3 @@
-from moodstream.cli import main
+from moodstream.cli.main import main
 
 main()

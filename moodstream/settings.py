@@ -14,11 +14,11 @@ from typing import Any, Literal
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from schemas.audio import ms_to_bytes
-from schemas.generations import Generations
+from moodstream.schemas.audio import ms_to_bytes
+from moodstream.schemas.generations import Generations
 
 AsrBackend = Literal["whisper", "moonshine-tiny"]
-"""Speech-to-text cores the ASR stage can run (`processors.asr_backend`)."""
+"""Speech-to-text cores the ASR stage can run (`moodstream.processors.asr_backend`)."""
 
 
 class Settings(BaseSettings):

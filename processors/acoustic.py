@@ -12,11 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from models import ACOUSTIC_MODEL_DIR
-from processors.onnx import cpu_session, model_version
-from processors.voice_head import VOICE_HEAD_FILE, VoiceHead
-from schemas.audio import ms_to_samples
+from moodstream.models import ACOUSTIC_MODEL_DIR
+from moodstream.processors.onnx import cpu_session, model_version
+from moodstream.processors.voice_head import VOICE_HEAD_FILE, VoiceHead
+from moodstream.schemas.audio import ms_to_samples
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Protocol, get_args
 
 import numpy as np
+from moodstream.processors.transcriber import PartialTranscription, Transcription
 
 from moodstream.settings import AsrBackend
-from processors.transcriber import PartialTranscription, Transcription
 
 ASR_BACKENDS: tuple[AsrBackend, ...] = get_args(AsrBackend)
 """whisper: Whisper tiny.en (CTranslate2 int8), or the CTranslate2 Whisper folder in `MOODSTREAM_ASR_MODEL_PATH`;
@@ -28,11 +28,11 @@ class SpeechToText(Protocol):
 def load_asr(backend: AsrBackend = "whisper", model_path: Path | None = None, threads: int = 1) -> SpeechToText:
     """The speech-to-text core of `backend`; `model_path` picks another model folder of the same kind."""
     if backend == "moonshine-tiny":
-        from processors.moonshine import MODEL_DIR, MoonshineOptions, MoonshineTranscriber
+        from moodstream.processors.moonshine import MODEL_DIR, MoonshineOptions, MoonshineTranscriber
 
         return MoonshineTranscriber(MoonshineOptions(model_dir=model_path or MODEL_DIR, threads=threads))
     if backend == "whisper":
-        from processors.transcriber import Transcriber, TranscriberOptions
+        from moodstream.processors.transcriber import Transcriber, TranscriberOptions
 
         return Transcriber(TranscriberOptions(model_path=model_path, cpu_threads=threads))
     raise ValueError(f"unknown ASR backend {backend!r}: one of {', '.join(ASR_BACKENDS)}")

@@ -1,6 +1,6 @@
 """One session's audio stage as a pure state machine: frames and control records in; the records to send, the
 checkpoint to keep and the input records that may be acknowledged out. No Kafka: the stage shell
-(`audio_stage.py`) sends, stores and acks exactly what a `Step` says, in its order.
+(`stages/audio.py`) sends, stores and acks exactly what a `Step` says, in its order.
 
 Invariants (no utterance lost, none doubled):
 - A frame is held (not acked) while the open utterance may still need it: from the open utterance's first padded
@@ -24,7 +24,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from processors.endpointer import (
+from moodstream.processors.endpointer import (
     AcousticChunk,
     Endpointer,
     Event,
@@ -32,9 +32,9 @@ from processors.endpointer import (
     SpeechStart,
     UtteranceCut,
 )
-from processors.level import LevelMeter
-from schemas.audio import ms_to_samples, samples_to_ms
-from schemas.records import (
+from moodstream.processors.level import LevelMeter
+from moodstream.schemas.audio import ms_to_samples, samples_to_ms
+from moodstream.schemas.records import (
     AcousticWindow,
     AudioFrame,
     AudioLevel,
@@ -46,7 +46,7 @@ from schemas.records import (
     Utterance,
     VadEvent,
 )
-from schemas.topics import ACOUSTIC_WINDOWS, EVENTS, PARTIAL_AUDIO, UTTERANCES, TopicSpec
+from moodstream.schemas.topics import ACOUSTIC_WINDOWS, EVENTS, PARTIAL_AUDIO, UTTERANCES, TopicSpec
 
 log = logging.getLogger("moodstream.audio")
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from processors.vad import WINDOW, SileroStream
-from schemas.audio import ms_to_samples, samples_to_ms
+from moodstream.processors.vad import WINDOW, SileroStream
+from moodstream.schemas.audio import ms_to_samples, samples_to_ms
 
 
 @dataclass(frozen=True)

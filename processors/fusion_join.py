@@ -1,6 +1,6 @@
 """The fusion stage as a pure state machine: each utterance's acoustic scores (500 ms windows and the whole utterance)
 and its text score in; fused results and the input records that may be acknowledged out. No Kafka: the shell
-(`fusion_stage.py`) sends and acks exactly what a `JoinStep` says.
+(`stages/fusion.py`) sends and acks exactly what a `JoinStep` says.
 
 Invariants (no result lost, none doubled):
 - An utterance's input records stay unacked until its final result is out; a worker that dies replays them and the
@@ -18,8 +18,15 @@ import logging
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from processors.fusion import Fuser
-from schemas.records import AcousticScore, EmotionScores, FusedResult, FusionWeights, SentimentScores, TextScore
+from moodstream.processors.fusion import Fuser
+from moodstream.schemas.records import (
+    AcousticScore,
+    EmotionScores,
+    FusedResult,
+    FusionWeights,
+    SentimentScores,
+    TextScore,
+)
 
 log = logging.getLogger("moodstream.fusion")
 

@@ -6,8 +6,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-
-from schemas.audio import SAMPLE_RATE
+from moodstream.schemas.audio import SAMPLE_RATE
 
 _FULL_SCALE = 32768.0
 _FLOOR_DBFS = -120.0

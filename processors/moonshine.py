@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from processors.onnx import cpu_session
-from processors.transcriber import (
+from moodstream.models import MODELS_DIR
+from moodstream.processors.onnx import cpu_session
+from moodstream.processors.transcriber import (
     SILENCE_PHRASES,
     PartialTranscription,
     Transcription,
@@ -26,9 +26,9 @@ from processors.transcriber import (
     cut_at_self_repeat,
     spoken_words,
 )
-from schemas.audio import SAMPLE_RATE
+from moodstream.schemas.audio import SAMPLE_RATE
 
-MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "asr" / "moonshine-tiny"
+MODEL_DIR = MODELS_DIR / "asr" / "moonshine-tiny"
 START, END = 1, 2
 """Moonshine's decoder start and end-of-text token ids."""
 LAYERS, KV_HEADS, HEAD_DIM = 6, 8, 36

@@ -1,6 +1,6 @@
 """Partial transcripts as a pure state machine: the open utterances' audio chunks in; when a partial decode is due,
 what to decode (the audio so far); the decoded text in, the partial to send out.
-No Kafka, no model: the ASR stage shell (`asr_stage.py`) decides whether the worker has time and runs the decoder.
+No Kafka, no model: the ASR stage shell (`stages/asr.py`) decides whether the worker has time and runs the decoder.
 
 Invariants:
 - Partials are disposable. A missing chunk makes the utterance's audio unusable, so its partials stop (the final
@@ -15,8 +15,8 @@ from __future__ import annotations
 import collections
 from dataclasses import dataclass, field
 
-from schemas.audio import ms_to_samples
-from schemas.records import PartialAudio, PartialTranscript
+from moodstream.schemas.audio import ms_to_samples
+from moodstream.schemas.records import PartialAudio, PartialTranscript
 
 
 @dataclass(frozen=True)

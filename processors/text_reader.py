@@ -11,9 +11,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from processors.dialogue import DialogueMemory
-from processors.text_sentiment import NO_TEXT, TextClassifier, TextSentiment
-from schemas.records import PartialResult, PartialTranscript, SentimentScores, TextScore, Transcript
+from moodstream.processors.dialogue import DialogueMemory
+from moodstream.processors.text_sentiment import NO_TEXT, TextClassifier, TextSentiment
+from moodstream.schemas.records import PartialResult, PartialTranscript, SentimentScores, TextScore, Transcript
 
 
 def scores_of(result: TextSentiment) -> SentimentScores:

@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from moodstream.models import TEXT_MODEL_DIR
+from moodstream.processors.onnx import cpu_session, model_version
 from tokenizers import Tokenizer
-
-from models import TEXT_MODEL_DIR
-from processors.onnx import cpu_session, model_version
 
 MODEL_FILE = "model.int8.onnx"
 TOKENIZER_FILE = "tokenizer.json"

@@ -43,15 +43,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-
-from models import ACOUSTIC_MODEL_DIR
-from processors.voice_head import VOICE_HEAD_FILE, VoiceHead, VoiceVerdict, features_of, pool_states
-from schemas.audio import SAMPLE_RATE
+from moodstream.models import ACOUSTIC_MODEL_DIR
+from moodstream.processors.voice_head import VOICE_HEAD_FILE, VoiceHead, VoiceVerdict, features_of, pool_states
+from moodstream.schemas.audio import SAMPLE_RATE
 
 if TYPE_CHECKING:
     import ctranslate2
-
-    from processors.whisper_decoder import WhisperGreedyDecoder
+    from moodstream.processors.whisper_decoder import WhisperGreedyDecoder
 
 logger = logging.getLogger(__name__)
 
@@ -166,7 +164,7 @@ class Transcription:
     raw_text: str = field(default="", repr=False)
     """What the decoder produced before the guard (for debugging)."""
     voice: VoiceVerdict | None = None
-    """The voice's polarity, emotion and arousal (`processors.voice_head`); None without a matching head."""
+    """The voice's polarity, emotion and arousal (`moodstream.processors.voice_head`); None without a matching head."""
     voice_ms: float = 0.0
     """Of `compute_ms`, the time the voice head took (pooling, prosody, heads)."""
 
@@ -237,7 +235,7 @@ class Transcriber:
         engine = o.greedy_engine if o.greedy_engine != "auto" else auto_greedy_engine()
         if engine == "ctranslate2" or not o.compute_type.startswith("int8"):
             return None
-        from processors.whisper_decoder import WhisperGreedyDecoder
+        from moodstream.processors.whisper_decoder import WhisperGreedyDecoder
 
         try:
             return WhisperGreedyDecoder(path, o.cpu_threads)

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-
-from processors.onnx import cpu_session
+from moodstream.processors.onnx import cpu_session
 
 WINDOW = 512
 """Samples per VAD window (32 ms at 16 kHz)."""

@@ -1,5 +1,5 @@
 """How the speaker sounds, read from what the serving path already has: Whisper's encoder states over the utterance
-(pooled) and the utterance's prosody (`processors.prosody`), through linear heads. Pure numpy, no Kafka.
+(pooled) and the utterance's prosody (`moodstream.processors.prosody`), through linear heads. Pure numpy, no Kafka.
 
 The ASR encodes every finished utterance anyway, so the utterance's verdict costs a pooling, the prosody and three
 small matrix products. The encoder was trained on far more voices and channels than any emotional corpus here holds;
@@ -30,9 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from models import ACOUSTIC_MODEL_DIR
-from processors.prosody import prosody
+from moodstream.models import ACOUSTIC_MODEL_DIR
+from moodstream.processors.prosody import prosody
 
 VOICE_HEAD_FILE = "voice_head.json"
 FRAMES_PER_SECOND = 50

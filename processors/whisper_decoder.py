@@ -258,7 +258,7 @@ class WhisperGreedyDecoder:
     """Greedy decoding of Whisper's decoder in onnxruntime, on encoder states from CTranslate2. One call at a time."""
 
     def __init__(self, model_dir: Path, threads: int = 1) -> None:
-        from processors.onnx import cpu_session_from_bytes
+        from moodstream.processors.onnx import cpu_session_from_bytes
 
         weights = read_ct2_variables(model_dir / "model.bin")
         config = json.loads((model_dir / "config.json").read_text())

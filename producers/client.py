@@ -22,10 +22,9 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import websockets
+from moodstream.producers.audio import frames
+from moodstream.schemas.audio import SAMPLE_RATE
 from websockets.protocol import State
-
-from producers.audio import frames
-from schemas.audio import SAMPLE_RATE
 
 DEFAULT_URL = "ws://127.0.0.1:8000/ws/analyze"
 log = logging.getLogger("moodstream.client")

@@ -10,11 +10,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import IO
 
+from moodstream.producers.client import ClientOptions, MoodstreamClient
+from moodstream.schemas.audio import SAMPLE_RATE
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
-
-from producers.client import ClientOptions, MoodstreamClient
-from schemas.audio import SAMPLE_RATE
 
 COLOURS = {"negative": "red", "neutral": "grey50", "positive": "green"}
 
@@ -178,7 +177,7 @@ async def stream_session(
 
 
 def run(file: Path | None, mic: bool, url: str, fast: bool, out: Path | None, frame_ms: int, token: str | None) -> int:
-    from producers.audio import load_pcm16
+    from moodstream.producers.audio import load_pcm16
 
     console = Console(stderr=False, highlight=False)
     if mic == (file is not None):

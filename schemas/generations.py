@@ -5,10 +5,10 @@ frees memory only when a topic is deleted. So with rotation on (``period_s`` > 0
 ``period_s`` seconds, and the records a stream topic gets during generation g go to its slot topic
 ``<name>.s<g mod SLOTS>``, each process choosing by its own clock when it sends. Every consumer reads all the slots
 all the time (its subscription never changes, so a switch costs no rebalance); a partition's newer slot is read only
-once the older one is read to its end (`processors.faust_overrides`), so a session's records stay in order across a
-switch. A slot still unread when its next generation starts keeps its old records in front of the new ones; a
-consumer that far behind orders the two slots by their next records' timestamps instead (`processors.slot_peek`).
-The broker's keeper (`moodstream.rotation`) empties the slot of generation g-1 during g, once the workers
+once the older one is read to its end (`processors.runtime.faust_overrides`), so a session's records stay in order
+across a switch. A slot still unread when its next generation starts keeps its old records in front of the new ones; a
+consumer that far behind orders the two slots by their next records' timestamps instead (`runtime.slot_peek`).
+The broker's keeper (`moodstream.broker.rotation`) empties the slot of generation g-1 during g, once the workers
 have committed past its last record, by deleting and re-creating it; consumers notice that their position is past
 the slot's end and read it again from its start (nothing is written there before generation g+1 starts).
 
@@ -27,7 +27,7 @@ import re
 import time
 from dataclasses import dataclass
 
-from schemas.topics import ALL_TOPICS, CHECKPOINTS, TopicSpec
+from moodstream.schemas.topics import ALL_TOPICS, CHECKPOINTS, TopicSpec
 
 ROTATING: tuple[TopicSpec, ...] = tuple(t for t in ALL_TOPICS if t.key == "session id" and not t.compacted)
 """The stream topics that rotate: every session-keyed topic but the checkpoints, read in order by their consumers."""

@@ -1,4 +1,4 @@
-"""Generate the checked-in JSON Schema files from the models: ``python -m schemas.jsonschema [--check]``."""
+"""Generate the checked-in JSON Schema files from the models: ``python -m moodstream.schemas.jsonschema [--check]``."""
 
 from __future__ import annotations
 
@@ -6,11 +6,10 @@ import json
 import sys
 from pathlib import Path
 
+from moodstream.schemas import websocket
+from moodstream.schemas.records import RECORD_TYPES
+from moodstream.schemas.topics import ALL_TOPICS
 from pydantic import BaseModel
-
-from schemas import websocket
-from schemas.records import RECORD_TYPES
-from schemas.topics import ALL_TOPICS
 
 JSON_DIR = Path(__file__).parent / "json"
 
@@ -45,8 +44,8 @@ def generated() -> dict[str, str]:
 
 def asyncapi(ws_models: list[type[BaseModel]]) -> dict:
     """AsyncAPI 3 description of the WebSocket and the Kafka topics; message payloads reference the files here."""
-    from schemas.records import BY_SCHEMA
-    from schemas.topics import EVENTS
+    from moodstream.schemas.records import BY_SCHEMA
+    from moodstream.schemas.topics import EVENTS
 
     def ref(name: str) -> dict:
         return {"payload": {"$ref": f"./{name}"}}

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal
 
+from moodstream.schemas.audio import SAMPLE_RATE
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-from schemas.audio import SAMPLE_RATE
 
 __all__ = ["SAMPLE_RATE"]  # re-exported: records state their audio in the protocol's one format
 

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+from moodstream.schemas.records import SessionOptions
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter
-
-from schemas.records import SessionOptions
 
 
 class ClientMessage(BaseModel):

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from moodstream import processes
-from moodstream.broker import EmbeddedBroker, ensure_topics, free_port
+from moodstream.broker import processes
+from moodstream.broker.embedded import EmbeddedBroker, ensure_topics, free_port
 
 # Short group timeouts: a consumer-group join waits about half the session timeout.
 TEST_ENV = {
@@ -88,8 +88,7 @@ def tone(seconds: float, amplitude: float, freq: float = 440.0, rate: int = 16_0
 def read_session_records(bootstrap: str, spec, session_id: str, expected, timeout_s: float = 10.0) -> list:
     """Every record of one session on a topic, from the beginning, until the topic is quiet."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-
-    from schemas import decode
+    from moodstream.schemas import decode
 
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"test-{time.time_ns()}"})
     consumer.assign([TopicPartition(spec.name, p, OFFSET_BEGINNING) for p in range(spec.partitions)])

@@ -9,10 +9,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
-
-from models import ACOUSTIC_MODEL_DIR
-from processors.acoustic import AcousticClassifier
-from producers.audio import load_pcm16
+from moodstream.models import ACOUSTIC_MODEL_DIR
+from moodstream.processors.acoustic import AcousticClassifier
+from moodstream.producers.audio import load_pcm16
 
 MODEL = ACOUSTIC_MODEL_DIR / "model.onnx"
 SPEECH = np.frombuffer(load_pcm16(Path(__file__).parent / "data" / "three_prompts.wav"), dtype="<i2")
@@ -91,7 +90,7 @@ def test_calm_telephone_prompts_read_as_calm() -> None:
 
 
 def test_valence_shift_moves_mass_between_the_poles_only() -> None:
-    from models.acoustic.calibrate import shift_valence
+    from moodstream.models.acoustic.calibrate import shift_valence
 
     probs = np.array([[0.5, 0.3, 0.2], [0.1, 0.8, 0.1], [0.0, 1.0, 0.0]])
     shifted = shift_valence(probs, 0.7)
@@ -103,7 +102,7 @@ def test_valence_shift_moves_mass_between_the_poles_only() -> None:
 
 def test_valence_shift_in_the_graph_equals_its_definition(tmp_path: Path) -> None:
     """The shift baked into a model (`calibrate.apply`) gives what `shift_valence` gives on the model's own output."""
-    from models.acoustic.calibrate import SHIFT_KEY, apply, shift_valence
+    from moodstream.models.acoustic.calibrate import SHIFT_KEY, apply, shift_valence
 
     shifted_path = apply(MODEL, -0.4, tmp_path)
     twice_path = apply(shifted_path, 0.3, tmp_path / "twice")

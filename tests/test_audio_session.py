@@ -6,14 +6,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from processors.audio_session import AudioSession, Send, Step, Store
-from processors.endpointer import Endpointer
-from processors.level import LevelMeter
-from processors.vad import SileroStream, load_silero
-from producers.audio import load_pcm16
-from schemas.records import AudioFrame, PartialAudio, SessionCheckpoint, SessionControl, SessionEnded, Utterance
-from schemas.topics import PARTIAL_AUDIO, UTTERANCES
+from moodstream.processors.audio_session import AudioSession, Send, Step, Store
+from moodstream.processors.endpointer import Endpointer
+from moodstream.processors.level import LevelMeter
+from moodstream.processors.vad import SileroStream, load_silero
+from moodstream.producers.audio import load_pcm16
+from moodstream.schemas.records import (
+    AudioFrame,
+    PartialAudio,
+    SessionCheckpoint,
+    SessionControl,
+    SessionEnded,
+    Utterance,
+)
+from moodstream.schemas.topics import PARTIAL_AUDIO, UTTERANCES
 
 SPEECH = load_pcm16(Path(__file__).parent / "data" / "three_prompts.wav")
 FRAME = 3200  # bytes: 100 ms records, as the gateway joins them

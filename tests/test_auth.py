@@ -11,9 +11,9 @@ import time
 import httpx
 import pytest
 import websockets
+from moodstream.gateway.auth import Authenticator, hash_key, is_loopback, mint_token
 
-from gateway.auth import Authenticator, hash_key, is_loopback, mint_token
-from moodstream.broker import free_port
+from moodstream.broker.embedded import free_port
 from tests.conftest import Stack, process_env, spawn, stop, wait_ready
 
 SECRET = "test-secret"
@@ -119,7 +119,7 @@ def test_hash_key_command(command: list[str]) -> None:
 
 
 def test_a_resume_token_names_its_session_until_it_expires_and_cannot_be_altered() -> None:
-    from gateway.auth import ResumeTokens
+    from moodstream.gateway.auth import ResumeTokens
 
     tokens = ResumeTokens("secret", ttl_s=100.0)
     token = tokens.issue("abc123", now_s=1_000.0)

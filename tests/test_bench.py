@@ -11,9 +11,9 @@ from pathlib import Path
 
 import psutil
 import pytest
+from moodstream.models.metrics import auc, class_report, three_way_report
 
-from models.metrics import auc, class_report, three_way_report
-from moodstream.bench.text import previous_in_dialogue
+from moodstream.cli.bench.text import previous_in_dialogue
 
 DATA = Path(__file__).parent / "data"
 
@@ -157,7 +157,7 @@ def test_bench_text_reads_three_way_and_binary_files(tmp_path: Path) -> None:
 
 
 def test_the_soaks_speed_probe_reports_the_median_of_each_intervals_samples() -> None:
-    from moodstream.bench.soak import SpeedProbe, reference_work_cpu_ms
+    from moodstream.cli.bench.soak import SpeedProbe, reference_work_cpu_ms
 
     assert reference_work_cpu_ms() > 0
     probe = SpeedProbe()  # not started: samples placed by hand
@@ -171,8 +171,8 @@ def test_a_soak_interval_reports_its_highest_rss_as_well_as_its_last(tmp_path: P
     an interval ends decides its last reading, so each interval also carries its peak."""
     import os
 
-    from moodstream.bench.load import ProcessMeter
-    from moodstream.bench.soak import SoakReport, SpeedProbe
+    from moodstream.cli.bench.load import ProcessMeter
+    from moodstream.cli.bench.soak import SoakReport, SpeedProbe
 
     meter = ProcessMeter({"broker": os.getpid()})
     report = SoakReport(tmp_path, 300.0, meter, SpeedProbe())
@@ -187,8 +187,8 @@ def test_a_soak_interval_reports_its_highest_rss_as_well_as_its_last(tmp_path: P
 def test_a_soak_interval_splits_its_latency_into_the_asr_call_the_rest_of_the_pipeline_and_the_relay() -> None:
     """A latency that creeps over an hour must show in which part creeps; the split comes from each final result's
     own `latencies_ms`, and only results received in the interval count."""
-    from moodstream.bench.load import SessionStats, stage_split
-    from moodstream.bench.soak import stage_medians
+    from moodstream.cli.bench.load import SessionStats, stage_split
+    from moodstream.cli.bench.soak import stage_medians
 
     stats = SessionStats()
     for at_s, asr, pipeline, e2e in [(10.0, 100.0, 300.0, 340.0), (20.0, 120.0, 330.0, 360.0), (400.0, 900, 9e3, 9e4)]:
@@ -203,7 +203,7 @@ def test_a_killed_benchmark_leaves_no_process_of_its_stack_behind() -> None:
     which no handler of its own sees: a soak stopped from outside must not leave workers loading the machine."""
     parent_code = (
         "import time\n"
-        "from moodstream.bench.processes import bench_env, spawn\n"
+        "from moodstream.cli.bench.processes import bench_env, spawn\n"
         "print(spawn(['broker'], bench_env()).pid, flush=True)\n"
         "time.sleep(120)\n"
     )

@@ -8,15 +8,15 @@ import time
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
+from moodstream.processors.runtime.checkpoints import CheckpointStore
+from moodstream.schemas import encode
+from moodstream.schemas.generations import Generations
+from moodstream.schemas.records import SessionCheckpoint
+from moodstream.schemas.topics import CHECKPOINTS
 
-from moodstream.broker import EmbeddedBroker, ensure_topics
-from moodstream.rotation import TopicKeeper, generation_specs
+from moodstream.broker.embedded import EmbeddedBroker, ensure_topics
+from moodstream.broker.rotation import TopicKeeper, generation_specs
 from moodstream.settings import Settings
-from processors.checkpoints import CheckpointStore
-from schemas import encode
-from schemas.generations import Generations
-from schemas.records import SessionCheckpoint
-from schemas.topics import CHECKPOINTS
 
 
 def test_a_checkpoint_outliving_every_resume_token_is_forgotten() -> None:

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from moodstream.bench.wer import normalize
+from moodstream.cli.bench.wer import normalize
 from tests.conftest import Stack
 
 DATA = Path(__file__).parent / "data"

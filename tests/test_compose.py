@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 from click.testing import CliRunner
 
-from moodstream.cli import main
+from moodstream.cli.main import main
 
 ROOT = Path(__file__).parent.parent
 
@@ -64,9 +64,9 @@ def test_sasl_ssl_settings_reach_both_kafka_clients(tmp_path: Path) -> None:
     import certifi  # any CA bundle will do for parsing
     import faust
     from confluent_kafka import Producer
+    from moodstream.processors.stages.worker import faust_credentials
 
     from moodstream.settings import Settings
-    from processors.worker import faust_credentials
 
     settings = Settings(
         kafka_bootstrap_servers="broker-1.example:9093,broker-2.example:9093",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from processors.dialogue import DialogueMemory
+from moodstream.processors.dialogue import DialogueMemory
 
 
 def test_context_is_the_latest_earlier_utterance_of_the_same_session() -> None:

@@ -9,9 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from moodstream.schemas.errors import ALL_ERRORS
+from moodstream.schemas.topics import ALL_TOPICS
+
 from moodstream.settings import settings_table
-from schemas.errors import ALL_ERRORS
-from schemas.topics import ALL_TOPICS
 from tests.conftest import Stack
 
 ROOT = Path(__file__).parent.parent
@@ -69,7 +70,8 @@ def test_the_readme_stream_command_prints_what_the_readme_shows(stack: Stack) ->
 def test_the_readme_python_snippet_runs_as_printed(stack: Stack) -> None:
     [snippet] = [block for block in blocks(README, "python") if "MoodstreamClient" in block]
     assert README_URL in snippet
-    done = subprocess.run([sys.executable, "-c", snippet.replace(README_URL, stack.ws)], cwd=ROOT,
+    # -P: the checkout's folders are not importable from the working directory, only the installed namespace is
+    done = subprocess.run([sys.executable, "-P", "-c", snippet.replace(README_URL, stack.ws)], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()

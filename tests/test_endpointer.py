@@ -7,8 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from processors.endpointer import (
+from moodstream.processors.endpointer import (
     AcousticChunk,
     Endpointer,
     EndpointerOptions,
@@ -16,8 +15,8 @@ from processors.endpointer import (
     SpeechStart,
     UtteranceCut,
 )
-from processors.vad import SileroStream, load_silero
-from producers.audio import load_pcm16
+from moodstream.processors.vad import SileroStream, load_silero
+from moodstream.producers.audio import load_pcm16
 
 DATA = Path(__file__).parent / "data"
 SPEECH = load_pcm16(DATA / "three_prompts.wav")

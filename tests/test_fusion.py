@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from processors.fusion import Fuser, FusionOptions, binary_entropy, pool
+from moodstream.processors.fusion import Fuser, FusionOptions, binary_entropy, pool
 
 POSITIVE_TEXT = {"negative": 0.02, "neutral": 0.0, "positive": 0.98}
 UNSURE_TEXT = {"negative": 0.25, "neutral": 0.5, "positive": 0.25}  # p(positive) = 0.5

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
-from processors.fusion import Fuser
-from processors.fusion_join import FusionJoin, JoinOptions
-from schemas.records import AcousticScore, EmotionScores, SentimentScores, TextScore
+from moodstream.processors.fusion import Fuser
+from moodstream.processors.fusion_join import FusionJoin, JoinOptions
+from moodstream.schemas.records import AcousticScore, EmotionScores, SentimentScores, TextScore
 
 ANGRY = SentimentScores(negative=0.9, neutral=0.05, positive=0.05)
 HAPPY_WORDS = SentimentScores(negative=0.01, neutral=0.02, positive=0.97)

@@ -10,9 +10,9 @@ import wave
 from pathlib import Path
 
 import websockets
+from moodstream.producers.client import stream_pcm
 
-from moodstream.broker import free_port
-from producers.client import stream_pcm
+from moodstream.broker.embedded import free_port
 from tests.conftest import Stack, process_env, spawn, stop, tone, wait_ready
 
 

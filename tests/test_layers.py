@@ -8,26 +8,27 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).parent.parent
-PACKAGES = ("schemas", "models", "processors", "gateway", "producers", "moodstream")
+# The import namespace's packages and the folders that hold them (pyproject.toml maps them the same way).
+FOLDERS = {
+    "moodstream": "moodstream", "moodstream.schemas": "schemas", "moodstream.processors": "processors",
+    "moodstream.gateway": "gateway", "moodstream.producers": "producers", "moodstream.models": "models",
+}  # fmt: skip
 
-# A module's layer is that of the longest prefix naming it (the module itself or a package above it); it may import
-# its own layer and those below.
+# The folders are the layers. A module's layer is that of the longest prefix naming it (the module itself or a
+# package above it); it may import its own layer and those below.
 LAYERS: dict[str, int] = {
-    "schemas": 0, "moodstream.settings": 0, "moodstream.logs": 0, "models": 0, "models.metrics": 0,
-    "processors.vad": 1, "processors.endpointer": 1, "processors.level": 1, "processors.transcriber": 1,
-    "processors.moonshine": 1, "processors.asr_backend": 1,
-    "processors.text_sentiment": 1, "processors.acoustic": 1, "processors.fusion": 1, "processors.onnx": 1,
-    "processors.voice_head": 1, "processors.prosody": 1, "processors.whisper_decoder": 1,
-    "processors.runtime": 2, "processors.faust_overrides": 2, "processors.checkpoints": 2, "processors.slot_peek": 2,
-    "processors.audio_session": 2, "processors.fusion_join": 2, "processors.dialogue": 2, "processors.text_reader": 2,
-    "processors": 3, "gateway": 3, "producers": 3, "moodstream.broker": 3, "moodstream.analytics": 3,
-    "moodstream.tail": 3, "moodstream.processes": 3, "moodstream.rotation": 3,
-    "moodstream": 4, "models.acoustic": 4, "models.text": 4, "models.asr": 4,  # CLI, benchmarks, model scripts
+    "moodstream": 0, "moodstream.schemas": 0, "moodstream.models": 0,  # settings, logs, the contract, model paths
+    "moodstream.processors": 1,  # the pure cores
+    "moodstream.processors.runtime": 2, "moodstream.broker": 2,  # the stage runtime, the broker side
+    "moodstream.processors.stages": 3, "moodstream.gateway": 3, "moodstream.producers": 3,  # apps
+    "moodstream.cli": 4, "moodstream.__main__": 4,  # the command, benchmarks
+    "moodstream.models.acoustic": 4, "moodstream.models.text": 4, "moodstream.models.asr": 4,  # training scripts
 }  # fmt: skip
 
 
 def module_name(path: Path) -> str:
-    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    package, folder = next((p, f) for p, f in FOLDERS.items() if path.is_relative_to(ROOT / f))
+    parts = [*package.split("."), *path.relative_to(ROOT / folder).with_suffix("").parts]
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
@@ -50,7 +51,7 @@ def imports(path: Path, known: set[str]) -> set[str]:
 
 
 def graph() -> dict[str, set[str]]:
-    files = [p for package in PACKAGES for p in (ROOT / package).rglob("*.py")]
+    files = [p for folder in FOLDERS.values() for p in (ROOT / folder).rglob("*.py")]
     known = {module_name(p) for p in files}
     return {module_name(p): imports(p, known) - {module_name(p)} for p in files}
 

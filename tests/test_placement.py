@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 
 from aiokafka.partitioner import murmur2 as aiokafka_murmur2
-
-from gateway.placement import choose_partition, new_session_id
-from schemas.topics import murmur2, partition_for
+from moodstream.gateway.placement import choose_partition, new_session_id
+from moodstream.schemas.topics import murmur2, partition_for
 
 OWNERS = {"worker-a": frozenset({0, 1, 2, 3}), "worker-b": frozenset({4, 5, 6, 7})}
 

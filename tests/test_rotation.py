@@ -1,4 +1,4 @@
-"""Rotating stream topics on the embedded broker (`schemas.generations`, `moodstream.rotation`): the slot naming
+"""Rotating stream topics on the embedded broker (`schemas.generations`, `moodstream.broker.rotation`): the slot naming
 contract, and a session streamed through real processes across several switches with nothing lost or doubled while
 the keeper empties the finished slots."""
 
@@ -15,9 +15,13 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka import TopicPartition as KafkaTP
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
+from moodstream.producers.audio import load_pcm16
+from moodstream.producers.client import ClientOptions, MoodstreamClient
+from moodstream.schemas.generations import SLOTS, SLOTTED, Generations, is_topic, parse, topic_pattern
+from moodstream.schemas.topics import ALL_TOPICS, AUDIO, CHECKPOINTS, EVENTS, HEALTH, UTTERANCES, TopicSpec
 
-from moodstream.broker import EmbeddedBroker, ensure_topics, free_port
-from moodstream.rotation import (
+from moodstream.broker.embedded import EmbeddedBroker, ensure_topics, free_port
+from moodstream.broker.rotation import (
     LATEST_ONLY_GENERATIONS,
     MetadataRequestWithoutAutoCreation,
     TopicKeeper,
@@ -25,10 +29,6 @@ from moodstream.rotation import (
     reread_emptied_slots,
 )
 from moodstream.settings import Settings
-from producers.audio import load_pcm16
-from producers.client import ClientOptions, MoodstreamClient
-from schemas.generations import SLOTS, SLOTTED, Generations, is_topic, parse, topic_pattern
-from schemas.topics import ALL_TOPICS, AUDIO, CHECKPOINTS, EVENTS, HEALTH, UTTERANCES, TopicSpec
 from tests.conftest import process_env, spawn, stop, wait_ready
 
 SPEECH = load_pcm16(Path(__file__).parent / "data" / "three_prompts.wav")

@@ -6,10 +6,9 @@ import json
 import struct
 
 import pytest
-
-from schemas import SchemaError, SchemaVersionError, decode, encode, is_schema
-from schemas.jsonschema import main as check_json_schemas
-from schemas.records import (
+from moodstream.schemas import SchemaError, SchemaVersionError, decode, encode, is_schema
+from moodstream.schemas.jsonschema import main as check_json_schemas
+from moodstream.schemas.records import (
     RECORD_TYPES,
     AcousticScore,
     AudioFrame,
@@ -19,7 +18,7 @@ from schemas.records import (
     SessionControl,
     Utterance,
 )
-from schemas.topics import ALL_TOPICS
+from moodstream.schemas.topics import ALL_TOPICS
 
 PCM = bytes(range(256)) * 10  # 2560 bytes, every byte value, even length
 
@@ -134,7 +133,7 @@ def test_checked_in_json_schemas_match_the_models() -> None:
 
 
 def test_asyncapi_document_covers_every_topic_and_resolves_its_refs() -> None:
-    from schemas.jsonschema import JSON_DIR
+    from moodstream.schemas.jsonschema import JSON_DIR
 
     document = json.loads((JSON_DIR / "asyncapi.json").read_text())
     addresses = {c["address"] for c in document["channels"].values()}

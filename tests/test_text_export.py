@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from processors.text_sentiment import TextClassifier, TextSentimentOptions
+from moodstream.processors.text_sentiment import TextClassifier, TextSentimentOptions
 
 
 def tiny_distilbert(folder: Path) -> Path:
@@ -44,7 +43,7 @@ def test_export_of_a_distilbert_checkpoint_serves_in_the_text_classifier(tmp_pat
     checkpoint = tiny_distilbert(tmp_path)
     out = tmp_path / "exported"
     subprocess.run(
-        [sys.executable, "-m", "models.text.train_sst2", "export", str(checkpoint), "--out", str(out)],
+        [sys.executable, "-m", "moodstream.models.text.train_sst2", "export", str(checkpoint), "--out", str(out)],
         check=True,
         capture_output=True,
     )
@@ -54,7 +53,7 @@ def test_export_of_a_distilbert_checkpoint_serves_in_the_text_classifier(tmp_pat
 
 
 def test_neutral_training_text_is_lexicon_free_and_polar_text_takes_vaders_side(tmp_path: Path) -> None:
-    from models.text.wordnet_text import (
+    from moodstream.models.text.wordnet_text import (
         NEGATIVE,
         POSITIVE,
         lexically_neutral,
@@ -88,9 +87,8 @@ def test_fine_tune_fits_a_tiny_model_to_its_rows(tmp_path: Path) -> None:
     import random
 
     import torch
+    from moodstream.models.text.train_sst2 import TrainOptions, fine_tune
     from transformers import DistilBertForSequenceClassification
-
-    from models.text.train_sst2 import TrainOptions, fine_tune
 
     torch.manual_seed(0)
     model = DistilBertForSequenceClassification.from_pretrained(tiny_distilbert(tmp_path))

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
+from moodstream.models import TEXT_MODEL_DIR
+from moodstream.processors.text_reader import TextReader
+from moodstream.processors.text_sentiment import NO_TEXT, TextClassifier, TextSentimentOptions
+from moodstream.producers.audio import load_pcm16
+from moodstream.schemas import encode
+from moodstream.schemas.records import PartialTranscript, TextScore, Transcript, Utterance
+from moodstream.schemas.topics import TEXT_SCORES, UTTERANCES
 
-from models import TEXT_MODEL_DIR
-from processors.text_reader import TextReader
-from processors.text_sentiment import NO_TEXT, TextClassifier, TextSentimentOptions
-from producers.audio import load_pcm16
-from schemas import encode
-from schemas.records import PartialTranscript, TextScore, Transcript, Utterance
-from schemas.topics import TEXT_SCORES, UTTERANCES
 from tests.conftest import Stack, read_session_records
 
 DATA = Path(__file__).parent / "data"
@@ -81,12 +81,11 @@ def test_shipped_files_match_their_checksums() -> None:
 def test_serving_path_imports_no_torch() -> None:
     code = (
         "import sys\n"
-        "import gateway.app, processors.worker\n"
-        "from processors import audio_stage, acoustic_stage, asr_stage, fusion_stage\n"
-        "from processors.text_sentiment import TextClassifier\n"
-        "from processors.acoustic import AcousticClassifier\n"
-        "from processors.transcriber import Transcriber\n"
-        "from processors.vad import load_silero\n"
+        "import moodstream.gateway.app, moodstream.processors.stages.worker\n"
+        "from moodstream.processors.text_sentiment import TextClassifier\n"
+        "from moodstream.processors.acoustic import AcousticClassifier\n"
+        "from moodstream.processors.transcriber import Transcriber\n"
+        "from moodstream.processors.vad import load_silero\n"
         "TextClassifier().classify(['fine']); load_silero(); AcousticClassifier().classify(bytes(16000))\n"
         "Transcriber().transcribe(bytes(32000))\n"
         "bad = [m for m in ('torch', 'transformers', 'optimum', 'torchaudio') if m in sys.modules]\n"

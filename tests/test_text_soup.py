@@ -25,8 +25,8 @@ def tiny_run(folder: Path, seed: int) -> Path:
 
 
 def test_the_soup_is_the_mean_of_its_members_and_keeps_the_tokenizer(tmp_path: Path) -> None:
-    from models.text.soup import average_checkpoints
-    from models.text.train_conversation import build_model
+    from moodstream.models.text.soup import average_checkpoints
+    from moodstream.models.text.train_conversation import build_model
 
     members = [tiny_run(tmp_path / f"run{i}", seed=i) for i in range(3)]
     average_checkpoints(members, tmp_path / "soup")

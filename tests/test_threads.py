@@ -23,7 +23,7 @@ def blas_threads(package: str = "moodstream", **env: str) -> list[int]:
     return json.loads(done.stdout)
 
 
-@pytest.mark.parametrize("package", ["moodstream", "processors"])
+@pytest.mark.parametrize("package", ["moodstream", "moodstream.processors"])
 def test_a_process_of_moodstream_or_of_its_cores_alone_runs_numpys_blas_on_one_thread(package: str) -> None:
     assert blas_threads(package) == [1]
 

@@ -13,7 +13,7 @@ import httpx
 import psutil
 import pytest
 
-from moodstream.broker import free_port
+from moodstream.broker.embedded import free_port
 from tests.conftest import process_env, wait_ready
 
 

@@ -8,13 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from models import ACOUSTIC_MODEL_DIR
-from models.acoustic.train_voice_head import fold
-from processors.prosody import FEATURES
-from processors.transcriber import Transcriber, TranscriberOptions
-from processors.voice_head import EMOTIONS, HEADS, POLARITY, LinearHead, VoiceHead, pool_states
-from producers.audio import load_pcm16
+from moodstream.models import ACOUSTIC_MODEL_DIR
+from moodstream.models.acoustic.train_voice_head import fold
+from moodstream.processors.prosody import FEATURES
+from moodstream.processors.transcriber import Transcriber, TranscriberOptions
+from moodstream.processors.voice_head import EMOTIONS, HEADS, POLARITY, LinearHead, VoiceHead, pool_states
+from moodstream.producers.audio import load_pcm16
 
 DATA = Path(__file__).parent / "data"
 

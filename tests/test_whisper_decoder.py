@@ -12,17 +12,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from moodstream.bench.wer import normalize
-from processors.transcriber import (
+from moodstream.processors.transcriber import (
     Transcriber,
     TranscriberOptions,
     auto_greedy_engine,
     ctranslate2_uses_mkl,
     default_model_path,
 )
-from processors.whisper_decoder import WhisperGreedyDecoder, _Graph, read_ct2_variables
-from producers.audio import load_pcm16
+from moodstream.processors.whisper_decoder import WhisperGreedyDecoder, _Graph, read_ct2_variables
+from moodstream.producers.audio import load_pcm16
+
+from moodstream.cli.bench.wer import normalize
 
 DATA = Path(__file__).parent / "data"
 PCM = np.frombuffer(load_pcm16(DATA / "three_prompts.wav"), dtype="<i2")
@@ -135,14 +135,14 @@ def test_a_model_stored_in_int8_is_left_to_ctranslate2(
 ) -> None:
     with pytest.raises(ValueError, match="int8"):
         _Graph().linear("x", np.ones((4, 4), np.int8), None)
-    import processors.whisper_decoder as whisper_decoder
+    import moodstream.processors.whisper_decoder as whisper_decoder
 
     def int8_model(path: Path) -> dict[str, np.ndarray]:
         return {name: array.astype(np.int8) if array.ndim == 2 else array for name, array in read_real(path).items()}
 
     read_real = whisper_decoder.read_ct2_variables
     monkeypatch.setattr(whisper_decoder, "read_ct2_variables", int8_model)
-    with caplog.at_level(logging.WARNING, logger="processors.transcriber"):
+    with caplog.at_level(logging.WARNING, logger="moodstream.processors.transcriber"):
         transcriber = Transcriber(TranscriberOptions(greedy_engine="onnxruntime", voice_head=False))
     assert transcriber.greedy is None and "stays on CTranslate2" in caplog.text
     assert transcriber.transcribe(load_pcm16(DATA / "read_sentence.wav")).text == READ_SENTENCE

@@ -10,9 +10,8 @@ import pytest
 from faust.transport.consumer import Consumer
 from faust.types import TP
 from intervaltree import IntervalTree
-
-from processors.faust_overrides import NextRecord, PromptFetchConsumer
-from schemas.generations import Generations, parse
+from moodstream.processors.runtime.faust_overrides import NextRecord, PromptFetchConsumer
+from moodstream.schemas.generations import Generations, parse
 
 TOPIC_PARTITION = TP("moodstream.audio", 0)
 

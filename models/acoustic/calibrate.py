@@ -12,7 +12,7 @@ scores the training actors it did not see, through the serving path (VAD trim, t
 windows pooled as fusion pools them, the voice commitment), and the shift that maximises the three-way UAR of those
 out-of-fold verdicts is taken. Training-only (the ``train`` extra)::
 
-    python -m models.acoustic.calibrate --ravdess ../shared/data/ravdess build/cv/fold{1,2,3,4} \\
+    python -m moodstream.models.acoustic.calibrate --ravdess ../shared/data/ravdess build/cv/fold{1,2,3,4} \\
         --apply build/voice-ens/model.onnx --out models/acoustic
 """
 
@@ -25,10 +25,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-
-from models.acoustic.corpus import Clip, ravdess
-from models.acoustic.train_ravdess import SENTIMENTS
-from models.metrics import three_way_report
+from moodstream.models.acoustic.corpus import Clip, ravdess
+from moodstream.models.acoustic.train_ravdess import SENTIMENTS
+from moodstream.models.metrics import three_way_report
 
 if TYPE_CHECKING:
     from onnx import ModelProto
@@ -98,10 +97,10 @@ def fold_actors(fold: Path) -> list[int]:
 
 def out_of_fold_scores(ravdess_root: Path, folds: list[Path]) -> tuple[list[Clip], list[np.ndarray], list[np.ndarray]]:
     """Per clip of every fold's left-out actors: the clip, its whole-utterance and its 500 ms windows' raw scores."""
-    from processors.acoustic import AcousticClassifier, AcousticOptions
-    from processors.endpointer import EndpointerOptions
-    from processors.vad import SileroStream, load_silero, speech_span
-    from schemas.audio import ms_to_samples
+    from moodstream.processors.acoustic import AcousticClassifier, AcousticOptions
+    from moodstream.processors.endpointer import EndpointerOptions
+    from moodstream.processors.vad import SileroStream, load_silero, speech_span
+    from moodstream.schemas.audio import ms_to_samples
 
     vad, endpointing = SileroStream(load_silero()), EndpointerOptions()
     clips, wholes, windows = [], [], []
@@ -121,7 +120,7 @@ def out_of_fold_scores(ravdess_root: Path, folds: list[Path]) -> tuple[list[Clip
 
 def verdicts(wholes: list[np.ndarray], windows: list[np.ndarray], shift: float) -> list[str]:
     """The fusion stage's voice-only verdict per clip after the shift (words neutral)."""
-    from processors.fusion import Fuser
+    from moodstream.processors.fusion import Fuser
 
     fuser = Fuser()
     labels = []

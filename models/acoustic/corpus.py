@@ -20,8 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from producers.audio import load_pcm16
+from moodstream.producers.audio import load_pcm16
 
 EMOTIONS = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
 SENTIMENT_OF = {"neutral": "neutral", "calm": "neutral", "happy": "positive", "surprised": "positive",

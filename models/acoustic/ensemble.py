@@ -1,7 +1,8 @@
 """Merge voice models (each an ONNX graph from `train_voice.py`, MFCC inside) into one graph that averages their
 `sentiment` and `emotion` probabilities; `mfcc` comes from the first. Serving loads one file as before.
 
-    python -m models.acoustic.ensemble build/voice-a/model.onnx build/voice-b/model.onnx --out models/acoustic
+    python -m moodstream.models.acoustic.ensemble build/voice-a/model.onnx build/voice-b/model.onnx \
+        --out models/acoustic
 """
 
 from __future__ import annotations

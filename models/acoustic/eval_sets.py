@@ -8,7 +8,7 @@ Every set holds only speakers that no training split of `train_voice.py` contain
   arousal columns (for scoring a leave-one-corpus-out fold's voice head on the corpus it left out).
 Files are listed by absolute path, so nothing is copied::
 
-    python -m models.acoustic.eval_sets --out build/eval --ravdess ../shared/data/ravdess \\
+    python -m moodstream.models.acoustic.eval_sets --out build/eval --ravdess ../shared/data/ravdess \\
         --calm ../shared/data/calm_speech --prompt-voices /usr/share/asterisk/sounds/{fr_CA_f_June,it_IT_m_Carlo} \\
         --labelled ../shared/data/emotion/turev ../shared/data/emotion/baved --sample 300
 """
@@ -19,10 +19,9 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-
-from models.acoustic.corpus import AUDIO_SUFFIXES, SENTIMENT_OF, ravdess_name, read_labels
-from models.acoustic.train_voice import RAVDESS_TEST_ACTORS, VoiceOptions, held_out_speaker
-from models.acoustic.voice_table import AROUSAL_OF, EMOTION4_OF
+from moodstream.models.acoustic.corpus import AUDIO_SUFFIXES, SENTIMENT_OF, ravdess_name, read_labels
+from moodstream.models.acoustic.train_voice import RAVDESS_TEST_ACTORS, VoiceOptions, held_out_speaker
+from moodstream.models.acoustic.voice_table import AROUSAL_OF, EMOTION4_OF
 
 Row = tuple[Path, str, str, str, str]
 """path, label3, speaker, emotion, arousal."""

@@ -12,8 +12,7 @@ import math
 
 import numpy as np
 import torch
-
-from schemas.audio import SAMPLE_RATE
+from moodstream.schemas.audio import SAMPLE_RATE
 
 N_FFT = 400
 HOP = 160

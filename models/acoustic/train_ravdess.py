@@ -2,7 +2,7 @@
 
 Training-only (needs the ``train`` extra)::
 
-    python -m models.acoustic.train_ravdess --ravdess ../shared/data/ravdess --out models/acoustic
+    python -m moodstream.models.acoustic.train_ravdess --ravdess ../shared/data/ravdess --out models/acoustic
 
 The exported graph takes raw 16 kHz PCM (float, [batch, samples]) and contains the MFCC (models/acoustic/features.py),
 so serving and training share one feature implementation. Outputs: ``sentiment`` (3-way probabilities: negative,
@@ -93,8 +93,7 @@ def trim(audio: np.ndarray, floor_db: float = -40.0) -> np.ndarray:
 
 def build_model(channels: tuple[int, int, int] = (64, 128, 128)):
     import torch
-
-    from models.acoustic.features import MFCC, N_MFCC
+    from moodstream.models.acoustic.features import MFCC, N_MFCC
 
     class EmotionCNN(torch.nn.Module):
         """MFCC → Conv1d 64 → max-pool → Conv1d 128 → Conv1d 128 → global mean+max pool → dense heads."""

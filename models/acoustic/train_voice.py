@@ -12,7 +12,8 @@ Speakers never cross between training and evaluation: RAVDESS actors 17–20, a 
 speakers (by a hash of the speaker id) and every ``--held-out-voices`` folder (prompt voices of other speakers and
 languages) are only scored. Training-only (the ``train`` extra; ``apt-get install espeak-ng sox``)::
 
-    python -m models.acoustic.train_voice --ravdess ../shared/data/ravdess --calm ../shared/data/calm_speech \\
+    python -m moodstream.models.acoustic.train_voice --ravdess ../shared/data/ravdess \\
+        --calm ../shared/data/calm_speech \\
         --prompts /usr/share/asterisk/sounds/en_US_f_Allison \\
         --prompt-texts /usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz \\
         --held-out-voices /usr/share/asterisk/sounds/{fr_CA_f_June,it_IT_m_Carlo,ru_RU_f_IvrvoiceRU,fr,es}
@@ -30,11 +31,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-
-from models.acoustic.augment import channel
-from models.acoustic.corpus import EMOTIONS, Clip, espeak_voices, labelled_folder, prompt_voice, ravdess
-from models.acoustic.train_ravdess import MODEL_FILE, SENTIMENTS, build_model, export, onnx_predictor
-from models.metrics import three_way_report
+from moodstream.models.acoustic.augment import channel
+from moodstream.models.acoustic.corpus import EMOTIONS, Clip, espeak_voices, labelled_folder, prompt_voice, ravdess
+from moodstream.models.acoustic.train_ravdess import MODEL_FILE, SENTIMENTS, build_model, export, onnx_predictor
+from moodstream.models.metrics import three_way_report
 
 RAVDESS_TEST_ACTORS = (17, 18, 19, 20)
 
@@ -76,7 +76,7 @@ def held_out_speaker(speaker: str, share: float) -> bool:
 
 
 def prompt_texts(path: Path) -> list[str]:
-    from models.text.wordnet_text import asterisk_prompts
+    from moodstream.models.text.wordnet_text import asterisk_prompts
 
     return asterisk_prompts(path)
 
@@ -110,7 +110,7 @@ def training_clips(args: argparse.Namespace, opts: VoiceOptions, rng: np.random.
 
 
 def _calm_rows(args: argparse.Namespace) -> list[dict[str, str]]:
-    from models.acoustic.corpus import read_labels
+    from moodstream.models.acoustic.corpus import read_labels
 
     return read_labels(Path(args.calm)) if args.calm else []
 
@@ -186,7 +186,7 @@ def fit(clips: list[Clip], opts: VoiceOptions, rng: np.random.Generator):
 
 
 def score(predict, clips: list[Clip]) -> dict:
-    """Whole-clip three-way report (`models.metrics.three_way_report`) with the clip and speaker counts."""
+    """Whole-clip three-way report (`moodstream.models.metrics.three_way_report`) with the clip and speaker counts."""
     predicted = []
     for clip in clips:
         sentiment, _ = predict(clip.audio if len(clip.audio) >= 8000 else np.resize(clip.audio, 8000))

@@ -1,4 +1,4 @@
-"""Fit the voice head (`processors.voice_head`) and judge every choice by leave-one-corpus-out.
+"""Fit the voice head (`moodstream.processors.voice_head`) and judge every choice by leave-one-corpus-out.
 
 Reads the tables of `voice_table.py`: per clip and channel copy, Whisper's pooled encoder states, the prosody and
 the labels; per 500 ms window of each clean clip, its prosody. Four linear heads (standardised inputs, logistic
@@ -20,9 +20,11 @@ leave-one-corpus-out matrix; with `--loco` it is all a run does. Otherwise the h
 (less RAVDESS actors 17–20, held out as for the CNN) and written to `--out`, the matrix beside them
 (`voice_head_metrics.json`). Training-only (the `train` extra: scikit-learn)::
 
-    python -m models.acoustic.train_voice_head --table build/voice-table.npz --windows build/voice-windows.npz \\
+    python -m moodstream.models.acoustic.train_voice_head --table build/voice-table.npz \\
+        --windows build/voice-windows.npz \\
         --loco --json build/loco.json --fold-heads build/folds
-    python -m models.acoustic.train_voice_head --table build/voice-table.npz --windows build/voice-windows.npz \\
+    python -m moodstream.models.acoustic.train_voice_head --table build/voice-table.npz \\
+        --windows build/voice-windows.npz \\
         --out models/acoustic
 """
 
@@ -35,11 +37,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-
-from models.acoustic.train_voice import RAVDESS_TEST_ACTORS
-from models.metrics import auc, class_report, three_way_report
-from processors.fusion import Fuser
-from processors.voice_head import EMOTIONS, HEADS, POLARITY, VOICE_HEAD_FILE, LinearHead, VoiceHead
+from moodstream.models.acoustic.train_voice import RAVDESS_TEST_ACTORS
+from moodstream.models.metrics import auc, class_report, three_way_report
+from moodstream.processors.fusion import Fuser
+from moodstream.processors.voice_head import EMOTIONS, HEADS, POLARITY, VOICE_HEAD_FILE, LinearHead, VoiceHead
 
 EVAL_ONLY = ("prompts-ru_RU_f_IvrvoiceRU", "prompts-fr", "prompts-es")
 """Calm prompt voices no head is trained on: Russian, French over GSM at 8 kHz, Colombian Spanish over GSM."""

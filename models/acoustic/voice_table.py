@@ -10,7 +10,7 @@ Corpora (each a leave-one-corpus-out unit in `train_voice_head.py`):
 Each clip also gets `--channel-copies` channel-augmented versions (codecs, band, reverberation, noise: the
 `augment.channel` chain), tagged by `copy`. Training only::
 
-    python -m models.acoustic.voice_table --out build/voice-table.npz --ravdess ../shared/data/ravdess \\
+    python -m moodstream.models.acoustic.voice_table --out build/voice-table.npz --ravdess ../shared/data/ravdess \\
         --labelled ../shared/data/emotion/turev ../shared/data/emotion/baved ../shared/data/calm_speech \\
         --prompts /usr/share/asterisk/sounds/{en_US_f_Allison,fr_CA_f_June,it_IT_m_Carlo,ru_RU_f_IvrvoiceRU,fr,es}
 """
@@ -25,10 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from models.acoustic.augment import channel
-from models.acoustic.corpus import AUDIO_SUFFIXES, SENTIMENT_OF, ravdess_name, read_audio, read_labels, trim
-from processors.prosody import prosody
+from moodstream.models.acoustic.augment import channel
+from moodstream.models.acoustic.corpus import AUDIO_SUFFIXES, SENTIMENT_OF, ravdess_name, read_audio, read_labels, trim
+from moodstream.processors.prosody import prosody
 
 EMOTION4_OF = {"neutral": "neutral", "calm": "neutral", "happy": "happy", "sad": "sad", "angry": "angry"}
 """RAVDESS emotions in the four-way set; fearful, disgust and surprised have no four-way label."""
@@ -91,7 +90,7 @@ _transcriber = None
 
 def _start() -> None:
     global _transcriber
-    from processors.transcriber import Transcriber, TranscriberOptions
+    from moodstream.processors.transcriber import Transcriber, TranscriberOptions
 
     _transcriber = Transcriber(TranscriberOptions(cpu_threads=1, voice_head=False))
 
@@ -159,7 +158,7 @@ def _window_prosody(path: str) -> np.ndarray:
 
 
 def build_windows(rows: list[Row], processes: int) -> dict[str, np.ndarray]:
-    """`processors.prosody` of every 500 ms window of each clean clip, with the clip's labels."""
+    """`moodstream.processors.prosody` of every 500 ms window of each clean clip, with the clip's labels."""
     with multiprocessing.get_context("spawn").Pool(processes) as pool:
         per_clip = pool.map(_window_prosody, [r.path for r in rows], chunksize=16)
     counts = [len(windows) for windows in per_clip]

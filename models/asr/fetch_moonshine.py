@@ -4,7 +4,7 @@ The English Moonshine tiny model (quantized ONNX, MIT) ships inside the npm pack
 its tokenizer inside the PyPI package `useful-moonshine-onnx`. Neither package is a dependency: this script needs npm
 and pip once, the product never fetches anything.
 
-    python -m models.asr.fetch_moonshine [--out models/asr/moonshine-tiny]
+    python -m moodstream.models.asr.fetch_moonshine [--out models/asr/moonshine-tiny]
 """
 
 from __future__ import annotations

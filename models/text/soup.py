@@ -5,7 +5,8 @@ Runs from the same checkpoint with other seeds or mixes land in one basin of the
 at least as well as a typical member and vary less from run to run than any one member does; serving cost is one
 model's. The shipped text model is the soup of six stage-3 runs (see MODEL_CARD.md)::
 
-    python -m models.text.soup build/text-s3-*/checkpoint-conversation --conversation ../shared/data/conversation \\
+    python -m moodstream.models.text.soup build/text-s3-*/checkpoint-conversation \\
+        --conversation ../shared/data/conversation \\
         --sst2 ../shared/data/sst2 --wordnet /usr/share/wordnet --out models/text
 """
 
@@ -15,8 +16,8 @@ import argparse
 import shutil
 from pathlib import Path
 
-from models.text.train_conversation import ConversationOptions, build_model, held_out_rows, publish
-from models.text.train_sst2 import TOKENIZER
+from moodstream.models.text.train_conversation import ConversationOptions, build_model, held_out_rows, publish
+from moodstream.models.text.train_sst2 import TOKENIZER
 
 
 def average_checkpoints(members: list[Path], out: Path) -> None:

@@ -13,7 +13,7 @@ Labels keep the serving order: 0 negative, 1 positive, 2 neutral.
 
 Reproduce the committed model (``scripts/setup train``; ``apt-get install wordnet-base``)::
 
-    python -m models.text.train_conversation --conversation ../shared/data/conversation \\
+    python -m moodstream.models.text.train_conversation --conversation ../shared/data/conversation \\
         --sst2 ../shared/data/sst2 --wordnet /usr/share/wordnet
 """
 
@@ -32,9 +32,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-
-from models.metrics import three_way_report
-from models.text.train_sst2 import (
+from moodstream.models.metrics import three_way_report
+from moodstream.models.text.train_sst2 import (
     ONNX_INT8,
     TOKENIZER,
     TrainOptions,
@@ -45,7 +44,7 @@ from models.text.train_sst2 import (
     read_tsv,
     sha256,
 )
-from models.text.wordnet_text import (
+from moodstream.models.text.wordnet_text import (
     NEGATIVE,
     NEUTRAL,
     POSITIVE,
@@ -275,7 +274,7 @@ def export(checkpoint: Path, out: Path) -> None:
 
 def classifier_logits(out: Path, rows: list[Row], with_context: bool) -> np.ndarray:
     """Logits of the exported int8 model through the serving classifier, 64 rows at a time."""
-    from processors.text_sentiment import TextClassifier, TextSentimentOptions
+    from moodstream.processors.text_sentiment import TextClassifier, TextSentimentOptions
 
     classifier = TextClassifier(TextSentimentOptions(model_dir=out, threads=2))
     parts = []

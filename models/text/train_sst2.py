@@ -4,11 +4,11 @@ Training-only script: needs the ``train`` extra (torch, transformers, onnx). The
 
 Reproduce the committed model::
 
-    python -m models.text.train_sst2 train --sst2 ../shared/data/sst2 --out models/text
+    python -m moodstream.models.text.train_sst2 train --sst2 ../shared/data/sst2 --out models/text
 
 Export any Hugging Face sequence-classification checkpoint (a local path, or a hub name where a hub is reachable)::
 
-    python -m models.text.train_sst2 export distilbert-base-uncased-finetuned-sst-2-english --out DIR
+    python -m moodstream.models.text.train_sst2 export distilbert-base-uncased-finetuned-sst-2-english --out DIR
 """
 
 from __future__ import annotations

@@ -1,0 +1,386 @@
+"""`moodstream bench load` and `bench capacity`: real speech through the whole stack, many sessions at real time.
+
+Each client (producers.client.MoodstreamClient, the load generator) loops a recording of real speech with natural
+pauses (default: tests/data/three_prompts.wav, three prompts in 11 s) at real time, starting at a random offset so
+utterance ends do not line up across sessions, then ends the session. Measured at the clients, on one clock:
+
+- end-to-end latency per utterance: fused result received − gateway receipt of the utterance's last frame
+  (``last_frame_received_at_ms``, stamped by the gateway);
+- provisional acoustic latency: acoustic result received − gateway receipt of the window's last frame;
+- lost: utterances the pipeline cut (``session.ended.utterances``) without a final result at the client;
+  duplicates: final results the application saw twice (after the client library), and on the wire;
+- lag trend: least-squares slope of end-to-end latency over the run (ms per minute): growing lag means overload;
+- CPU (% of one core) and peak RSS of every process of the stack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+from moodstream.broker.embedded import EmbeddedBroker, ensure_topics, free_port
+from moodstream.broker.rotation import EMBEDDED_ROTATION_S, TopicKeeper, generation_specs
+from moodstream.cli.bench import report
+from moodstream.cli.bench.processes import bench_env, spawn, stop, wait_http
+from moodstream.cli.bench.soak import SoakReport, SpeedProbe
+from moodstream.producers.audio import load_pcm16
+from moodstream.producers.client import ClientOptions, MoodstreamClient
+from moodstream.schemas.audio import SAMPLE_RATE
+from moodstream.schemas.generations import Generations
+from moodstream.settings import Settings
+
+DEFAULT_AUDIO = Path(__file__).resolve().parents[3] / "tests" / "data" / "three_prompts.wav"
+
+
+@dataclass
+class LoadOptions:
+    """What one load run drives."""
+
+    sessions: int = 8
+    """Concurrent real-time clients."""
+    duration_s: float = 60.0
+    """Seconds each client streams."""
+    workers: int = 2
+    """Processor worker processes."""
+    audio: Path = DEFAULT_AUDIO
+    """Speech with pauses that each client loops."""
+    frame_ms: int = 20
+    """Audio per WebSocket frame (the protocol allows 20-100 ms)."""
+    partials: bool = True
+    """Whether the sessions ask for partial transcripts (the start message's `partials` option)."""
+    report_dir: Path | None = None
+    """Where a soak writes its report while it runs (an interval per line, and a plot); None: no report."""
+    interval_s: float = 300.0
+    """Length of a report interval."""
+
+
+@dataclass(frozen=True)
+class StageSplit:
+    """Where one final result's end-to-end latency went, from the result's own `latencies_ms`."""
+
+    at_s: float
+    """Seconds into the run when the client got it."""
+    asr_ms: float
+    """The ASR call's compute time for the utterance."""
+    pipeline_ms: float
+    """Gateway receipt of the last frame → the fused result made by the worker (hops, queues and every stage)."""
+    e2e_ms: float
+    """Gateway receipt of the last frame → the client's receipt of the result."""
+
+
+@dataclass
+class SessionStats:
+    e2e_ms: list[tuple[float, float]] = field(default_factory=list)  # (seconds into the run, latency)
+    stages_ms: list[StageSplit] = field(default_factory=list)
+    acoustic_ms: list[float] = field(default_factory=list)
+    finals: list[int] = field(default_factory=list)
+    cut: int | None = None
+    errors: list[str] = field(default_factory=list)
+    wire_duplicates: int = 0
+    partials: int = 0
+
+
+@dataclass
+class Stack:
+    """Broker, workers and a gateway as child processes (what `moodstream up` runs), for measuring."""
+
+    workers: int
+    rotation_s: float = EMBEDDED_ROTATION_S
+    """The stream topics' period (0: the contract's fixed names), as `moodstream up` sets it on the embedded broker."""
+    bootstrap: str = ""
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    broker: EmbeddedBroker | None = None
+    keeper: TopicKeeper | None = None
+    port: int = 0
+
+    def spawn(self, name: str, *args: str) -> None:
+        settings = {
+            "MOODSTREAM_MAX_SESSIONS": "1000",
+            "MOODSTREAM_RESUME_SECRET": "bench-resume-secret",
+            "MOODSTREAM_TOPIC_ROTATION_S": str(self.rotation_s),
+        }
+        self.processes[name] = spawn(list(args), bench_env(self.bootstrap, **settings))
+
+    def start_broker(self) -> None:
+        self.broker = EmbeddedBroker().start()
+        self.bootstrap = self.broker.bootstrap
+
+    def start(self) -> Stack:
+        self.start_broker()
+        generations = Generations(self.rotation_s)
+        ensure_topics({"bootstrap.servers": self.bootstrap}, generation_specs(generations))
+        if generations.enabled:
+            config = {"bootstrap.servers": self.bootstrap}
+            self.keeper = TopicKeeper(config, generations, Settings().resume_ttl_s).start()
+        for index in range(self.workers):
+            self.spawn(f"worker-{index}", "worker")
+        self.port = free_port()
+        self.spawn("gateway", "gateway", "--port", str(self.port))
+        self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout_s: float = 120) -> None:
+        wait_http(f"http://127.0.0.1:{self.port}/readyz", list(self.processes.values()), timeout_s)
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws/analyze"
+
+    def stop(self) -> None:
+        stop(list(self.processes.values()))
+        if self.keeper:
+            self.keeper.stop()
+        if self.broker:
+            self.broker.stop()
+
+
+class ProcessMeter:
+    """CPU and peak RSS of the stack's processes over a run."""
+
+    def __init__(self, processes: dict[str, int]) -> None:
+        self.handles = {name: psutil.Process(pid) for name, pid in processes.items()}
+        self.cpu0 = {name: self._cpu(h) for name, h in self.handles.items()}
+        self.peak_rss = {name: 0 for name in self.handles}
+        self.rss_series: dict[str, list[tuple[float, int]]] = {name: [] for name in self.handles}
+        self.started = time.monotonic()
+
+    @staticmethod
+    def _cpu(handle: psutil.Process) -> float:
+        try:
+            times = handle.cpu_times()
+            return times.user + times.system
+        except psutil.Error:
+            return 0.0
+
+    def sample(self) -> None:
+        for name, handle in self.handles.items():
+            try:
+                rss = handle.memory_info().rss
+                self.peak_rss[name] = max(self.peak_rss[name], rss)
+                self.rss_series[name].append((time.monotonic() - self.started, rss))
+            except psutil.Error:
+                pass
+
+    def rss_growth_mb_per_h(self, name: str, warmup_s: float = 60.0) -> float | None:
+        """Least-squares slope of RSS after the warm-up (models loaded, buffers grown); None on short runs."""
+        points = [(t, rss) for t, rss in self.rss_series[name] if t >= warmup_s]
+        if len(points) < 10:
+            return None
+        t, rss = np.array(points, dtype=float).T
+        return round(float(np.polyfit(t, rss, 1)[0]) * 3600 / 2**20, 1)
+
+    def result(self) -> dict[str, dict[str, float | None]]:
+        wall = time.monotonic() - self.started
+        return {
+            name: {
+                "cpu_pct": round(100 * (self._cpu(h) - self.cpu0[name]) / wall, 1),
+                "rss_mb": round(self.peak_rss[name] / 2**20, 1),
+                "rss_first_mb": round(self.rss_series[name][0][1] / 2**20, 1) if self.rss_series[name] else None,
+                "rss_last_mb": round(self.rss_series[name][-1][1] / 2**20, 1) if self.rss_series[name] else None,
+                "rss_growth_mb_per_h": self.rss_growth_mb_per_h(name),
+            }
+            for name, h in self.handles.items()
+        }
+
+
+async def one_session(url: str, pcm: bytes, options: LoadOptions, run_start: float, stats: SessionStats) -> None:
+    client_options = ClientOptions(backoff_s=0.2, frame_ms=options.frame_ms,
+                                   session_options={"partials": options.partials})  # fmt: skip
+    client = MoodstreamClient(url, client_options)
+    await client.connect()
+    sender = asyncio.create_task(stream_looped(client, pcm, options.duration_s, options.frame_ms))
+    async for message in client.messages():
+        now_ms = time.time() * 1000
+        kind = message["type"]
+        if kind == "utterance" and message["final"]:
+            stats.finals.append(message["utterance_seq"])
+            if message.get("last_frame_received_at_ms"):
+                latency = now_ms - message["last_frame_received_at_ms"]
+                at_s = time.monotonic() - run_start
+                stats.e2e_ms.append((at_s, latency))
+                stats.stages_ms.append(stage_split(message, at_s, latency))
+        elif kind == "partial":
+            stats.partials += 1
+        elif kind == "acoustic" and message.get("window_seq") is not None:
+            stats.acoustic_ms.append(now_ms - message["received_at_ms"])
+        elif kind == "session.ended":
+            stats.cut = message["utterances"]
+        elif kind == "error":
+            stats.errors.append(message["code"])
+    stats.wire_duplicates = client.duplicates_dropped
+    await asyncio.gather(sender, return_exceptions=True)
+    await client.close()
+
+
+def stage_split(result: dict, at_s: float, e2e_ms: float) -> StageSplit:
+    latencies = result.get("latencies_ms") or {}
+    return StageSplit(at_s, latencies.get("asr", 0.0), latencies.get("pipeline", 0.0), e2e_ms)
+
+
+async def stream_looped(client: MoodstreamClient, pcm: bytes, seconds: float, frame_ms: int) -> None:
+    """`pcm` looped for `seconds` at real time from a random frame, one pass of the recording at a time (built up
+    front, an hour of ten sessions' frames took 2.4 GB), then the session's end."""
+    frame = SAMPLE_RATE * 2 * frame_ms // 1000
+    pcm = pcm[: len(pcm) // frame * frame]  # whole frames only: the protocol's shortest frame is 20 ms
+    left = int(seconds * 1000) // frame_ms * frame
+    start = random.randrange(0, len(pcm) // frame) * frame
+    while left > 0:
+        chunk = pcm[start : start + left]
+        await client.stream(chunk, end=False)
+        left, start = left - len(chunk), 0
+        await asyncio.sleep(frame_ms / 1000)  # `stream` paces each pass from its own first frame
+    await client.end()
+
+
+def percentile(values: list[float], q: float) -> float:
+    return round(float(np.percentile(values, q)), 1) if values else float("nan")
+
+
+def p95_by_interval(points: list[tuple[float, float]], seconds: float) -> list[float]:
+    """End-to-end p95 over consecutive sixths of the run (at least a minute each): lag shows up as a rising list."""
+    interval = max(60.0, seconds / 6)
+    buckets: dict[int, list[float]] = {}
+    for t, latency in points:
+        buckets.setdefault(int(t // interval), []).append(latency)
+    return [percentile(buckets[k], 95) for k in sorted(buckets)]
+
+
+def summarise(sessions: int, seconds: float, stats: list[SessionStats]) -> dict:
+    e2e = [latency for s in stats for _t, latency in s.e2e_ms]
+    points = [(t, latency) for s in stats for t, latency in s.e2e_ms]
+    slope = 0.0
+    if len(points) > 2:
+        t, y = np.array(points).T
+        slope = float(np.polyfit(t, y, 1)[0]) * 60  # ms per minute
+    cut = sum(s.cut or 0 for s in stats)
+    finals = [len(set(s.finals)) for s in stats]
+    lost = sum(max(0, (s.cut or 0) - n) for s, n in zip(stats, finals, strict=True))
+    lost += sum(1 for s in stats if s.cut is None)  # a session that never ended counts as (at least) one loss
+    duplicates = sum(len(s.finals) - len(set(s.finals)) for s in stats)
+    errors = [code for s in stats for code in s.errors]
+    return {
+        "sessions": sessions,
+        "duration_s": seconds,
+        "utterances": cut,
+        "results": sum(finals),
+        "e2e_ms_p50": percentile(e2e, 50),
+        "e2e_ms_p95": percentile(e2e, 95),
+        "e2e_ms_p99": percentile(e2e, 99),
+        "e2e_ms_max": round(max(e2e), 1) if e2e else float("nan"),
+        "acoustic_ms_p50": percentile([a for s in stats for a in s.acoustic_ms], 50),
+        "acoustic_ms_p95": percentile([a for s in stats for a in s.acoustic_ms], 95),
+        "lag_trend_ms_per_min": round(slope, 1),
+        "e2e_ms_p95_by_interval": p95_by_interval(points, seconds),
+        "lost": lost,
+        "duplicates": duplicates,
+        "wire_duplicates": sum(s.wire_duplicates for s in stats),
+        "errors": {code: errors.count(code) for code in sorted(set(errors))},
+        "partials": sum(s.partials for s in stats),
+    }
+
+
+Reporter = Callable[[list[SessionStats], float], Awaitable[None]]
+"""Runs beside the sessions with their live stats and the run's start (monotonic); cancelled when they end."""
+
+
+async def drive(
+    url: str,
+    pcm: bytes,
+    options: LoadOptions,
+    meter: ProcessMeter | None,
+    run_start: float | None = None,
+    reporter: Reporter | None = None,
+) -> list[SessionStats]:
+    """Run the sessions to their end; result times are seconds since ``run_start`` (monotonic; default now)."""
+    sessions = options.sessions
+    stats = [SessionStats() for _ in range(sessions)]
+    run_start = time.monotonic() if run_start is None else run_start
+    reporting = asyncio.create_task(reporter(stats, run_start)) if reporter else None
+
+    async def sample() -> None:
+        while meter is not None:
+            meter.sample()
+            await asyncio.sleep(1.0)
+
+    sampler = asyncio.create_task(sample())
+    tasks = []
+    for index in range(sessions):  # staggered starts over one second, as real clients arrive
+        session = one_session(url, pcm, options, run_start, stats[index])
+        tasks.append(asyncio.create_task(session))
+        await asyncio.sleep(1.0 / sessions)
+    await asyncio.gather(*tasks)
+    sampler.cancel()
+    if reporting:
+        reporting.cancel()
+    return stats
+
+
+def load(options: LoadOptions, stack: Stack | None = None) -> dict:
+    pcm = load_pcm16(options.audio)
+    own = stack is None
+    stack = stack or Stack(options.workers).start()
+    try:
+        pids = {name: p.pid for name, p in stack.processes.items()} | {"load-generator": os.getpid()}
+        if stack.broker and stack.broker.process:
+            pids["broker"] = stack.broker.process.pid
+        meter = ProcessMeter(pids)
+        probe = SpeedProbe().start()  # how fast the machine was: runs of one setting differ with it
+        soak = SoakReport(options.report_dir, options.interval_s, meter, probe) if options.report_dir else None
+        stats = asyncio.run(drive(stack.url, pcm, options, meter, reporter=soak.run if soak else None))
+        result = summarise(options.sessions, options.duration_s, stats)
+        if soak:
+            result["intervals"] = soak.finish(stats)
+        probe.stop()
+        result["reference_work_cpu_ms"] = probe.median_since(0.0)
+        result["workers"] = options.workers
+        result["frame_ms"] = options.frame_ms
+        result["partials_requested"] = options.partials
+        result["processes"] = meter.result()
+        return result
+    finally:
+        if own:
+            stack.stop()
+
+
+def run_load(options: LoadOptions, as_json: bool) -> None:
+    report(load(options), as_json)
+
+
+def passes(result: dict, p95_ms: float, max_slope: float) -> bool:
+    return result["e2e_ms_p95"] <= p95_ms and result["lost"] == 0 and result["lag_trend_ms_per_min"] <= max_slope
+
+
+def run_capacity(options: LoadOptions, start: int, step: int, p95_ms: float, max_slope: float, as_json: bool) -> None:
+    """Raise N until a run fails the bar; the capacity is the largest N that passed."""
+    best, tried = 0, []
+    sessions = start
+    while True:
+        result = load(replace(options, sessions=sessions))
+        ok = passes(result, p95_ms, max_slope)
+        kept = ("sessions", "e2e_ms_p95", "lost", "lag_trend_ms_per_min", "partials", "reference_work_cpu_ms")
+        tried.append({k: result[k] for k in kept} | {"ok": ok})
+        print(f"capacity: {tried[-1]}", file=sys.stderr, flush=True)
+        if not ok:
+            break
+        best = sessions
+        sessions += step
+    summary = {
+        "capacity_sessions": best,
+        "workers": options.workers,
+        "duration_s": options.duration_s,
+        "frame_ms": options.frame_ms,
+        "partials_requested": options.partials,
+        "bar": {"e2e_ms_p95": p95_ms, "lost": 0, "lag_trend_ms_per_min_max": max_slope},
+        "runs": tried,
+    }
+    report(summary, as_json)

@@ -1,0 +1,158 @@
+"""The stage runtime: what every stage shell shares, and nothing stage-specific. Stages import this module; the
+worker app (`worker.py`) imports the stages. Every record is validated on the way in (`StageContext.each_record`):
+one that fails validation, or whose processing raises, goes to the dead-letter topic and the stage moves on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import faust
+from moodstream.schemas import SchemaError, decode, encode
+from moodstream.schemas.errors import PROCESSING_FAILED
+from moodstream.schemas.records import DeadLetter, ErrorEvent, Record
+from moodstream.schemas.topics import DEAD_LETTER, EVENTS, TopicSpec
+from pydantic import ValidationError
+
+from moodstream.settings import Settings
+
+log = logging.getLogger("moodstream.worker")
+
+R = TypeVar("R", bound=Record)
+T = TypeVar("T")
+# What each stage serves, by model: a version string, or a callable giving it once the model has loaded.
+ModelVersions = dict[str, "str | Callable[[], str]"]
+
+
+def now_ms() -> float:
+    return time.time() * 1000.0
+
+
+class Preloaded(Generic[T]):
+    """A model loading on a background thread while Faust starts and joins the group; ``get()`` waits for it."""
+
+    _pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="model-load")
+
+    def __init__(self, factory: Callable[[], T]) -> None:
+        self.future: Future[T] = self._pool.submit(factory)
+
+    def get(self) -> T:
+        return self.future.result()
+
+
+@dataclass
+class StageContext:
+    """What every stage's agents share: the app, settings, and helpers to send and dead-letter."""
+
+    app: faust.App
+    settings: Settings
+
+    loading: list[Preloaded[Any]] = field(default_factory=list)
+    _sending: dict[str, faust.TopicT] = field(default_factory=dict)
+
+    def preload(self, factory: Callable[[], T]) -> Preloaded[T]:
+        """Load a model off the startup path (the worker reports ready only once every model has loaded)."""
+        model = Preloaded(factory)
+        self.loading.append(model)
+        return model
+
+    def topic(self, *specs: TopicSpec) -> faust.TopicT:
+        """The topic an agent reads `specs` from: every slot of each when topics rotate."""
+        names = [name for spec in specs for name in self.settings.generations.names(spec)]
+        return self.app.topic(*names, partitions=specs[0].partitions)
+
+    async def emit(self, spec: TopicSpec, record: Record | None, key: str) -> None:
+        """Send `record` keyed by `key` (None: a tombstone, for compacted topics) to `spec`'s current generation."""
+        name = self.settings.generations.name(spec)
+        value = encode(record) if record is not None else None
+        await self._sending_topic(name, spec.partitions).send(key=key.encode(), value=value)
+
+    def _sending_topic(self, name: str, partitions: int) -> faust.TopicT:
+        # Faust builds a whole channel for every `app.topic(...)`; a worker sends ~100 records a second
+        if (topic := self._sending.get(name)) is None:
+            topic = self._sending[name] = self.app.topic(name, partitions=partitions)
+        return topic
+
+    async def each_record(
+        self,
+        stream: faust.StreamT,
+        expected: tuple[type[Record], ...],
+        name: str,
+        handle: Callable[[faust.EventT, Any], Awaitable[None]],
+        *,
+        manual_ack: bool = False,
+    ) -> None:
+        """The one consume loop of every stage: decode and validate each record, call `handle(event, record)`; a
+        record that fails validation, or whose handling raises, goes to the dead-letter topic and the loop goes on.
+        With `manual_ack` the stream does not ack by itself: `handle` acks (or holds) what it took, and this loop
+        acks what it dead-lettered."""
+        async for event in stream.events():
+            try:
+                record = decode(event.value, expected)
+            except SchemaError as exc:
+                await self._reject(stream, event, name, exc, manual_ack)
+                continue
+            try:
+                await handle(event, record)
+            except Exception as exc:  # one bad record must not stop the partition
+                log.exception("%s failed on session %s", name, getattr(record, "session_id", "?"))
+                await self._reject(stream, event, name, exc, manual_ack)
+
+    async def _reject(
+        self, stream: faust.StreamT, event: faust.EventT, name: str, error: Exception, manual_ack: bool
+    ) -> None:
+        await self.dead_letter(event, name, error)
+        await self.tell_session(event, name)
+        if manual_ack:
+            await stream.ack(event)
+
+    async def tell_session(self, event: faust.EventT, name: str) -> None:
+        """An `error` event (processing_failed) to the session the rejected record was keyed by, if it names one."""
+        key = event.message.key
+        session_id = key.decode("utf-8", "replace") if isinstance(key, bytes) else ""
+        try:
+            notice = ErrorEvent(session_id=session_id, code=PROCESSING_FAILED.code,
+                                message=f"the {name} stage could not process a record of this session")  # fmt: skip
+        except ValidationError:  # the key is no session id: nobody to tell
+            return
+        await self.emit(EVENTS, notice, session_id)
+
+    async def consume(
+        self,
+        stream: faust.StreamT,
+        expected: type[R] | tuple[type[R], ...],
+        name: str,
+        compute: Callable[[R], Record],
+        pool: Executor,
+        send: Callable[[Record], Awaitable[None]],
+    ) -> None:
+        """The shell of a stateless stage: `compute` runs in the stage's pool off the event loop, its result is
+        sent; invalid records and failures are dead-lettered (`each_record`)."""
+        loop = asyncio.get_running_loop()
+
+        async def handle(_event: faust.EventT, record: R) -> None:
+            await send(await loop.run_in_executor(pool, compute, record))
+
+        await self.each_record(stream, expected if isinstance(expected, tuple) else (expected,), name, handle)
+
+    async def dead_letter(self, event: faust.EventT, consumer: str, error: Exception) -> None:
+        message = event.message
+        key = message.key.decode("utf-8", "replace") if isinstance(message.key, bytes) else None
+        log.warning("dead-lettering %s[%s]@%s: %s", message.topic, message.partition, message.offset, error)
+        record = DeadLetter(
+            source_topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            key=key,
+            error=str(error)[:2000],
+            consumer=consumer,
+            at_ms=now_ms(),
+            value=bytes(message.value or b"")[:1_000_000],
+        )
+        await self.emit(DEAD_LETTER, record, message.topic)

@@ -1,0 +1,67 @@
+"""Fusion stage shell: each utterance's acoustic scores and text score in, fused results out.
+
+Both score topics are keyed by session and produced by the workers with the same partitioner, so one agent on both
+sees everything of a session. The join is `fusion_join.FusionJoin` (its docstring states the invariants); this shell
+decodes, calls it, sends its results and acks what it releases.
+"""
+
+from __future__ import annotations
+
+import time
+
+import faust
+from faust.types import TP
+from moodstream.processors.fusion import Fuser, FusionOptions
+from moodstream.processors.fusion_join import FusionJoin, JoinOptions, JoinStep
+from moodstream.processors.runtime.context import ModelVersions, StageContext, now_ms
+from moodstream.schemas.generations import is_topic
+from moodstream.schemas.records import AcousticScore, TextScore
+from moodstream.schemas.topics import ACOUSTIC_SCORES, EVENTS, TEXT_SCORES
+
+
+def register(ctx: StageContext) -> ModelVersions:
+    settings = ctx.settings
+    join: FusionJoin[faust.EventT] = FusionJoin(
+        Fuser(
+            FusionOptions(
+                text_weight=settings.fusion_text_weight,
+                voice_calm_below=settings.fusion_voice_calm_below,
+                voice_emotional_above=settings.fusion_voice_emotional_above,
+                voice_agitation_from=settings.fusion_voice_agitation_from,
+                voice_agitated_above=settings.fusion_voice_agitated_above,
+                encoder_voice_weight=settings.fusion_encoder_voice_weight,
+            )
+        ),
+        JoinOptions(degrade_after_s=settings.fusion_degrade_after_s, give_up_after_s=settings.fusion_give_up_after_s),
+    )
+    topic = ctx.topic(ACOUSTIC_SCORES, TEXT_SCORES)
+    streams: list[faust.StreamT] = []  # the agent's manual-ack stream, for the timer's acks
+
+    async def carry_out(step: JoinStep[faust.EventT]) -> None:
+        for result in step.results:
+            await ctx.emit(EVENTS, result, result.session_id)
+        for event in step.acks:
+            await streams[0].ack(event)
+
+    @ctx.app.agent(topic, name="fusion")
+    async def fusion(stream: faust.StreamT) -> None:
+        manual = stream.noack()
+        streams[:] = [manual]
+
+        async def handle(event: faust.EventT, record: AcousticScore | TextScore) -> None:
+            await carry_out(join.on_score(record, event, event.message.partition, time.monotonic(), now_ms()))
+
+        await ctx.each_record(manual, (AcousticScore, TextScore), "fusion", handle, manual_ack=True)
+
+    def forget_revoked(_app: faust.App, revoked: set[TP], **_kwargs: object) -> None:
+        scores = (ACOUSTIC_SCORES, TEXT_SCORES)
+        join.forget({tp.partition for tp in revoked if any(is_topic(tp.topic, spec) for spec in scores)})
+
+    ctx.app.on_partitions_revoked.connect(forget_revoked, weak=False)
+
+    @ctx.app.timer(interval=0.25)
+    async def degrade_late() -> None:
+        if streams:
+            await carry_out(join.tick(time.monotonic(), now_ms()))
+
+    return {}
