@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from moodstream.models import ACOUSTIC_MODEL_DIR
 from moodstream.processors.onnx import cpu_session, model_version
 from moodstream.processors.voice_head import VOICE_HEAD_FILE, VoiceHead

@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Protocol, get_args
 
 import numpy as np
-from moodstream.processors.transcriber import PartialTranscription, Transcription
 
+from moodstream.processors.transcriber import PartialTranscription, Transcription
 from moodstream.settings import AsrBackend
 
 ASR_BACKENDS: tuple[AsrBackend, ...] = get_args(AsrBackend)

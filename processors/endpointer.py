@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from moodstream.processors.vad import WINDOW, SileroStream
 from moodstream.schemas.audio import ms_to_samples, samples_to_ms
 

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+
 from moodstream.schemas.audio import SAMPLE_RATE
 
 _FULL_SCALE = 32768.0

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from moodstream.models import MODELS_DIR
 from moodstream.processors.onnx import cpu_session
 from moodstream.processors.transcriber import (

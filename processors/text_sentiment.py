@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tokenizers import Tokenizer
+
 from moodstream.models import TEXT_MODEL_DIR
 from moodstream.processors.onnx import cpu_session, model_version
-from tokenizers import Tokenizer
 
 MODEL_FILE = "model.int8.onnx"
 TOKENIZER_FILE = "tokenizer.json"

@@ -43,12 +43,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
 from moodstream.models import ACOUSTIC_MODEL_DIR
 from moodstream.processors.voice_head import VOICE_HEAD_FILE, VoiceHead, VoiceVerdict, features_of, pool_states
 from moodstream.schemas.audio import SAMPLE_RATE
 
 if TYPE_CHECKING:
     import ctranslate2
+
     from moodstream.processors.whisper_decoder import WhisperGreedyDecoder
 
 logger = logging.getLogger(__name__)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+
 from moodstream.processors.onnx import cpu_session
 
 WINDOW = 512

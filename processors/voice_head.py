@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from moodstream.models import ACOUSTIC_MODEL_DIR
 from moodstream.processors.prosody import prosody
 

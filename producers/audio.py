@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
 from moodstream.schemas.audio import SAMPLE_RATE
 
 RAW_FORMATS = {".g722": "g722", ".gsm": "gsm", ".ul": "mulaw", ".al": "alaw"}

@@ -12,8 +12,9 @@ import struct
 from collections.abc import Iterable
 from typing import TypeVar
 
-from moodstream.schemas.records import BY_SCHEMA, Record
 from pydantic import ValidationError
+
+from moodstream.schemas.records import BY_SCHEMA, Record
 
 MAGIC = b"MS"
 FRAMING_VERSION = 1

@@ -6,10 +6,11 @@ import json
 import sys
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from moodstream.schemas import websocket
 from moodstream.schemas.records import RECORD_TYPES
 from moodstream.schemas.topics import ALL_TOPICS
-from pydantic import BaseModel
 
 JSON_DIR = Path(__file__).parent / "json"
 

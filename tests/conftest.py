@@ -88,6 +88,7 @@ def tone(seconds: float, amplitude: float, freq: float = 440.0, rate: int = 16_0
 def read_session_records(bootstrap: str, spec, session_id: str, expected, timeout_s: float = 10.0) -> list:
     """Every record of one session on a topic, from the beginning, until the topic is quiet."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
     from moodstream.schemas import decode
 
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"test-{time.time_ns()}"})

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
+
 from moodstream.models import ACOUSTIC_MODEL_DIR
 from moodstream.processors.acoustic import AcousticClassifier
 from moodstream.producers.audio import load_pcm16

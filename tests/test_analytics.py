@@ -7,12 +7,12 @@ import time
 import httpx
 import pytest
 from confluent_kafka import Producer
-from moodstream.schemas import encode
-from moodstream.schemas.records import FusedResult, FusionWeights
-from moodstream.schemas.topics import EVENTS
 
 from moodstream.broker.embedded import free_port
 from moodstream.cli.analytics import Aggregates
+from moodstream.schemas import encode
+from moodstream.schemas.records import FusedResult, FusionWeights
+from moodstream.schemas.topics import EVENTS
 from tests.conftest import Stack, process_env, spawn, stop
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from moodstream.processors.audio_session import AudioSession, Send, Step, Store
 from moodstream.processors.endpointer import Endpointer
 from moodstream.processors.level import LevelMeter

@@ -11,9 +11,9 @@ import time
 import httpx
 import pytest
 import websockets
-from moodstream.gateway.auth import Authenticator, hash_key, is_loopback, mint_token
 
 from moodstream.broker.embedded import free_port
+from moodstream.gateway.auth import Authenticator, hash_key, is_loopback, mint_token
 from tests.conftest import Stack, process_env, spawn, stop, wait_ready
 
 SECRET = "test-secret"

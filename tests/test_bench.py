@@ -11,9 +11,9 @@ from pathlib import Path
 
 import psutil
 import pytest
-from moodstream.models.metrics import auc, class_report, three_way_report
 
 from moodstream.cli.bench.text import previous_in_dialogue
+from moodstream.models.metrics import auc, class_report, three_way_report
 
 DATA = Path(__file__).parent / "data"
 

@@ -8,9 +8,9 @@ import wave
 from pathlib import Path
 
 import pytest
-from moodstream.producers.audio import load_pcm16
 
 from moodstream.cli.bench.wer import normalize
+from moodstream.producers.audio import load_pcm16
 from tests.conftest import Stack
 
 DATA = Path(__file__).parent / "data"

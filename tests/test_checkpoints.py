@@ -8,14 +8,14 @@ import time
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
+
+from moodstream.broker.embedded import EmbeddedBroker, ensure_topics
+from moodstream.broker.rotation import TopicKeeper, generation_specs
 from moodstream.processors.runtime.checkpoints import CheckpointStore
 from moodstream.schemas import encode
 from moodstream.schemas.generations import Generations
 from moodstream.schemas.records import SessionCheckpoint
 from moodstream.schemas.topics import CHECKPOINTS
-
-from moodstream.broker.embedded import EmbeddedBroker, ensure_topics
-from moodstream.broker.rotation import TopicKeeper, generation_specs
 from moodstream.settings import Settings
 
 

@@ -9,11 +9,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from moodstream.producers.audio import load_pcm16
-from moodstream.producers.client import ClientOptions, MoodstreamClient, SessionFailed
 
 from moodstream.broker.embedded import free_port
 from moodstream.cli.bench.wer import normalize
+from moodstream.producers.audio import load_pcm16
+from moodstream.producers.client import ClientOptions, MoodstreamClient, SessionFailed
 from tests.conftest import Stack, process_env, spawn, stop, wait_ready
 
 DATA = Path(__file__).parent / "data"

@@ -64,8 +64,8 @@ def test_sasl_ssl_settings_reach_both_kafka_clients(tmp_path: Path) -> None:
     import certifi  # any CA bundle will do for parsing
     import faust
     from confluent_kafka import Producer
-    from moodstream.processors.stages.worker import faust_credentials
 
+    from moodstream.processors.stages.worker import faust_credentials
     from moodstream.settings import Settings
 
     settings = Settings(

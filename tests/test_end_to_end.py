@@ -8,11 +8,11 @@ import time
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+
 from moodstream.producers.client import stream_pcm
 from moodstream.schemas import decode
 from moodstream.schemas.records import DeadLetter
 from moodstream.schemas.topics import AUDIO, DEAD_LETTER
-
 from tests.conftest import Stack, tone
 
 
@@ -90,6 +90,7 @@ async def test_a_replayed_result_reaches_the_client_once(stack: Stack) -> None:
     """At-least-once delivery means a fused result can be on the events topic twice (a worker that died after sending
     and before committing sends it again); the client must see each (utterance, revision) once."""
     import websockets
+
     from moodstream.schemas import encode
     from moodstream.schemas.records import FusedResult, FusionWeights, SentimentScores
     from moodstream.schemas.topics import EVENTS
@@ -150,9 +151,8 @@ async def test_a_long_utterance_gets_live_partials_before_its_final_unless_the_s
     final supersedes them (and the voice's window scores); a session that asks for no partials gets none."""
     from pathlib import Path
 
-    from moodstream.producers.audio import load_pcm16
-
     from moodstream.cli.bench.wer import wer
+    from moodstream.producers.audio import load_pcm16
 
     speech = load_pcm16(Path(__file__).parent / "data" / "read_sentence.wav")
     live, plain = await asyncio.gather(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from moodstream.processors.fusion import Fuser, FusionOptions, binary_entropy, pool
 
 POSITIVE_TEXT = {"negative": 0.02, "neutral": 0.0, "positive": 0.98}

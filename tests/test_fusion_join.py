@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from moodstream.processors.fusion import Fuser
 from moodstream.processors.fusion_join import FusionJoin, JoinOptions
 from moodstream.schemas.records import AcousticScore, EmotionScores, SentimentScores, TextScore

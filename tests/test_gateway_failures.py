@@ -10,11 +10,11 @@ from pathlib import Path
 import httpx
 import pytest
 import websockets
+
+from moodstream.broker.embedded import EmbeddedBroker, ensure_topics, free_port
 from moodstream.producers.audio import load_pcm16
 from moodstream.schemas.records import FusedResult
 from moodstream.schemas.topics import EVENTS
-
-from moodstream.broker.embedded import EmbeddedBroker, ensure_topics, free_port
 from tests.conftest import Stack, process_env, read_session_records, spawn, stop, wait_ready
 
 SPEECH = load_pcm16(Path(__file__).parent / "data" / "three_prompts.wav")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from moodstream.processors.level import LevelMeter
 
+from moodstream.processors.level import LevelMeter
 from tests.conftest import tone
 
 

@@ -4,10 +4,10 @@ backend setting that picks it."""
 from __future__ import annotations
 
 import pytest
+
 from moodstream.models.asr.fetch_moonshine import check
 from moodstream.processors.asr_backend import ASR_BACKENDS, load_asr
 from moodstream.processors.moonshine import MODEL_DIR, MoonshineTranscriber
-
 from moodstream.settings import Settings
 from tests.test_transcriber import signals, utterance
 

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from moodstream.cli.bench.wer import wer
 from moodstream.processors.partials import PartialOptions, PartialTracker
 from moodstream.processors.transcriber import Transcriber
 from moodstream.producers.audio import load_pcm16
 from moodstream.schemas.records import PartialAudio
-
-from moodstream.cli.bench.wer import wer
 
 DATA = Path(__file__).parent / "data"
 SECOND = 32_000  # bytes of 16 kHz int16

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from aiokafka.partitioner import murmur2 as aiokafka_murmur2
+
 from moodstream.gateway.placement import choose_partition, new_session_id
 from moodstream.schemas.topics import murmur2, partition_for
 

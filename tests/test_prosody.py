@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from moodstream.processors.prosody import FEATURES, SAMPLE_RATE, prosody
 
 T = np.arange(SAMPLE_RATE) / SAMPLE_RATE

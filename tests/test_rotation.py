@@ -15,10 +15,6 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka import TopicPartition as KafkaTP
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
-from moodstream.producers.audio import load_pcm16
-from moodstream.producers.client import ClientOptions, MoodstreamClient
-from moodstream.schemas.generations import SLOTS, SLOTTED, Generations, is_topic, parse, topic_pattern
-from moodstream.schemas.topics import ALL_TOPICS, AUDIO, CHECKPOINTS, EVENTS, HEALTH, UTTERANCES, TopicSpec
 
 from moodstream.broker.embedded import EmbeddedBroker, ensure_topics, free_port
 from moodstream.broker.rotation import (
@@ -28,6 +24,10 @@ from moodstream.broker.rotation import (
     generation_specs,
     reread_emptied_slots,
 )
+from moodstream.producers.audio import load_pcm16
+from moodstream.producers.client import ClientOptions, MoodstreamClient
+from moodstream.schemas.generations import SLOTS, SLOTTED, Generations, is_topic, parse, topic_pattern
+from moodstream.schemas.topics import ALL_TOPICS, AUDIO, CHECKPOINTS, EVENTS, HEALTH, UTTERANCES, TopicSpec
 from moodstream.settings import Settings
 from tests.conftest import process_env, spawn, stop, wait_ready
 

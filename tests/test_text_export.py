@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from moodstream.processors.text_sentiment import TextClassifier, TextSentimentOptions
 
 
@@ -87,8 +88,9 @@ def test_fine_tune_fits_a_tiny_model_to_its_rows(tmp_path: Path) -> None:
     import random
 
     import torch
-    from moodstream.models.text.train_sst2 import TrainOptions, fine_tune
     from transformers import DistilBertForSequenceClassification
+
+    from moodstream.models.text.train_sst2 import TrainOptions, fine_tune
 
     torch.manual_seed(0)
     model = DistilBertForSequenceClassification.from_pretrained(tiny_distilbert(tmp_path))

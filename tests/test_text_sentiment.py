@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
+
 from moodstream.models import TEXT_MODEL_DIR
 from moodstream.processors.text_reader import TextReader
 from moodstream.processors.text_sentiment import NO_TEXT, TextClassifier, TextSentimentOptions
@@ -18,7 +19,6 @@ from moodstream.producers.audio import load_pcm16
 from moodstream.schemas import encode
 from moodstream.schemas.records import PartialTranscript, TextScore, Transcript, Utterance
 from moodstream.schemas.topics import TEXT_SCORES, UTTERANCES
-
 from tests.conftest import Stack, read_session_records
 
 DATA = Path(__file__).parent / "data"

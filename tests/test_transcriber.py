@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from moodstream.processors.transcriber import Transcriber, cut_at_self_repeat
-from moodstream.producers.audio import load_pcm16
 
 from moodstream.cli.bench.wer import normalize, wer
+from moodstream.processors.transcriber import Transcriber, cut_at_self_repeat
+from moodstream.producers.audio import load_pcm16
 
 DATA = Path(__file__).parent / "data"
 PCM = np.frombuffer(load_pcm16(DATA / "three_prompts.wav"), dtype="<i2")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from moodstream.models import ACOUSTIC_MODEL_DIR
 from moodstream.models.acoustic.train_voice_head import fold
 from moodstream.processors.prosody import FEATURES

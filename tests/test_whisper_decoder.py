@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from moodstream.cli.bench.wer import normalize
 from moodstream.processors.transcriber import (
     Transcriber,
     TranscriberOptions,
@@ -21,8 +23,6 @@ from moodstream.processors.transcriber import (
 )
 from moodstream.processors.whisper_decoder import WhisperGreedyDecoder, _Graph, read_ct2_variables
 from moodstream.producers.audio import load_pcm16
-
-from moodstream.cli.bench.wer import normalize
 
 DATA = Path(__file__).parent / "data"
 PCM = np.frombuffer(load_pcm16(DATA / "three_prompts.wav"), dtype="<i2")

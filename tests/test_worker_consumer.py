@@ -10,6 +10,7 @@ import pytest
 from faust.transport.consumer import Consumer
 from faust.types import TP
 from intervaltree import IntervalTree
+
 from moodstream.processors.runtime.faust_overrides import NextRecord, PromptFetchConsumer
 from moodstream.schemas.generations import Generations, parse
 

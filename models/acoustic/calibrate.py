@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
 from moodstream.models.acoustic.corpus import Clip, ravdess
 from moodstream.models.acoustic.train_ravdess import SENTIMENTS
 from moodstream.models.metrics import three_way_report

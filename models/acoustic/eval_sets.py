@@ -19,6 +19,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+
 from moodstream.models.acoustic.corpus import AUDIO_SUFFIXES, SENTIMENT_OF, ravdess_name, read_labels
 from moodstream.models.acoustic.train_voice import RAVDESS_TEST_ACTORS, VoiceOptions, held_out_speaker
 from moodstream.models.acoustic.voice_table import AROUSAL_OF, EMOTION4_OF

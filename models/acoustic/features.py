@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 import torch
+
 from moodstream.schemas.audio import SAMPLE_RATE
 
 N_FFT = 400

@@ -93,6 +93,7 @@ def trim(audio: np.ndarray, floor_db: float = -40.0) -> np.ndarray:
 
 def build_model(channels: tuple[int, int, int] = (64, 128, 128)):
     import torch
+
     from moodstream.models.acoustic.features import MFCC, N_MFCC
 
     class EmotionCNN(torch.nn.Module):

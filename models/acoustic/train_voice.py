@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+
 from moodstream.models.acoustic.augment import channel
 from moodstream.models.acoustic.corpus import EMOTIONS, Clip, espeak_voices, labelled_folder, prompt_voice, ravdess
 from moodstream.models.acoustic.train_ravdess import MODEL_FILE, SENTIMENTS, build_model, export, onnx_predictor

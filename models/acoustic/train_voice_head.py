@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+
 from moodstream.models.acoustic.train_voice import RAVDESS_TEST_ACTORS
 from moodstream.models.metrics import auc, class_report, three_way_report
 from moodstream.processors.fusion import Fuser

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from moodstream.models.acoustic.augment import channel
 from moodstream.models.acoustic.corpus import AUDIO_SUFFIXES, SENTIMENT_OF, ravdess_name, read_audio, read_labels, trim
 from moodstream.processors.prosody import prosody

@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+
 from moodstream.models.metrics import three_way_report
 from moodstream.models.text.train_sst2 import (
     ONNX_INT8,

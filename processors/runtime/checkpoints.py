@@ -19,10 +19,10 @@ from collections.abc import Iterable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
+
 from moodstream.schemas import SchemaError, decode
 from moodstream.schemas.records import SessionCheckpoint
 from moodstream.schemas.topics import CHECKPOINTS
-
 from moodstream.settings import Settings
 
 log = logging.getLogger("moodstream.audio")

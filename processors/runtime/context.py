@@ -7,19 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import faust
+from pydantic import ValidationError
+
+from moodstream.clock import now_ms
 from moodstream.schemas import SchemaError, decode, encode
 from moodstream.schemas.errors import PROCESSING_FAILED
 from moodstream.schemas.records import DeadLetter, ErrorEvent, Record
 from moodstream.schemas.topics import DEAD_LETTER, EVENTS, TopicSpec
-from pydantic import ValidationError
-
 from moodstream.settings import Settings
 
 log = logging.getLogger("moodstream.worker")
@@ -28,10 +28,6 @@ R = TypeVar("R", bound=Record)
 T = TypeVar("T")
 # What each stage serves, by model: a version string, or a callable giving it once the model has loaded.
 ModelVersions = dict[str, "str | Callable[[], str]"]
-
-
-def now_ms() -> float:
-    return time.time() * 1000.0
 
 
 class Preloaded(Generic[T]):

@@ -18,10 +18,10 @@ from aiokafka import TopicPartition as KafkaTP
 from faust.tables import TableManager
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer
 from faust.types import TP
+
 from moodstream.processors.runtime.slot_peek import SlotPeek
 from moodstream.schemas.generations import SLOTS, Generations, parse, slot_name
 from moodstream.schemas.topics import TopicSpec
-
 from moodstream.settings import Settings
 
 log = logging.getLogger("moodstream.worker")

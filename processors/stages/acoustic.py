@@ -6,6 +6,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import faust
+
 from moodstream.processors.acoustic import AcousticClassifier
 from moodstream.processors.runtime.context import ModelVersions, StageContext
 from moodstream.schemas.records import AcousticScore, AcousticWindow, SentimentScores, Utterance

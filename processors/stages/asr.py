@@ -22,9 +22,11 @@ from typing import TypeVar
 
 import faust
 import psutil
+
+from moodstream.clock import now_ms
 from moodstream.processors.asr_backend import SpeechToText, load_asr
 from moodstream.processors.partials import PartialTracker
-from moodstream.processors.runtime.context import ModelVersions, StageContext, now_ms
+from moodstream.processors.runtime.context import ModelVersions, StageContext
 from moodstream.processors.text_reader import TextReader
 from moodstream.processors.text_sentiment import TextClassifier
 from moodstream.schemas.records import (

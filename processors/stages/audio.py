@@ -12,6 +12,7 @@ import time
 
 import faust
 from faust.types import TP
+
 from moodstream.processors.audio_session import AudioSession, Send, Step
 from moodstream.processors.endpointer import Endpointer, EndpointerOptions
 from moodstream.processors.level import LevelMeter
