@@ -1,8 +1,9 @@
 """The gateway's HTTP and WebSocket app (Starlette on uvicorn: a little cheaper per frame than FastAPI and
 6 MB smaller, measured by `moodstream bench framework`; see README).
 
-``/ws/analyze``: optional JSON ``start`` message, then binary int16 PCM frames; results come back as JSON.
-Errors are documented in schemas.errors; none of them affects another session.
+``/ws/analyze``: optional JSON ``start`` message, then binary int16 PCM frames; results come back as JSON. The
+protocol's rules are `session.ClientProtocol` (pure); this module runs it over sockets and Kafka. Errors are
+documented in schemas.errors; none of them affects another session.
 """
 
 from __future__ import annotations
@@ -12,41 +13,12 @@ import collections
 import contextlib
 import json
 import logging
-import math
 import time
 import uuid
 import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from moodstream.gateway import metrics
-from moodstream.gateway.auth import Authenticator, ResumeTokens
-from moodstream.gateway.bridge import KafkaBridge
-from moodstream.gateway.placement import choose_partition, new_session_id
-from moodstream.schemas import encode
-from moodstream.schemas import errors as E
-from moodstream.schemas.audio import SAMPLE_RATE
-from moodstream.schemas.records import (
-    AcousticScore,
-    AudioFrame,
-    FusedResult,
-    PartialResult,
-    Record,
-    SessionControl,
-    SessionEnded,
-    SessionOptions,
-)
-from moodstream.schemas.topics import AUDIO, partition_for
-from moodstream.schemas.websocket import (
-    CLIENT_MESSAGE,
-    EndMessage,
-    ErrorMessage,
-    PingMessage,
-    Pong,
-    SessionStarted,
-    StartMessage,
-)
-from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
 from starlette.middleware import Middleware
@@ -57,282 +29,169 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from moodstream.clock import now_ms
+from moodstream.gateway import metrics
+from moodstream.gateway.auth import Authenticator, ResumeTokens
+from moodstream.gateway.bridge import KafkaBridge
+from moodstream.gateway.placement import choose_partition, new_session_id
+from moodstream.gateway.session import (
+    Action,
+    ClientProtocol,
+    Publish,
+    Reply,
+    SessionClosed,
+    SessionLimits,
+    error_reply,
+    opening_start,
+)
+from moodstream.schemas import encode
+from moodstream.schemas import errors as E
+from moodstream.schemas.audio import SAMPLE_RATE
+from moodstream.schemas.records import AudioFrame, ConnectionClaimed, Record, SessionControl
+from moodstream.schemas.topics import AUDIO, EVENTS, partition_for
+from moodstream.schemas.websocket import StartMessage
 from moodstream.settings import Settings
 
 log = logging.getLogger("moodstream.gateway")
+MAX_WS_MESSAGE_BYTES = 1 << 20
+"""Largest WebSocket message read at all (the protocol's own limits are smaller, and answered with an error)."""
 STATIC = Path(__file__).parent / "static"
 
 
-def now_ms() -> float:
-    return time.time() * 1000.0
-
-
-PROVISIONAL = (PartialResult, AcousticScore)
-"""Events about an utterance still open: once its final result is sent, any that arrive late are dropped."""
-
-RECENT_IDENTITIES = 4096
-"""Events a session remembers sending, for dropping replays (levels, scores, partials: a few a second)."""
-
-
-class RecentIdentities:
-    """A set that keeps only its `size` latest members: a session's memory of what it sent stays bounded."""
-
-    def __init__(self, size: int) -> None:
-        self._order: collections.deque[tuple[object, ...]] = collections.deque()
-        self._members: set[tuple[object, ...]] = set()
-        self.size = size
-
-    def __contains__(self, identity: object) -> bool:
-        return identity in self._members
-
-    def add(self, identity: tuple[object, ...]) -> None:
-        if identity in self._members:
-            return
-        self._order.append(identity)
-        self._members.add(identity)
-        while len(self._order) > self.size:
-            self._members.discard(self._order.popleft())
-
-    def discard(self, identity: tuple[object, ...]) -> None:
-        self._members.discard(identity)  # its place in the order goes when it would have
-
-
-class SessionClosed(Exception):
-    """Raised inside a session to close the socket with a documented error."""
-
-    def __init__(self, error: E.ErrorCode, detail: str = "") -> None:
-        super().__init__(detail or error.meaning)
-        self.error = error
-        self.detail = detail or error.meaning
-
-
 class ClientSession:
-    """One WebSocket session: client audio to the audio topic, the session's events back to the client."""
+    """The shell of one WebSocket connection: runs `session.ClientProtocol` over the socket and the Kafka bridge."""
 
     def __init__(self, ws: WebSocket, bridge: KafkaBridge, settings: Settings, resume: ResumeTokens) -> None:
         self.ws = ws
         self.bridge = bridge
         self.settings = settings
         self.resume = resume
-        self.session_id = uuid.uuid4().hex
-        self.seq = 0
-        self.next_sample = 0
-        self.connection_samples = 0
-        self.started_at = time.monotonic()
+        self.protocol = ClientProtocol(
+            SessionLimits.from_settings(settings), uuid.uuid4().hex, uuid.uuid4().hex, time.monotonic()
+        )
         self.outbox: asyncio.Queue[Record] = asyncio.Queue(maxsize=10_000)
-        self.ending = False
-        self.end_reason: str | None = None
-        self.ended_record: SessionEnded | None = None
-        self.delivered = RecentIdentities(RECENT_IDENTITIES)
-        """Identities of the events sent lately: a worker's replay repeats only recent ones."""
-        self.final_utterances: set[int] = set()
-        """Utterances whose final result the client has: later results of them are repeats or superseded."""
         self.recording: wave.Wave_write | None = None
-        self.batch: list[bytes] = []
-        self.batch_samples = 0
-        self.batch_received_at_ms = 0.0
-        self.batch_due = 0.0
-        """Monotonic time by which the held frames must be published."""
 
-    # wire helpers ---------------------------------------------------------------------------------------------------
+    @property
+    def session_id(self) -> str:
+        return self.protocol.session_id
+
+    # doing what the protocol says -------------------------------------------------------------------------------
+    async def perform(self, actions: list[Action]) -> None:
+        """Carry out the protocol's actions in order; a `Close` raises SessionClosed (or ends normally)."""
+        for action in actions:
+            if isinstance(action, Reply):
+                await self.send_json(action.message)
+            elif isinstance(action, Publish):
+                await self.publish(action.record)
+            elif action.error is not None:
+                raise SessionClosed(action.error, action.detail)
+
+    async def publish(self, record: AudioFrame | SessionControl) -> None:
+        try:
+            self.bridge.produce(self.settings.generations.name(AUDIO), self.session_id, encode(record))
+        except BufferError:
+            if isinstance(record, AudioFrame):
+                log.warning("session %s: audio queue full, %d bytes dropped", self.session_id, len(record.pcm))
+                await self.perform(self.protocol.publish_refused(record))
+            else:
+                log.error("session %s: audio queue full, its %s control dropped", self.session_id, record.action)
+
     async def send_json(self, message: dict) -> None:
         if self.ws.application_state == WebSocketState.CONNECTED:
             await self.ws.send_text(json.dumps(message, separators=(",", ":")))
             metrics.EVENTS_SENT.labels(message.get("type", "?")).inc()
+            if message.get("type") == "error" and not message.get("fatal"):
+                metrics.WARNINGS.labels(message.get("code", "?")).inc()
+            if message.get("type") == "utterance" and message.get("final") and message.get("last_frame_received_at_ms"):
+                metrics.E2E_SECONDS.observe(max(0.0, now_ms() - message["last_frame_received_at_ms"]) / 1000)
 
     async def send_error(self, error: E.ErrorCode, detail: str = "", fatal: bool = False) -> None:
-        await self.send_json(ErrorMessage(code=error.code, message=detail or error.meaning, fatal=fatal).model_dump())
-
-    def produce_control(self, action: str, reason: str = "client", options: SessionOptions | None = None) -> None:
-        record = SessionControl(
-            session_id=self.session_id,
-            action=action,  # type: ignore[arg-type]
-            next_seq=self.seq,
-            options=options or SessionOptions(),
-            reason=reason,  # type: ignore[arg-type]
-            at_ms=now_ms(),
-        )
-        self.bridge.produce(self.settings.generations.name(AUDIO), self.session_id, encode(record))
+        await self.send_json(error_reply(error, detail, fatal).message)
 
     # lifecycle ------------------------------------------------------------------------------------------------------
     async def run(self, first: dict) -> None:
-        options = SessionOptions()
+        start: StartMessage | None = None
         pending_frame: bytes | None = None
-        resumed = False
-        if first.get("type") == "websocket.receive" and first.get("text") is not None:
-            start = self.parse_text(first["text"])
-            if isinstance(start, str) and '"start"' in first["text"]:  # a start message with an invalid field
-                raise SessionClosed(E.BAD_START, start)
-            if not isinstance(start, StartMessage):
-                raise SessionClosed(E.BAD_START, 'the first text message must be {"type":"start",...}')
-            if start.sample_rate != SAMPLE_RATE:
-                raise SessionClosed(E.BAD_START, f"sample_rate must be {SAMPLE_RATE}, got {start.sample_rate}")
-            options = start.options
-            resumed = start.resume_token is not None
-            if resumed:
+        if first.get("text") is not None:
+            start = opening_start(first["text"])
+            if start.resume_token is not None:
                 self.resume_from(start)
         elif first.get("bytes") is not None:
             pending_frame = first["bytes"]
-        self.bridge.subscribe(self.session_id, self.on_event, replay=resumed)
+        protocol = self.protocol
+        resumed = start is not None and start.resume_token is not None
+        self.bridge.subscribe(self.session_id, protocol.connection_id, self.on_event, replay=resumed)
         try:
-            self.produce_control("start", options=options)
-            await self.send_json(
-                SessionStarted(
-                    session_id=self.session_id,
-                    resume_token=self.resume.issue(self.session_id),
-                    max_frame_ms=self.settings.max_frame_ms,
-                    resumed=resumed,
-                ).model_dump()
-            )
+            claim = ConnectionClaimed(session_id=self.session_id, connection_id=protocol.connection_id,
+                                      instance_id=self.settings.instance_id, at_ms=now_ms())  # fmt: skip
+            self.bridge.produce(self.settings.generations.name(EVENTS), self.session_id, encode(claim))
+            await self.perform(protocol.start(start, self.resume.issue(self.session_id), now_ms(), claim.at_ms))
             sender = asyncio.create_task(self.relay_events(), name=f"relay-{self.session_id}")
             try:
                 if pending_frame is not None:
-                    await self.on_audio(pending_frame)
+                    await self.perform(protocol.on_audio(pending_frame, time.monotonic(), now_ms()))
                 await self.receive_loop()
                 await asyncio.wait_for(asyncio.shield(sender), self.settings.session_end_grace_s)
             except TimeoutError:
-                log.warning(
-                    "session %s: results incomplete after %.0fs grace",
-                    self.session_id,
-                    self.settings.session_end_grace_s,
-                )
+                raise self.results_late() from None
             finally:
                 sender.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await sender
         finally:
-            self.bridge.unsubscribe(self.session_id)
+            self.bridge.unsubscribe(self.session_id, protocol.connection_id)
             if self.recording is not None:
                 self.recording.close()
 
+    def results_late(self) -> SessionClosed:
+        """The end grace ran out before every final result came: closed so the client resumes to get them."""
+        grace = self.settings.session_end_grace_s
+        missing = self.protocol.missing_results()
+        log.warning("session %s: results incomplete after %.0fs grace (%s)", self.session_id, grace, missing)
+        waited_for = f"utterances {missing}" if missing else "the session's end from the workers"
+        return SessionClosed(E.RESULTS_LATE, f"still waiting for {waited_for} after {grace:g} s; resume to get them")
+
     def resume_from(self, start: StartMessage) -> None:
-        """Continue an earlier session: same id, audio from the client's resend point, no repeated results."""
+        """Continue an earlier session: same id; what the client holds and resends is in `start`."""
         session_id = self.resume.verify(start.resume_token or "")
         if session_id is None:
             raise SessionClosed(E.BAD_RESUME)
-        self.session_id = session_id
-        self.next_sample = start.resume_from_sample
-        self.final_utterances.update(start.delivered_utterances)
+        self.protocol.session_id = session_id
         metrics.RESUMED.inc()
         log.info("session %s resumed from sample %d", session_id, start.resume_from_sample)
 
     async def receive_loop(self) -> None:
-        """Client → Kafka until the client ends, leaves, idles out or hits the duration limit."""
-        last_message_at = time.monotonic()
-        while not self.ending:
-            now = time.monotonic()
-            remaining = self.settings.max_session_s - (now - self.started_at)
-            if remaining <= 0:
-                await self.send_error(E.MAX_DURATION)
-                self.end("max_duration")
-                return
-            idle_left = self.settings.idle_timeout_s - (now - last_message_at)
-            if idle_left <= 0:
-                await self.send_error(E.IDLE_TIMEOUT)
-                self.end("idle")
-                return
-            if self.batch and now >= self.batch_due:  # a slow or pausing client: do not sit on its audio
-                await self.publish_batch()
-            wait = min(idle_left, remaining, self.batch_due - now if self.batch else math.inf)
+        """Client → Kafka until the client ends, leaves, idles out, hits the duration limit or is taken over."""
+        protocol = self.protocol
+        while not protocol.ending and not protocol.taken_over:
+            wait = protocol.next_deadline() - time.monotonic()
             try:
                 message = await asyncio.wait_for(self.ws.receive(), max(wait, 0.001))
             except TimeoutError:
+                await self.perform(protocol.on_tick(time.monotonic(), now_ms()))
                 continue
-            last_message_at = time.monotonic()
             if message["type"] == "websocket.disconnect":
                 # The partial utterance is still processed; its result stays on the events topic.
-                self.end("disconnect")
+                await self.perform(protocol.end("disconnect", now_ms()))
                 raise WebSocketDisconnect(message.get("code", 1000))
             if message.get("bytes") is not None:
-                await self.on_audio(message["bytes"])
+                pcm = message["bytes"]
+                await self.perform(protocol.on_audio(pcm, time.monotonic(), now_ms()))
+                metrics.FRAMES.inc()
+                metrics.AUDIO_BYTES.inc(len(pcm))
+                if self.settings.record_dir:
+                    self.record(pcm)
             elif message.get("text") is not None:
-                parsed = self.parse_text(message["text"])
-                if isinstance(parsed, PingMessage):
-                    await self.send_json(Pong().model_dump())
-                elif isinstance(parsed, EndMessage):
-                    self.end("client")
-                elif isinstance(parsed, StartMessage):
-                    await self.send_error(E.BAD_MESSAGE, "start is only allowed as the first message")
-                else:
-                    await self.send_error(E.BAD_MESSAGE, parsed)
+                await self.perform(protocol.on_text(message["text"], time.monotonic(), now_ms()))
+            await self.perform(protocol.on_tick(time.monotonic(), now_ms()))
 
-    def end(self, reason: str) -> None:
-        if not self.ending:
-            self.ending = True
-            self.end_reason = reason
-            held = self.batch_samples
-            if held and not self.produce_batch():
-                log.warning("session %s: its last %d samples dropped, audio queue full", self.session_id, held)
-            self.produce_control("end", reason=reason)
-
-    def parse_text(self, text: str) -> StartMessage | EndMessage | PingMessage | str:
-        """A client message, or a string saying why it is not one."""
-        try:
-            return CLIENT_MESSAGE.validate_json(text)
-        except ValidationError as exc:
-            first = exc.errors(include_url=False)[0]
-            return f"bad client message: {first['msg']} at {'.'.join(map(str, first['loc'])) or 'top level'}"
-
-    async def on_audio(self, pcm: bytes) -> None:
-        if len(pcm) > self.settings.max_frame_bytes:
-            raise SessionClosed(E.FRAME_TOO_LARGE, f"frame of {len(pcm)} bytes exceeds {self.settings.max_frame_bytes}")
-        if len(pcm) % 2 or not pcm:
-            await self.send_error(E.ODD_FRAME, f"frame of {len(pcm)} bytes dropped: int16 frames have an even size")
-            return
-        if not self.batch:
-            self.batch_received_at_ms = now_ms()
-            self.batch_due = time.monotonic() + self.settings.audio_batch_ms / 1000
-        self.batch.append(pcm)
-        self.batch_samples += len(pcm) // 2
-        self.next_sample += len(pcm) // 2
-        self.connection_samples += len(pcm) // 2
-        metrics.FRAMES.inc()
-        metrics.AUDIO_BYTES.inc(len(pcm))
-        if self.settings.record_dir:
-            self.record(pcm)
-        if self.batch_samples * 1000 >= self.settings.audio_batch_ms * SAMPLE_RATE:
-            await self.publish_batch()
-        await self.throttle()
-
-    def produce_batch(self) -> bool:
-        """Publish the held frames as one audio record; False when the producer queue is full (they are dropped and
-        the session's sample clock steps back, so later audio follows on without a gap)."""
-        pcm = b"".join(self.batch)
-        start_sample = self.next_sample - self.batch_samples
-        frame = AudioFrame(
-            session_id=self.session_id,
-            seq=self.seq,
-            start_sample=start_sample,
-            received_at_ms=self.batch_received_at_ms,
-            pcm=pcm,
-        )
-        self.batch, self.batch_samples = [], 0
-        try:
-            self.bridge.produce(self.settings.generations.name(AUDIO), self.session_id, encode(frame))
-        except BufferError:
-            self.next_sample = start_sample
-            self.connection_samples -= len(pcm) // 2
-            return False
-        self.seq += 1
-        return True
-
-    async def publish_batch(self) -> None:
-        if not self.produce_batch():
-            await self.send_error(E.TOO_FAST, "audio dropped: the server's audio queue is full")
-
-    async def throttle(self) -> None:
-        """Pause reading when the client is further ahead of real time than the burst allows: TCP backpressure
-        then slows the sender to `max_realtime_factor` × real time."""
-        factor = self.settings.max_realtime_factor
-        allowed_s = (time.monotonic() - self.started_at) * factor + self.settings.burst_s
-        ahead_s = self.connection_samples / SAMPLE_RATE - allowed_s
-        if ahead_s > 0:
-            metrics.THROTTLED_SECONDS.inc(ahead_s / factor)
-            await asyncio.sleep(ahead_s / factor)
+    async def end(self, reason: str) -> None:
+        await self.perform(self.protocol.end(reason, now_ms()))
 
     def record(self, pcm: bytes) -> None:
         if self.recording is None:
-            first_sample = self.next_sample - self.connection_samples
+            first_sample = self.protocol.next_sample - self.protocol.connection_samples
             suffix = f".from{first_sample}" if first_sample else ""  # a resumed connection keeps the earlier file
             path = Path(self.settings.record_dir or ".") / f"{self.session_id}{suffix}.wav"
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -351,38 +210,20 @@ class ClientSession:
             log.error("session %s: outbox full, event dropped", self.session_id)
 
     async def relay_events(self) -> None:
-        """Forward events in order; drop replayed duplicates; return after session.ended and its results."""
-        while True:
+        """Forward events as the protocol says; return after session.ended (or once taken over, closing the socket)."""
+        while not self.protocol.done:
             record = await self.outbox.get()
-            if isinstance(record, PROVISIONAL) and record.utterance_seq in self.final_utterances:
-                continue  # the final supersedes an utterance's partials and window scores: never shown after it
-            identity = record.identity()
-            superseded = isinstance(record, FusedResult) and record.utterance_seq in self.final_utterances
-            if identity in self.delivered or superseded:  # a replay after a worker crash: never show it twice
-                metrics.DUPLICATES_DROPPED.inc()
-                continue
-            self.delivered.add(identity)
-            if isinstance(record, FusedResult):
-                if record.final:
-                    self.final_utterances.add(record.utterance_seq)
-                if record.final and record.last_frame_received_at_ms:
-                    metrics.E2E_SECONDS.observe(max(0.0, now_ms() - record.last_frame_received_at_ms) / 1000)
-            if isinstance(record, SessionEnded):
-                if record.reason != self.end_reason:  # the end of an earlier connection of a resumed session
-                    self.delivered.discard(identity)
-                    continue
-                self.ended_record = record
-            else:
-                await self.send_json(record.model_dump(mode="json"))
-            if self.ended_record is not None and self.results_complete():
-                await self.send_json(self.ended_record.model_dump(mode="json"))
+            dropped = self.protocol.duplicates_dropped
+            actions = self.protocol.on_event(record)
+            metrics.DUPLICATES_DROPPED.inc(self.protocol.duplicates_dropped - dropped)
+            try:
+                await self.perform(actions)
+            except SessionClosed as closed:  # taken over: the receive loop sees the close and ends nothing
+                metrics.REJECTED.labels(closed.error.code).inc()
+                with contextlib.suppress(Exception):
+                    await self.send_error(closed.error, closed.detail, fatal=True)
+                    await self.ws.close(closed.error.close_code or 1011, reason=closed.error.code)
                 return
-
-    def results_complete(self) -> bool:
-        assert self.ended_record is not None
-        if not self.ended_record.awaiting_results:
-            return True
-        return all(seq in self.final_utterances for seq in range(self.ended_record.utterances))
 
 
 class Gateway:
@@ -392,6 +233,7 @@ class Gateway:
         self.settings = settings
         self.bridge = KafkaBridge(settings)
         self.open_sessions: set[ClientSession] = set()
+        self.sessions_by_client: collections.Counter[str] = collections.Counter()
         self.auth = Authenticator.from_settings(settings)
         self.resume_tokens = ResumeTokens(settings.resume_secret, settings.resume_ttl_s)
 
@@ -451,6 +293,10 @@ class Gateway:
         if len(self.open_sessions) >= self.settings.max_sessions:
             limit = self.settings.max_sessions
             raise SessionClosed(E.OVER_CAPACITY, f"this gateway holds its limit of {limit} sessions")
+        client = client_address(ws)
+        if self.sessions_by_client[client] >= self.settings.max_sessions_per_client:
+            limit = self.settings.max_sessions_per_client
+            raise SessionClosed(E.CLIENT_LIMIT, f"{client} holds its limit of {limit} sessions on this gateway")
         if not self.bridge.ready:
             raise SessionClosed(E.BROKER_UNAVAILABLE, f"not ready: {self.bridge.readiness()}")
 
@@ -458,20 +304,27 @@ class Gateway:
         await ws.accept()
         session = ClientSession(ws, self.bridge, self.settings, self.resume_tokens)
         live = (partition_for(s.session_id) for s in self.open_sessions)
-        session.session_id = new_session_id(choose_partition(self.bridge.live_workers(), live))
+        session.protocol.session_id = new_session_id(choose_partition(self.bridge.live_workers(), live))
+        client = client_address(ws)
         try:
             self.admit(ws)
             self.open_sessions.add(session)
+            self.sessions_by_client[client] += 1
             metrics.SESSIONS.set(len(self.open_sessions))
             metrics.SESSIONS_TOTAL.inc()
-            first = await asyncio.wait_for(ws.receive(), self.settings.idle_timeout_s)
+            try:
+                first = await asyncio.wait_for(ws.receive(), self.settings.start_timeout_s)
+            except TimeoutError:
+                raise SessionClosed(E.START_TIMEOUT, f"no start message or audio within "
+                                                     f"{self.settings.start_timeout_s:g} s") from None  # fmt: skip
             if first["type"] == "websocket.disconnect":
                 return
             await session.run(first)
-            await ws.close(1000)
+            if not session.protocol.taken_over:
+                await ws.close(1000)
         except SessionClosed as closed:
             await self.refuse(ws, session, closed)
-        except (WebSocketDisconnect, TimeoutError):
+        except WebSocketDisconnect:
             pass
         except Exception:
             log.exception("session %s failed", session.session_id)
@@ -479,16 +332,26 @@ class Gateway:
             with contextlib.suppress(Exception):
                 await ws.close(E.INTERNAL.close_code or 1011, reason=E.INTERNAL.code)
         finally:
-            self.open_sessions.discard(session)
+            if session in self.open_sessions:
+                self.open_sessions.discard(session)
+                self.sessions_by_client[client] -= 1
+                if not self.sessions_by_client[client]:
+                    del self.sessions_by_client[client]
             metrics.SESSIONS.set(len(self.open_sessions))
 
     async def refuse(self, ws: WebSocket, session: ClientSession, closed: SessionClosed) -> None:
         metrics.REJECTED.labels(closed.error.code).inc()
-        if self.bridge.is_subscribed(session.session_id):
-            session.end("server")
+        if self.bridge.is_subscribed(session.session_id, session.protocol.connection_id):
+            with contextlib.suppress(SessionClosed):
+                await session.end("server")
         with contextlib.suppress(Exception):
             await session.send_error(closed.error, closed.detail, fatal=True)
             await ws.close(closed.error.close_code or 1011, reason=closed.error.code)
+
+
+def client_address(ws: WebSocket) -> str:
+    """The address a per-client limit counts by (the peer's IP; behind a proxy, the proxy's)."""
+    return ws.client.host if ws.client else "unknown"
 
 
 SECURITY_HEADERS = {
@@ -541,7 +404,9 @@ def create_app(settings: Settings) -> Starlette:
 
 def run_gateway(settings: Settings) -> None:
     import uvicorn
+
     from moodstream.gateway.auth import check_bind
+    from moodstream.gateway.handshake import HeaderDeadlineProtocol
 
     check_bind(settings.host, Authenticator.from_settings(settings))
     uvicorn.run(
@@ -549,8 +414,11 @@ def run_gateway(settings: Settings) -> None:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
+        http=HeaderDeadlineProtocol.with_deadline(settings.handshake_timeout_s),
         ws="websockets-sansio",
-        ws_max_size=max(settings.max_frame_bytes * 4, 65536),
+        # The app sees frames up to 1 MB and answers oversized ones with `frame_too_large`; beyond, the WebSocket
+        # layer refuses them (1009) before the app could read them.
+        ws_max_size=MAX_WS_MESSAGE_BYTES,
         ws_per_message_deflate=False,  # PCM does not compress; deflating every frame only costs both ends CPU
         lifespan="on",
         access_log=False,

@@ -19,12 +19,12 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from confluent_kafka import KafkaError, Producer
+
+from moodstream.broker.rotation import refuse_auto_topic_creation, reread_emptied_slots, rest_read_slots
 from moodstream.gateway import metrics
 from moodstream.schemas import SchemaError, decode, is_schema
 from moodstream.schemas.records import BY_SCHEMA, FusedResult, Record, SessionEnded, WorkerHeartbeat
 from moodstream.schemas.topics import AUDIO, EVENTS, HEALTH
-
-from moodstream.broker.rotation import refuse_auto_topic_creation, reread_emptied_slots, rest_read_slots
 from moodstream.settings import Settings
 
 log = logging.getLogger("moodstream.gateway")
@@ -48,7 +48,8 @@ class KafkaBridge:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._subscribers: dict[str, Subscriber] = {}
+        self._subscribers: dict[str, dict[str, Subscriber]] = {}
+        """session id → connection id → callback: a session taken over briefly has two connections here."""
         self._recent: dict[str, deque[tuple[float, Record]]] = {}
         self._recent_lock = threading.Lock()
         self._next_prune = 0.0
@@ -111,9 +112,10 @@ class KafkaBridge:
         self.producer.produce(topic, value=value, key=key.encode(), on_delivery=delivered)
 
     # routing -----------------------------------------------------------------------------------------------------
-    def subscribe(self, session_id: str, callback: Subscriber, replay: bool = False) -> None:
-        """Route the session's events to ``callback``; with ``replay``, first the kept final results and ends."""
-        self._subscribers[session_id] = callback
+    def subscribe(self, session_id: str, connection_id: str, callback: Subscriber, replay: bool = False) -> None:
+        """Route the session's events to ``callback`` (beside any other connection of the session's until it leaves);
+        with ``replay``, first the kept final results and ends."""
+        self._subscribers.setdefault(session_id, {})[connection_id] = callback
         if replay:
             with self._recent_lock:
                 kept = [record for _at, record in self._recent.get(session_id, ())]
@@ -133,11 +135,14 @@ class KafkaBridge:
                 for sid in [sid for sid, kept in self._recent.items() if kept[-1][0] < horizon]:
                     del self._recent[sid]
 
-    def is_subscribed(self, session_id: str) -> bool:
-        return session_id in self._subscribers
+    def is_subscribed(self, session_id: str, connection_id: str) -> bool:
+        return connection_id in self._subscribers.get(session_id, {})
 
-    def unsubscribe(self, session_id: str) -> None:
-        self._subscribers.pop(session_id, None)
+    def unsubscribe(self, session_id: str, connection_id: str) -> None:
+        connections = self._subscribers.get(session_id, {})
+        connections.pop(connection_id, None)
+        if not connections:
+            self._subscribers.pop(session_id, None)
 
     # readiness ---------------------------------------------------------------------------------------------------
     def live_workers(self) -> dict[str, frozenset[int]]:
@@ -241,9 +246,9 @@ class KafkaBridge:
             return
         session_id = (key or b"").decode("utf-8", "replace")
         raw = value or b""
-        callback = self._subscribers.get(session_id)
+        callbacks = list(self._subscribers.get(session_id, {}).values())
         keep = any(is_schema(raw, kind) for kind in REPLAYED)
-        if callback is None and not keep:
+        if not callbacks and not keep:
             return
         try:
             record = decode(raw, EVENT_TYPES)
@@ -253,7 +258,7 @@ class KafkaBridge:
             return
         if isinstance(record, SessionEnded) or (isinstance(record, FusedResult) and record.final):
             self._keep(session_id, record)
-        if callback is not None:
+        for callback in callbacks:
             callback(record)
 
     def _on_heartbeat(self, raw: bytes) -> None:

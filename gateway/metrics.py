@@ -14,7 +14,7 @@ RESUMED = Counter("moodstream_gateway_sessions_resumed_total", "Sessions continu
 DUPLICATES_DROPPED = Counter("moodstream_gateway_duplicates_dropped_total", "Replayed results not re-sent")
 PRODUCE_ERRORS = Counter("moodstream_gateway_produce_errors_total", "Records Kafka failed to accept")
 BAD_EVENTS = Counter("moodstream_gateway_bad_events_total", "Undecodable records on the events topic")
-THROTTLED_SECONDS = Counter("moodstream_gateway_throttled_seconds", "Time reads were paused to slow fast clients")
+WARNINGS = Counter("moodstream_gateway_warnings_total", "Errors sent that did not end the session", ["code"])
 QUEUE_DEPTH = Gauge("moodstream_gateway_producer_queue", "Records waiting in the producer queue")
 ACK_SECONDS = Histogram(
     "moodstream_gateway_frame_ack_seconds",

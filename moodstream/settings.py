@@ -94,9 +94,27 @@ class Settings(BaseSettings):
         "(loopback only), the gateway's own origin once it is on.",
     )
     max_sessions: int = Field(64, ge=1, description="Concurrent sessions per gateway; over it: close 1013.")
+    max_sessions_per_client: int = Field(
+        16,
+        ge=1,
+        description="Concurrent sessions one client address may hold on a gateway; over it: `client_limit`, close "
+        "1013. Behind a proxy every client has the proxy's address: raise it there.",
+    )
+    start_timeout_s: float = Field(
+        10.0, gt=0, description="A connection must send its start message or first audio within this; else closed."
+    )
+    handshake_timeout_s: float = Field(
+        10.0, gt=0, description="An HTTP request (the WebSocket handshake included) must send its headers within this."
+    )
     max_frame_ms: int = Field(200, ge=20, description="Largest binary frame accepted, in ms of audio.")
     max_realtime_factor: float = Field(
-        4.0, gt=0, description="Audio faster than this × real time is throttled (reads paused) after the burst."
+        4.0,
+        gt=0,
+        description="Admitted audio rate, × real time, after the burst; faster gets a `too_fast` warning (told to "
+        "clients in session.started).",
+    )
+    max_ahead_s: float = Field(
+        10.0, ge=0, description="Audio further ahead of the admitted rate than this closes the session (`too_fast`)."
     )
     audio_batch_ms: int = Field(
         100,
@@ -105,11 +123,13 @@ class Settings(BaseSettings):
         description="Client frames are joined into one Kafka record of up to this much audio: far fewer records for "
         "broker and workers, at most this much added latency. 0 publishes each frame as it arrives.",
     )
-    burst_s: float = Field(10.0, ge=0, description="Seconds of audio a client may send ahead before throttling.")
+    burst_s: float = Field(10.0, ge=0, description="Seconds of audio a connection may send at once, before the rate.")
     record_dir: str | None = Field(
         None, description="Debugging: write each session's received audio as <session id>.wav here (off when unset)."
     )
-    idle_timeout_s: float = Field(30.0, gt=0, description="A session with no audio for this long is ended.")
+    idle_timeout_s: float = Field(
+        30.0, gt=0, description="A session with no audio for this long is ended (pings do not count)."
+    )
     max_session_s: float = Field(4 * 3600.0, gt=0, description="Longest session; then it is ended normally.")
     session_end_grace_s: float = Field(
         20.0, gt=0, description="After an end, how long the gateway waits for the last results before closing."

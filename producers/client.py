@@ -16,15 +16,16 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import websockets
+
 from moodstream.producers.audio import frames
 from moodstream.schemas.audio import SAMPLE_RATE
-from websockets.protocol import State
 
 DEFAULT_URL = "ws://127.0.0.1:8000/ws/analyze"
 log = logging.getLogger("moodstream.client")
@@ -43,6 +44,10 @@ class ClientOptions:
     """Audio kept to resend after a reconnect (what the old connection may not have delivered)."""
     max_reconnects: int = 30
     """Reconnect attempts in a row before giving up with a fatal ``disconnected`` error."""
+    max_resumes_after_end: int = 5
+    """Resumes after ``end`` (each waits for the last results again) before giving up with ``disconnected``."""
+    rate_margin: float = 0.9
+    """Share of the gateway's admitted rate (``session.started``) the client sends at, at most."""
     backoff_s: float = 0.25
     """First wait before reconnecting; doubles on each failed attempt up to ``backoff_max_s``."""
     backoff_max_s: float = 4.0
@@ -83,6 +88,15 @@ class MoodstreamClient:
         self._resumer: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._generation = 0
+        self._covered_ms = 0.0
+        """End of the latest final result's audio: what the session has judged so far."""
+        self._resumes_after_end = 0
+        self._collect_only = False
+        """The server has all the audio and the end (it said `results_late`): a resume only collects results."""
+        self._admitted = (math.inf, math.inf)
+        """The gateway's admitted rate (× real time) and burst (s), from session.started."""
+        self._connection_started = 0.0
+        self._connection_samples = 0
 
     async def __aenter__(self) -> MoodstreamClient:
         await self.connect()
@@ -98,7 +112,9 @@ class MoodstreamClient:
         if self._token:
             start |= {
                 "resume_token": self._token,
-                "resume_from_sample": self._replay[0][0] if self._replay else self._sent_samples,
+                "resume_from_sample": self._sent_samples
+                if self._collect_only or not self._replay
+                else self._replay[0][0],
                 "delivered_utterances": sorted(self._finals),
             }
         ws = await websockets.connect(self.url, max_size=2**22, additional_headers=self.options.headers)
@@ -116,6 +132,8 @@ class MoodstreamClient:
         self._ws = ws
         self.session_id = started["session_id"]
         self._token = started["resume_token"]
+        self._admitted = (started.get("max_realtime_factor", math.inf), started.get("burst_s", math.inf))
+        self._connection_started, self._connection_samples = time.monotonic(), 0
         self._generation += 1
         self._inbox.put_nowait(started)
         self._reader = asyncio.create_task(self._read(ws, self._generation))
@@ -133,10 +151,26 @@ class MoodstreamClient:
 
     # sending ---------------------------------------------------------------------------------------------------
     async def send_audio(self, pcm: bytes) -> None:
-        """Send int16 16 kHz mono PCM, split into frames; waits out a reconnect if one is under way."""
+        """Send int16 16 kHz mono PCM, split into frames, never faster than the gateway admits; waits out a reconnect
+        if one is under way."""
         for frame in frames(pcm, self.options.frame_ms):
+            await self._within_admitted_rate()
             self._keep(frame)
             await self._send(frame)
+            self._connection_samples += len(frame) // 2
+
+    async def _within_admitted_rate(self) -> None:
+        """Wait until the next frame keeps this connection under the gateway's admitted rate (with a margin): a
+        client never ahead of it is never warned or closed `too_fast`, and its keepalive is never starved."""
+        factor, burst_s = self._admitted
+        if math.isinf(factor):
+            return
+        margin = self.options.rate_margin
+        sent_s = self._connection_samples / SAMPLE_RATE
+        due = self._connection_started + (sent_s - burst_s * margin) / (factor * margin)
+        delay = due - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
 
     async def stream(self, pcm: bytes, realtime: bool = True, end: bool = True) -> None:
         """Send PCM paced at real time (or as fast as the server admits), then ``end`` the session."""
@@ -202,19 +236,11 @@ class MoodstreamClient:
         try:
             async for raw in ws:
                 message = json.loads(raw)
-                if message.get("type") == "partial" and not self._fresh_partial(message):
+                if not self._is_new(message):
                     continue
-                if message.get("type") == "utterance":
-                    key = (message["utterance_seq"], message.get("revision", 1))
-                    if key in self._seen_results:
-                        self.duplicates_dropped += 1
-                        continue
-                    self._seen_results.add(key)
-                    if message.get("final"):
-                        self._finals.add(message["utterance_seq"])
-                        self._partial_revisions.pop(message["utterance_seq"], None)
                 if message.get("type") == "error" and message.get("fatal"):
-                    fatal = message
+                    fatal = message  # passed on once the close code says whether the session can go on
+                    continue
                 self._inbox.put_nowait(message)
                 if message.get("type") == "session.ended":
                     self._done = True
@@ -223,16 +249,44 @@ class MoodstreamClient:
             log.info("connection closed (%s): %s", ws.close_code, closed)
         if self._done:
             return
-        code = ws.close_code
-        if fatal is not None and code not in RESUMABLE_CLOSE_CODES:
+        if fatal is not None and ws.close_code not in RESUMABLE_CLOSE_CODES:
             self._done = True
+            self._inbox.put_nowait(fatal | {"message": f"{fatal['message']} ({self.unfinished()})"})
             self._inbox.put_nowait(None)
             return
-        if code == 1000 and ws.state is State.CLOSED and fatal is None:
-            self._done = True  # the server ended the session normally without session.ended (idle, duration)
-            self._inbox.put_nowait(None)
-            return
+        if fatal is not None:  # the session goes on over a new connection: say why it was closed, not as fatal
+            self._inbox.put_nowait(fatal | {"fatal": False})
+            self._collect_only = self._collect_only or fatal.get("code") == "results_late"
+        # Every other close, a normal one without session.ended included, is resumed: the session is over only once
+        # session.ended says so, or a resume is refused.
+        if self._ended_sent:
+            self._resumes_after_end += 1
+            if self._resumes_after_end > self.options.max_resumes_after_end:
+                self._fail(f"no session.ended after {self.options.max_resumes_after_end} resumes")
+                return
         self._resumer = asyncio.create_task(self._resume(generation))
+
+    def _is_new(self, message: dict) -> bool:
+        """False for a repeat or a superseded partial; notes final results."""
+        if message.get("type") == "partial":
+            return self._fresh_partial(message)
+        if message.get("type") == "utterance":
+            key = (message["utterance_seq"], message.get("revision", 1))
+            if key in self._seen_results:
+                self.duplicates_dropped += 1
+                return False
+            self._seen_results.add(key)
+            if message.get("final"):
+                self._finals.add(message["utterance_seq"])
+                self._partial_revisions.pop(message["utterance_seq"], None)
+                self._covered_ms = max(self._covered_ms, message.get("end_ms", 0.0))
+        return True
+
+    def unfinished(self) -> str:
+        """Which audio has no final result yet, in words."""
+        sent_s = self._sent_samples / SAMPLE_RATE
+        return (f"{len(self._finals)} final results received; the audio after {self._covered_ms / 1000:.1f} s "
+                f"(of {sent_s:.1f} s sent) may have none")  # fmt: skip
 
     async def _resume(self, generation: int) -> None:
         async with self._lock:
@@ -249,7 +303,7 @@ class MoodstreamClient:
             try:
                 await self.connect()
                 assert self._ws is not None
-                for _start, frame in list(self._replay):
+                for _start, frame in [] if self._collect_only else list(self._replay):
                     await self._ws.send(frame)
                 if self._ended_sent:
                     await self._ws.send(json.dumps({"type": "end"}))
@@ -265,7 +319,8 @@ class MoodstreamClient:
 
     def _fail(self, why: str) -> None:
         self._done = True
-        self._inbox.put_nowait({"type": "error", "code": "disconnected", "message": why, "fatal": True})
+        message = f"{why}: {self.unfinished()}"
+        self._inbox.put_nowait({"type": "error", "code": "disconnected", "message": message, "fatal": True})
 
     @staticmethod
     def _closed_error(closed: websockets.ConnectionClosed) -> Exception:

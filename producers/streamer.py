@@ -10,10 +10,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import IO
 
-from moodstream.producers.client import ClientOptions, MoodstreamClient
-from moodstream.schemas.audio import SAMPLE_RATE
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+from moodstream.producers.client import ClientOptions, MoodstreamClient
+from moodstream.schemas.audio import SAMPLE_RATE
 
 COLOURS = {"negative": "red", "neutral": "grey50", "positive": "green"}
 
@@ -127,9 +128,12 @@ async def send_audio(
 
 
 async def show_messages(client: MoodstreamClient, out: IO[str] | None, progress: Progress, task: TaskID) -> int:
-    """Print each message worth a line, record all of them to `out`; 1 if a fatal error came, else 0."""
+    """Print each message worth a line, record all of them to `out`; 0 once session.ended came, else 1 (a fatal
+    error, or the messages stopped without it: never end as if complete when the session is not)."""
     status = results = 0
+    ended = False
     async for message in client.messages():
+        ended = ended or message.get("type") == "session.ended"
         if out:
             out.write(json.dumps(message) + "\n")
         line = describe(message)
@@ -142,7 +146,9 @@ async def show_messages(client: MoodstreamClient, out: IO[str] | None, progress:
             progress.update(task, results=results, caption="")
         if message.get("type") == "error" and message.get("fatal"):
             status = 1
-    return status
+    if not ended and status == 0:
+        progress.console.print(f"[bold red]the session ended without session.ended: {client.unfinished()}[/]")
+    return status if ended else 1
 
 
 async def stream_session(

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal
 
-from moodstream.schemas.audio import SAMPLE_RATE
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from moodstream.schemas.audio import SAMPLE_RATE
 
 __all__ = ["SAMPLE_RATE"]  # re-exported: records state their audio in the protocol's one format
 
@@ -400,6 +401,24 @@ class SessionEnded(Record):
     duration_ms: float
 
 
+class ConnectionClaimed(Record):
+    """A gateway accepted a connection for this session (new or resumed). Every gateway reads the events topic, so
+    the one holding an older connection of the session, on any instance, closes it (`session_taken_over`): a
+    session has one socket. Gateways only; never sent to a client."""
+
+    SCHEMA: ClassVar[str] = "connection_claimed"
+    VERSION: ClassVar[int] = 1
+    IDENTITY: ClassVar[tuple[str, ...]] = ("connection_id",)
+
+    session_id: SessionId
+    connection_id: str
+    """Unique per connection (a resume gets a new one)."""
+    instance_id: str
+    """The gateway instance holding it."""
+    at_ms: float
+    """Gateway wall clock (Unix ms)."""
+
+
 class ErrorEvent(Record):
     """An error concerning one session, with a documented code (see schemas.errors)."""
 
@@ -476,6 +495,7 @@ RECORD_TYPES: tuple[type[Record], ...] = (
     AudioLevel,
     VadEvent,
     SessionEnded,
+    ConnectionClaimed,
     ErrorEvent,
     SessionCheckpoint,
     WorkerHeartbeat,

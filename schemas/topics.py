@@ -51,7 +51,16 @@ EVENTS = TopicSpec(
     "moodstream.events",
     SESSION_PARTITIONS,
     "session id",
-    ("audio_level", "vad_event", "acoustic_score", "partial_result", "fused_result", "session_ended", "error_event"),
+    (
+        "audio_level",
+        "vad_event",
+        "acoustic_score",
+        "partial_result",
+        "fused_result",
+        "session_ended",
+        "error_event",
+        "connection_claimed",
+    ),
 )
 """Everything a client sees about its session, in order per session; gateways relay it, analytics read it."""
 CHECKPOINTS = TopicSpec(

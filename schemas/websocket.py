@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from moodstream.schemas.records import SessionOptions
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter
+
+from moodstream.schemas.records import SessionOptions
 
 
 class ClientMessage(BaseModel):
@@ -62,6 +63,12 @@ class SessionStarted(BaseModel):
     """Largest frame the gateway accepts."""
     resumed: bool = False
     """True when this connection continues an earlier one (final results it missed follow)."""
+    max_realtime_factor: float
+    """Admitted audio rate, × real time, once the burst is spent: a client sending faster gets a `too_fast` warning."""
+    burst_s: float
+    """Seconds of audio a connection may send at once before the rate applies."""
+    max_ahead_s: float
+    """How far ahead of the admitted rate the audio may get before the session is closed with `too_fast`."""
 
 
 class Pong(BaseModel):

@@ -11,7 +11,6 @@ from pathlib import Path
 
 from moodstream.schemas.errors import ALL_ERRORS
 from moodstream.schemas.topics import ALL_TOPICS
-
 from moodstream.settings import settings_table
 from tests.conftest import Stack
 
@@ -45,8 +44,8 @@ def test_configuration_doc_matches_the_settings() -> None:
 def test_docs_list_every_topic_and_error_code() -> None:
     for spec in ALL_TOPICS:
         assert f"`{spec.name}`" in DOCS["architecture.md"]
-    for error in ALL_ERRORS:
-        assert f"`{error.code}`" in DOCS["protocol.md"]
+    for error in ALL_ERRORS:  # each row says exactly what the contract (and the tests of it) say
+        assert f"| `{error.code}` | {error.close_code or '—'} | {error.meaning} |" in DOCS["protocol.md"], error.code
 
 
 def test_ci_runs_the_readme_test_command() -> None:

@@ -100,7 +100,7 @@ async def test_over_capacity_is_refused_with_1013_and_the_open_session_is_unharm
 
 
 def test_a_session_remembers_only_its_latest_event_identities() -> None:
-    from moodstream.gateway.app import RecentIdentities
+    from moodstream.gateway.session import RecentIdentities
 
     seen = RecentIdentities(3)
     for n in range(5):

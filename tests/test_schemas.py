@@ -6,12 +6,14 @@ import json
 import struct
 
 import pytest
+
 from moodstream.schemas import SchemaError, SchemaVersionError, decode, encode, is_schema
 from moodstream.schemas.jsonschema import main as check_json_schemas
 from moodstream.schemas.records import (
     RECORD_TYPES,
     AcousticScore,
     AudioFrame,
+    ConnectionClaimed,
     DeadLetter,
     FusedResult,
     SentimentScores,
@@ -42,6 +44,7 @@ def test_every_record_type_round_trips() -> None:
     samples = [
         AudioFrame(session_id="a", seq=0, start_sample=0, received_at_ms=0, pcm=b"\x00\x01"),
         SessionControl(session_id="a", action="end", next_seq=5, reason="disconnect", at_ms=2),
+        ConnectionClaimed(session_id="a", connection_id="c1", instance_id="g1", at_ms=3),
         Utterance(
             session_id="a",
             utterance_seq=1,

@@ -3,6 +3,7 @@ ships its models, and `moodstream up` serves a session end to end from outside t
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,11 +18,20 @@ from tests.conftest import process_env, wait_ready
 ROOT = Path(__file__).parent.parent
 SPEECH = ROOT / "tests" / "data" / "three_prompts.wav"
 GENERIC_NAMES = ("models", "schemas", "gateway", "processors", "producers")
+FOLDERS = ("moodstream", *GENERIC_NAMES)
 
 
 def build_wheel(out: Path) -> Path:
+    """The wheel of a copy of the checkout's package sources (a build in the checkout would leave build/lib behind,
+    whose stale files a later build packs)."""
+    source = out / "source"
+    source.mkdir(parents=True)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    for folder in FOLDERS:
+        shutil.copytree(ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(out), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out), str(source)],
         check=True, capture_output=True, timeout=300,
     )  # fmt: skip
     (wheel,) = out.glob("moodstream-*.whl")
@@ -69,11 +79,12 @@ def test_the_wheel_beside_a_package_named_models_runs_moodstream_up(tmp_path: Pa
     assert str(tmp_path / "venv") in imported.stdout  # the wheel's package, not the checkout's
 
     port = free_port()
-    up = subprocess.Popen([str(tmp_path / "venv" / "bin" / "moodstream"), "up", "--port", str(port)], cwd=run_dir, env=env)
+    moodstream = str(tmp_path / "venv" / "bin" / "moodstream")
+    up = subprocess.Popen([moodstream, "up", "--port", str(port)], cwd=run_dir, env=env)
     try:
         wait_ready(f"http://127.0.0.1:{port}", [up], timeout_s=180)
         streamed = subprocess.run(
-            [str(tmp_path / "venv" / "bin" / "moodstream"), "stream", str(SPEECH), "--fast",
+            [moodstream, "stream", str(SPEECH), "--fast",
              "--url", f"ws://127.0.0.1:{port}/ws/analyze"],
             cwd=run_dir, env=env, capture_output=True, text=True, timeout=180,
         )  # fmt: skip

@@ -1,0 +1,219 @@
+"""The gateway's session protocol as a pure state machine (`gateway.session.ClientProtocol`): every rule without a
+socket or a broker. The socket-level cases are in test_gateway_errors.py."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from moodstream.gateway.session import (
+    ClientProtocol,
+    Close,
+    Publish,
+    Reply,
+    SessionClosed,
+    SessionLimits,
+    opening_start,
+)
+from moodstream.schemas import errors as E
+from moodstream.schemas.records import (
+    AudioFrame,
+    ConnectionClaimed,
+    FusedResult,
+    PartialResult,
+    SentimentScores,
+    SessionControl,
+    SessionEnded,
+)
+from moodstream.schemas.websocket import StartMessage
+
+LIMITS = SessionLimits(
+    max_frame_bytes=6400, audio_batch_ms=100, max_realtime_factor=4.0, burst_s=10.0, max_ahead_s=10.0,
+    idle_timeout_s=30.0, max_session_s=3600.0,
+)  # fmt: skip
+FRAME = bytes(640)  # 20 ms
+SCORES = SentimentScores(negative=0.1, neutral=0.8, positive=0.1)
+
+
+def started(now: float = 0.0, start: StartMessage | None = None, claim_ms: float = 1000.0) -> ClientProtocol:
+    protocol = ClientProtocol(LIMITS, "s1", "c1", now)
+    protocol.start(start, "token", 0.0, claim_ms)
+    return protocol
+
+
+def codes(actions: list) -> list[str]:
+    return [a.message.get("code", a.message["type"]) if isinstance(a, Reply) else type(a).__name__ for a in actions]
+
+
+def result(seq: int, final: bool = True, revision: int = 1) -> FusedResult:
+    return FusedResult(
+        session_id="s1", utterance_seq=seq, final=final, revision=revision, start_ms=0, end_ms=1, text="hi",
+        text_sentiment=SCORES, audio_sentiment=None, fused_score=0.0, fused_label="neutral",
+        weights={"text": 1.0, "audio": 0.0}, latencies_ms={}, model_versions={},
+    )  # fmt: skip
+
+
+# the first message ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("text", ["not json", '{"type":"ping"}', '{"type":"end"}', '{"type":"dance"}'])
+def test_any_text_before_start_but_a_start_is_bad_start(text: str) -> None:
+    with pytest.raises(SessionClosed) as refused:
+        opening_start(text)
+    assert refused.value.error is E.BAD_START
+
+
+def test_the_rate_must_be_the_number_16000() -> None:
+    for rate in ('"16000"', "8000"):
+        with pytest.raises(SessionClosed) as refused:
+            opening_start(f'{{"type":"start","sample_rate":{rate}}}')
+        assert refused.value.error is E.BAD_START
+    assert opening_start('{"type":"start","sample_rate":16000}').sample_rate == 16000
+
+
+def test_a_start_over_64_kb_is_frame_too_large() -> None:
+    text = json.dumps({"type": "start", "delivered_utterances": list(range(20_000))})
+    with pytest.raises(SessionClosed) as refused:
+        opening_start(text)
+    assert refused.value.error is E.FRAME_TOO_LARGE
+
+
+def test_session_started_announces_the_admitted_rate_and_the_start_goes_first() -> None:
+    protocol = ClientProtocol(LIMITS, "s1", "c1", 0.0)
+    actions = protocol.start(None, "token", 5.0, 5.0)
+    assert isinstance(actions[0], Publish) and actions[0].record.action == "start"
+    assert isinstance(actions[1], Reply)
+    message = actions[1].message
+    assert (message["max_frame_ms"], message["max_realtime_factor"], message["burst_s"]) == (200, 4.0, 10.0)
+
+
+def test_a_resume_continues_at_the_clients_resend_point_and_skips_what_it_holds() -> None:
+    start = StartMessage(type="start", resume_token="t", resume_from_sample=48_000, delivered_utterances=[0, 1])
+    protocol = started(start=start)
+    assert protocol.next_sample == 48_000 and protocol.final_utterances == {0, 1}
+    assert protocol.on_event(result(1)) == []  # held by the client already
+
+
+# audio in -------------------------------------------------------------------------------------------------------
+def test_frames_are_joined_into_100_ms_records_in_order() -> None:
+    protocol = started()
+    published = [a for n in range(10) for a in protocol.on_audio(FRAME, n * 0.02, 0.0) if isinstance(a, Publish)]
+    assert [(p.record.seq, p.record.start_sample, len(p.record.pcm)) for p in published] == [
+        (0, 0, 3200),
+        (1, 1600, 3200),
+    ]
+
+
+def test_a_held_batch_is_published_when_due_even_if_the_client_pauses() -> None:
+    protocol = started()
+    assert protocol.on_audio(FRAME, 0.0, 0.0) == []
+    assert protocol.next_deadline() == pytest.approx(0.1)
+    [publish] = protocol.on_tick(0.1, 0.0)
+    assert isinstance(publish, Publish) and len(publish.record.pcm) == 640
+
+
+def test_odd_and_oversized_frames() -> None:
+    protocol = started()
+    assert codes(protocol.on_audio(b"\x01\x02\x03", 0.0, 0.0)) == ["odd_frame"]
+    [close] = protocol.on_audio(bytes(6402), 0.0, 0.0)
+    assert isinstance(close, Close) and close.error is E.FRAME_TOO_LARGE
+
+
+def test_text_after_start() -> None:
+    protocol = started()
+    assert codes(protocol.on_text('{"type":"ping"}', 0.0, 0.0)) == ["pong"]
+    assert codes(protocol.on_text("nonsense", 0.0, 0.0)) == ["bad_message"]
+    assert codes(protocol.on_text('{"type":"start"}', 0.0, 0.0)) == ["bad_message"]
+    [close] = protocol.on_text(" " * 70_000, 0.0, 0.0)
+    assert isinstance(close, Close) and close.error is E.FRAME_TOO_LARGE
+
+
+def test_audio_ahead_of_the_admitted_rate_is_warned_once_then_closed() -> None:
+    protocol = started()
+    seen: list[str] = []
+    for n in range(1500):  # 30 s of audio sent in the first second: 10 s burst + 4 s admitted, 10 s more tolerated
+        seen += codes(protocol.on_audio(FRAME, n / 1500, 0.0))
+        if "Close" in seen:
+            break
+    assert seen.count("too_fast") == 1 and seen[-1] == "Close"
+    assert 20.0 < protocol.connection_samples / 16_000 < 25.0
+
+
+def test_a_client_at_the_admitted_rate_is_never_warned() -> None:
+    protocol = started()
+    frames_per_s = 4 * 50  # 4× real time
+    actions = [a for n in range(frames_per_s * 60) for a in protocol.on_audio(FRAME, n / frames_per_s, 0.0)]
+    assert "too_fast" not in codes(actions) and "Close" not in codes(actions)
+
+
+def test_pings_do_not_keep_a_session_alive_but_audio_does() -> None:
+    protocol = started()
+    for second in range(0, 30, 10):
+        assert codes(protocol.on_text('{"type":"ping"}', float(second), 0.0)) == ["pong"]
+    actions = protocol.on_tick(30.0, 0.0)
+    assert codes(actions) == ["idle_timeout", "Publish"] and actions[1].record.reason == "idle"
+    talking = started()
+    talking.on_audio(FRAME, 25.0, 0.0)
+    assert not any(isinstance(a, Publish) and isinstance(a.record, SessionControl) for a in talking.on_tick(30.0, 0.0))
+
+
+def test_end_flushes_the_held_audio_then_ends_once() -> None:
+    protocol = started()
+    protocol.on_audio(FRAME, 0.0, 0.0)
+    actions = protocol.on_text('{"type":"end"}', 0.0, 0.0)
+    assert [type(a.record).__name__ for a in actions] == ["AudioFrame", "SessionControl"]
+    assert actions[1].record.next_seq == 1 and protocol.end("disconnect", 0.0) == []
+
+
+def test_a_refused_record_steps_the_sample_clock_back() -> None:
+    protocol = started()
+    [frame] = [a.record for n in range(5) for a in protocol.on_audio(FRAME, 0.0, 0.0) if isinstance(a, Publish)]
+    assert isinstance(frame, AudioFrame)
+    assert codes(protocol.publish_refused(frame)) == ["audio_dropped"]
+    assert (protocol.seq, protocol.next_sample) == (0, 0)
+
+
+# events out -----------------------------------------------------------------------------------------------------
+def test_repeats_and_late_provisional_events_are_dropped() -> None:
+    protocol = started()
+    assert len(protocol.on_event(result(0))) == 1
+    assert protocol.on_event(result(0)) == [] and protocol.duplicates_dropped == 1
+    late = PartialResult(session_id="s1", utterance_seq=0, revision=3, start_ms=0, end_ms=1, text="h",
+                         text_sentiment=SCORES)  # fmt: skip
+    assert protocol.on_event(late) == []
+
+
+def test_session_ended_waits_for_every_final_result() -> None:
+    protocol = started()
+    protocol.on_text('{"type":"end"}', 0.0, 0.0)
+    ended = SessionEnded(session_id="s1", utterances=2, awaiting_results=True, reason="client", duration_ms=1.0)
+    assert protocol.on_event(ended) == [] and protocol.missing_results() == [0, 1]
+    protocol.on_event(result(0))
+    actions = protocol.on_event(result(1))
+    assert [a.message["type"] for a in actions] == ["utterance", "session.ended"] and protocol.done
+
+
+def test_the_end_of_an_earlier_connection_is_not_this_ones() -> None:
+    protocol = started()
+    protocol.on_text('{"type":"end"}', 0.0, 0.0)
+    earlier = SessionEnded(session_id="s1", utterances=0, reason="disconnect", duration_ms=1.0)
+    assert protocol.on_event(earlier) == [] and not protocol.done
+
+
+def test_a_later_claim_takes_the_session_over_without_ending_it() -> None:
+    protocol = started(claim_ms=1000.0)
+    assert protocol.on_event(ConnectionClaimed(session_id="s1", connection_id="c1", instance_id="g", at_ms=1000)) == []
+    older = ConnectionClaimed(session_id="s1", connection_id="c0", instance_id="g", at_ms=900)
+    assert protocol.on_event(older) == []  # a claim from before this connection, arriving late
+    [close] = protocol.on_event(ConnectionClaimed(session_id="s1", connection_id="c2", instance_id="g2", at_ms=1001))
+    assert isinstance(close, Close) and close.error is E.TAKEN_OVER
+    assert protocol.taken_over and protocol.end("disconnect", 0.0) == []
+
+
+def test_a_resume_that_only_collects_takes_the_end_an_earlier_connection_made() -> None:
+    start = StartMessage(type="start", resume_token="t", resume_from_sample=0, delivered_utterances=[0])
+    protocol = started(start=start)  # the earlier connection ended the session and was closed `results_late`
+    ended = SessionEnded(session_id="s1", utterances=2, awaiting_results=True, reason="client", duration_ms=1.0)
+    assert protocol.on_event(ended) == []
+    assert [a.message["type"] for a in protocol.on_event(result(1))] == ["utterance", "session.ended"]
+    protocol.on_text('{"type":"end"}', 0.0, 0.0)  # its own end repeats the earlier one: nothing more is sent
+    assert protocol.on_event(ended.model_copy(update={"utterances": 0})) == []
