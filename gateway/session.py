@@ -247,13 +247,11 @@ class ClientProtocol:
         self.last_audio_at = now
         self.connection_samples += len(pcm) // 2
         ahead_s = self.ahead_of_rate_s(now)
-        rate = f"{self.limits.max_realtime_factor:g}× real time after {self.limits.burst_s:g} s"
-        if ahead_s > self.limits.max_ahead_s:
-            return [Close(E.TOO_FAST, f"audio {ahead_s:.1f} s ahead of the admitted rate ({rate})")]
         actions: list[Action] = []
-        if ahead_s > 0 and not self.warned_too_fast:
-            warning = f"slow down to {rate}: {self.limits.max_ahead_s:g} s further ahead closes the session"
-            actions.append(error_reply(E.TOO_FAST, warning))
+        if ahead_s > 0:
+            actions = self.too_fast(ahead_s)
+            if actions and isinstance(actions[0], Close):
+                return actions
         self.warned_too_fast = ahead_s > 0
         if not self.batch:
             self.batch_received_at_ms = at_ms
@@ -264,6 +262,16 @@ class ClientProtocol:
         if self.batch_samples * 1000 >= self.limits.audio_batch_ms * SAMPLE_RATE:
             actions.append(Publish(self.take_batch()))
         return actions
+
+    def too_fast(self, ahead_s: float) -> list[Action]:
+        """A warning the first time a client gets ahead of the admitted rate; the close once too far ahead."""
+        rate = f"{self.limits.max_realtime_factor:g}× real time after {self.limits.burst_s:g} s"
+        if ahead_s > self.limits.max_ahead_s:
+            return [Close(E.TOO_FAST, f"audio {ahead_s:.1f} s ahead of the admitted rate ({rate})")]
+        if self.warned_too_fast:
+            return []
+        warning = f"slow down to {rate}: {self.limits.max_ahead_s:g} s further ahead closes the session"
+        return [error_reply(E.TOO_FAST, warning)]
 
     def ahead_of_rate_s(self, now: float) -> float:
         """Seconds of this connection's audio beyond what the admitted rate allows by `now` (≤ 0: within it)."""
