@@ -304,7 +304,8 @@ class MoodstreamClient:
                 await self.connect()
                 assert self._ws is not None
                 for _start, frame in [] if self._collect_only else list(self._replay):
-                    await self._ws.send(frame)
+                    await self._ws.send(frame)  # counted against the admitted rate like any audio
+                    self._connection_samples += len(frame) // 2
                 if self._ended_sent:
                     await self._ws.send(json.dumps({"type": "end"}))
             except SessionFailed as exc:
