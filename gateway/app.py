@@ -165,9 +165,9 @@ class ClientSession:
         """Client → Kafka until the client ends, leaves, idles out, hits the duration limit or is taken over."""
         protocol = self.protocol
         while not protocol.ending and not protocol.taken_over:
-            wait = protocol.next_deadline() - time.monotonic()
+            deadline = protocol.next_deadline()
             try:
-                message = await asyncio.wait_for(self.ws.receive(), max(wait, 0.001))
+                message = await asyncio.wait_for(self.ws.receive(), max(deadline - time.monotonic(), 0.001))
             except TimeoutError:
                 await self.perform(protocol.on_tick(time.monotonic(), now_ms()))
                 continue
@@ -175,16 +175,18 @@ class ClientSession:
                 # The partial utterance is still processed; its result stays on the events topic.
                 await self.perform(protocol.end("disconnect", now_ms()))
                 raise WebSocketDisconnect(message.get("code", 1000))
-            if message.get("bytes") is not None:
-                pcm = message["bytes"]
-                await self.perform(protocol.on_audio(pcm, time.monotonic(), now_ms()))
+            pcm = message.get("bytes")
+            if pcm is not None:
+                actions = protocol.on_audio(pcm, time.monotonic(), now_ms())
+                if actions:  # most frames need nothing done: not even a coroutine for them
+                    await self.perform(actions)
                 metrics.FRAMES.inc()
                 metrics.AUDIO_BYTES.inc(len(pcm))
                 if self.settings.record_dir:
                     self.record(pcm)
             elif message.get("text") is not None:
                 await self.perform(protocol.on_text(message["text"], time.monotonic(), now_ms()))
-            if time.monotonic() >= protocol.next_deadline():  # a client that never pauses still meets its deadlines
+            if time.monotonic() >= deadline:  # a client that never pauses still meets its deadlines
                 await self.perform(protocol.on_tick(time.monotonic(), now_ms()))
 
     async def end(self, reason: str) -> None:
