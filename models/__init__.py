@@ -3,8 +3,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 MODELS_DIR = Path(__file__).parent
 TEXT_MODEL_DIR = MODELS_DIR / "text"
 ACOUSTIC_MODEL_DIR = MODELS_DIR / "acoustic"
+
+
+def sha256_of(path: Path) -> str:
+    """The file's SHA-256, as SHA256SUMS lists it."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()

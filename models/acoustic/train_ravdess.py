@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from moodstream.models.acoustic.corpus import trim
+
 EMOTIONS = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
 SENTIMENTS = ("negative", "neutral", "positive")
 EMOTION_TO_SENTIMENT = {
@@ -79,16 +81,6 @@ def load_corpus(root: Path) -> list[tuple[np.ndarray, str, int]]:
         emotion, actor = parse_name(path)
         items.append((trim(audio), emotion, actor))
     return items
-
-
-def trim(audio: np.ndarray, floor_db: float = -40.0) -> np.ndarray:
-    """Drop leading/trailing silence (RAVDESS files have ~1 s of it), as the endpointer would."""
-    frames = len(audio) // 160
-    rms = np.sqrt((audio[: frames * 160].reshape(frames, 160) ** 2).mean(axis=1)) + 1e-9
-    loud = np.flatnonzero(20 * np.log10(rms / max(rms.max(), 1e-9)) > floor_db)
-    if not len(loud):
-        return audio
-    return audio[max(0, loud[0] * 160 - 1600) : min(len(audio), (loud[-1] + 1) * 160 + 1600)]
 
 
 def build_model(channels: tuple[int, int, int] = (64, 128, 128)):

@@ -10,7 +10,6 @@ and pip once, the product never fetches anything.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import shutil
 import subprocess
 import sys
@@ -18,6 +17,8 @@ import tarfile
 import tempfile
 import zipfile
 from pathlib import Path
+
+from moodstream.models import sha256_of
 
 NPM_PACKAGE = "@moonshine-ai/moonshine-js@0.1.29"
 PYPI_PACKAGE = "useful-moonshine-onnx==20251121"
@@ -28,10 +29,6 @@ FROM_NPM = {
     "package/LICENSE": "LICENSE",
 }
 FROM_WHEEL = {"moonshine_onnx/assets/tokenizer.json": "tokenizer.json"}
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def fetch(out: Path, work: Path) -> None:
@@ -53,7 +50,7 @@ def check(out: Path, sums: Path) -> list[str]:
     wrong = []
     for line in sums.read_text().splitlines():
         digest, name = line.split()
-        if not (out / name).exists() or sha256(out / name) != digest:
+        if not (out / name).exists() or sha256_of(out / name) != digest:
             wrong.append(name)
     return wrong
 

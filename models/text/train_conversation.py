@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from moodstream.models import sha256_of
+from moodstream.models.datasets import read_sst2
 from moodstream.models.metrics import three_way_report
 from moodstream.models.text.train_sst2 import (
     ONNX_INT8,
@@ -42,8 +44,6 @@ from moodstream.models.text.train_sst2 import (
     export_onnx,
     fine_tune,
     quantize_int8,
-    read_tsv,
-    sha256,
 )
 from moodstream.models.text.wordnet_text import (
     NEGATIVE,
@@ -149,7 +149,7 @@ def wordnet_rows(wordnet: Path, opts: ConversationOptions, rng: random.Random) -
 
 def sst2_rows(sst2: Path, opts: ConversationOptions, rng: random.Random) -> tuple[list[Row], list[Row]]:
     """(train, held-out) SST-2 rows, with the binary run's held-out split kept out of training."""
-    sentences, labels = read_tsv(sst2 / "train.tsv")
+    sentences, labels = read_sst2(sst2 / "train.tsv")
     split = list(range(len(sentences)))
     random.Random(TrainOptions().seed).shuffle(split)
     held = [Row(sentences[i], labels[i]) for i in split[: TrainOptions().validation_size]]
@@ -259,7 +259,7 @@ def publish(
     report = calibrate_and_report(out, held, conversation, sst2, opts)
     report["train"] = asdict(opts) | train_info
     (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "SHA256SUMS").write_text("".join(f"{sha256(out / n)}  {n}\n" for n in (ONNX_INT8, TOKENIZER)))
+    (out / "SHA256SUMS").write_text("".join(f"{sha256_of(out / n)}  {n}\n" for n in (ONNX_INT8, TOKENIZER)))
     print(json.dumps(report), flush=True)
     return report
 
@@ -306,7 +306,7 @@ def calibrate_and_report(out: Path, held: list[Row], conversation: Path, sst2: P
     report["calibration_rows"] = three_way_report(
         [ID_LABELS[int(i)] for i in labels], [ID_LABELS[int(i)] for i in held_logits.argmax(axis=1)]
     )
-    sentences, dev_labels = read_tsv(sst2 / "dev.tsv")
+    sentences, dev_labels = read_sst2(sst2 / "dev.tsv")
     dev_logits = classifier_logits(out, [Row(s, y) for s, y in zip(sentences, dev_labels, strict=True)], False)
     polar_right = (dev_logits[:, 1] > dev_logits[:, 0]) == np.array(dev_labels)
     report["sst2_dev_accuracy"] = round(float(polar_right.mean()), 4)

@@ -14,8 +14,6 @@ Export any Hugging Face sequence-classification checkpoint (a local path, or a h
 from __future__ import annotations
 
 import argparse
-import csv
-import hashlib
 import itertools
 import json
 import math
@@ -27,6 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from moodstream.models import sha256_of
+from moodstream.models.datasets import read_sst2
 
 ONNX_FP32 = "model.fp32.onnx"
 ONNX_INT8 = "model.int8.onnx"
@@ -59,12 +60,6 @@ class TrainOptions:
     """Seed for the split, the bucketing and the classifier-head initialisation."""
     threads: int = 2
     """torch intra-op threads."""
-
-
-def read_tsv(path: Path) -> tuple[list[str], list[int]]:
-    with path.open(newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
-    return [row["sentence"].strip() for row in rows], [int(row["label"]) for row in rows]
 
 
 def default_base_model() -> str:
@@ -166,8 +161,8 @@ def train(args: argparse.Namespace) -> None:
     out.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
 
-    sentences, labels = read_tsv(Path(args.sst2) / "train.tsv")
-    dev_sentences, dev_labels = read_tsv(Path(args.sst2) / "dev.tsv")
+    sentences, labels = read_sst2(Path(args.sst2) / "train.tsv")
+    dev_sentences, dev_labels = read_sst2(Path(args.sst2) / "dev.tsv")
     indices = list(range(len(sentences)))
     rng.shuffle(indices)
     held_out, train_idx = indices[: opts.validation_size], indices[opts.validation_size :]
@@ -270,10 +265,6 @@ def onnx_accuracy(onnx_path: Path, tokenizer_path: Path, sentences: list[str], l
     return float((logits.argmax(-1) == np.array(labels)).mean())
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def export_and_evaluate(
     checkpoint: Path,
     out: Path,
@@ -300,13 +291,13 @@ def export_and_evaluate(
     if held_sentences:
         report["heldout_accuracy_int8"] = onnx_accuracy(int8, out / TOKENIZER, held_sentences, held_labels or [])
     fp32.unlink()  # only the int8 model ships; the fp32 figure is kept in the report
-    (out / "SHA256SUMS").write_text("".join(f"{sha256(out / n)}  {n}\n" for n in (ONNX_INT8, TOKENIZER)))
+    (out / "SHA256SUMS").write_text("".join(f"{sha256_of(out / n)}  {n}\n" for n in (ONNX_INT8, TOKENIZER)))
     return report
 
 
 def held_out_split(sst2: Path, options: TrainOptions) -> tuple[list[str], list[int]]:
     """The train rows the training run held out (same seed, same shuffle)."""
-    sentences, labels = read_tsv(sst2 / "train.tsv")
+    sentences, labels = read_sst2(sst2 / "train.tsv")
     indices = list(range(len(sentences)))
     random.Random(options.seed).shuffle(indices)
     held = indices[: options.validation_size]
@@ -352,7 +343,7 @@ def calibrate(args: argparse.Namespace) -> None:
 
 
 def export_command(args: argparse.Namespace) -> None:
-    dev_sentences, dev_labels = read_tsv(Path(args.dev)) if args.dev else ([], [])
+    dev_sentences, dev_labels = read_sst2(Path(args.dev)) if args.dev else ([], [])
     checkpoint = Path(args.checkpoint)
     if not checkpoint.exists():  # a hub name: resolve it through transformers where a hub is reachable
         from transformers import AutoModelForSequenceClassification, AutoTokenizer

@@ -20,8 +20,8 @@ import numpy as np
 from moodstream.cli.bench import report, require_tool
 from moodstream.cli.bench.acoustic import chosen_actors, ravdess_files
 from moodstream.cli.bench.pipeline import ServingPath, label_of
-from moodstream.cli.bench.text import read_tsv
 from moodstream.models.acoustic.corpus import SENTIMENT_OF, read_audio
+from moodstream.models.datasets import read_sst2
 from moodstream.models.metrics import three_way_report
 
 
@@ -40,7 +40,7 @@ def ravdess_check(path: ServingPath, root: Path, actors: list[int] | None) -> di
 
 
 def sst2_check(path: ServingPath, tsv: Path, limit: int) -> dict:
-    sentences, labels = read_tsv(tsv)
+    sentences, labels = read_sst2(tsv)
     if limit:
         sentences, labels = sentences[:limit], labels[:limit]
     text_ok = fused_ok = gold_ok = rejected = 0

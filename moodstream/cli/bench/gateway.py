@@ -36,7 +36,7 @@ def ack_buckets(metrics: str) -> list[tuple[float, float]]:
     return buckets
 
 
-def percentile(before: list[tuple[float, float]], after: list[tuple[float, float]], q: float) -> float:
+def histogram_percentile(before: list[tuple[float, float]], after: list[tuple[float, float]], q: float) -> float:
     counts = [(le, a - b) for (le, a), (_, b) in zip(after, before, strict=True)]
     total = counts[-1][1]
     target, low, below = q * total, 0.0, 0.0
@@ -103,8 +103,8 @@ async def run(sessions: int, seconds: float) -> dict:
         "frames_per_s": round(frames[0] / wall, 1),
         "gateway_cpu_pct": round(100 * cpu_s / wall, 2),
         "cpu_pct_per_session": round(100 * cpu_s / wall / sessions, 3),
-        "ack_ms_p50": round(percentile(before, after, 0.5), 3),
-        "ack_ms_p95": round(percentile(before, after, 0.95), 3),
+        "ack_ms_p50": round(histogram_percentile(before, after, 0.5), 3),
+        "ack_ms_p95": round(histogram_percentile(before, after, 0.95), 3),
         "rss_kb_per_connection": round((rss_busy - rss_idle) / 1024 / sessions, 1),
         "gateway_rss_mb": round(rss_busy / 2**20, 1),
     }

@@ -10,26 +10,15 @@ its dialogue as context, as a session's previous utterance in serving.
 
 from __future__ import annotations
 
-import csv
 import time
 from pathlib import Path
 
 import numpy as np
 
 from moodstream.cli.bench import report, unusable
+from moodstream.models.datasets import read_rows
 from moodstream.models.metrics import LABELS3, three_way_report
 from moodstream.processors.text_sentiment import TextClassifier, TextSentimentOptions
-
-
-def read_rows(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
-
-
-def read_tsv(path: Path) -> tuple[list[str], list[int]]:
-    """SST-2 style rows: sentences and 0/1 labels."""
-    rows = read_rows(path)
-    return [r["sentence"].strip() for r in rows], [int(r["label"]) for r in rows]
 
 
 def previous_in_dialogue(rows: list[dict[str, str]]) -> list[str]:
