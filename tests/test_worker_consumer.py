@@ -11,7 +11,7 @@ from faust.transport.consumer import Consumer
 from faust.types import TP
 from intervaltree import IntervalTree
 
-from moodstream.processors.runtime.faust_overrides import NextRecord, PromptFetchConsumer
+from moodstream.processors.runtime.faust_overrides import NextRecord, ShortFetchConsumer
 from moodstream.schemas.generations import Generations, parse
 
 TOPIC_PARTITION = TP("moodstream.audio", 0)
@@ -33,17 +33,17 @@ def test_faust_alone_commits_past_an_unacked_record_at_the_committed_offset() ->
 
 
 def test_the_worker_waits_for_that_record_instead() -> None:
-    assert PromptFetchConsumer._new_offset(bookkeeping(31, [32, 33]), TOPIC_PARTITION) is None
-    assert PromptFetchConsumer._new_offset(bookkeeping(31, [31, 32, 34]), TOPIC_PARTITION) == 33
-    assert PromptFetchConsumer._new_offset(bookkeeping(None, [5, 6]), TOPIC_PARTITION) == 7
+    assert ShortFetchConsumer._new_offset(bookkeeping(31, [32, 33]), TOPIC_PARTITION) is None
+    assert ShortFetchConsumer._new_offset(bookkeeping(31, [31, 32, 34]), TOPIC_PARTITION) == 33
+    assert ShortFetchConsumer._new_offset(bookkeeping(None, [5, 6]), TOPIC_PARTITION) == 7
     replayed = bookkeeping(31, [29, 30, 31])  # a re-read acks records below the committed offset again
-    assert PromptFetchConsumer._new_offset(replayed, TOPIC_PARTITION) == 32
+    assert ShortFetchConsumer._new_offset(replayed, TOPIC_PARTITION) == 32
 
 
 def test_a_gap_at_the_committed_offset_is_not_a_missing_record() -> None:
     state = bookkeeping(31, [33, 34])
     state._gap[TOPIC_PARTITION].addi(31, 33)  # offsets Kafka never had (for example transaction markers)
-    assert PromptFetchConsumer._new_offset(state, TOPIC_PARTITION) == 35
+    assert ShortFetchConsumer._new_offset(state, TOPIC_PARTITION) == 35
 
 
 def slot_reader(
@@ -59,7 +59,7 @@ def waits(reader: SimpleNamespace, tp: TP, assigned: set[TP], now: float) -> boo
     """Whether `tp` is held at `now`, as `_follow_slots` asks it."""
     spec, slot = parse(tp.topic)  # type: ignore[misc]
     generation = reader.generations.generation_in(slot, now)
-    return PromptFetchConsumer._waits_for_older(reader, tp, spec, generation, assigned, now)  # type: ignore[arg-type]
+    return ShortFetchConsumer._waits_for_older(reader, tp, spec, generation, assigned, now)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("unread_in_current", [0, 3])
@@ -90,9 +90,9 @@ def test_a_new_slot_waits_out_the_settle_time() -> None:
 def test_a_resting_slot_drops_out_of_fetches_only_once_read_to_its_end() -> None:
     done, behind = TP("moodstream.audio.s0", 0), TP("moodstream.audio.s0", 1)
     reader = slot_reader(Generations(60), {done: 0, behind: 2})
-    assert PromptFetchConsumer._read_to_end(reader, done)  # type: ignore[arg-type]
-    assert not PromptFetchConsumer._read_to_end(reader, behind)  # type: ignore[arg-type]
-    assert not PromptFetchConsumer._read_to_end(reader, TP("moodstream.audio.s0", 7))  # no position yet
+    assert ShortFetchConsumer._read_to_end(reader, done)  # type: ignore[arg-type]
+    assert not ShortFetchConsumer._read_to_end(reader, behind)  # type: ignore[arg-type]
+    assert not ShortFetchConsumer._read_to_end(reader, TP("moodstream.audio.s0", 7))  # no position yet
 
 
 def test_neither_slot_goes_first_while_the_other_ones_position_is_unknown() -> None:

@@ -36,7 +36,7 @@ if version("faust-streaming") != WRITTEN_FOR:
     )
 
 
-class PromptTableManager(TableManager):
+class NoDelayTableManager(TableManager):
     """Faust's table manager without its fixed 1 s sleep before it starts: the worker declares no tables (session
     checkpoints are read by `processors.runtime.checkpoints`), so the sleep would only delay the group join."""
 
@@ -46,7 +46,7 @@ class PromptTableManager(TableManager):
             await self.recovery.start()
 
 
-class PromptFetchConsumerThread(AIOKafkaConsumerThread):
+class ShortFetchConsumerThread(AIOKafkaConsumerThread):
     """Faust's aiokafka consumer with a short fetch wait. Faust hard-codes 1.5 s; a broker that holds an empty fetch
     for the whole wait (tansu does) then adds up to that much to every hop of the pipeline. Measured with
     `moodstream bench load`: docs/decisions/0003-whole-stack-latency.md."""
@@ -57,7 +57,7 @@ class PromptFetchConsumerThread(AIOKafkaConsumerThread):
         return consumer
 
 
-class PromptFetchConsumer(Consumer):
+class ShortFetchConsumer(Consumer):
     """Faust's consumer with the short fetch wait, and two guarantees Faust's own lacks
     (docs/decisions/0001-no-record-lost-on-a-rebalance.md):
 
@@ -91,7 +91,7 @@ class PromptFetchConsumer(Consumer):
         self._peek: SlotPeek | None = None
 
     def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
-        return PromptFetchConsumerThread(self, loop=self.loop, beacon=self.beacon)
+        return ShortFetchConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def perform_seek(self) -> None:
         # counted on both sides of the await: a batch returned while the seek runs may still be from the old position
@@ -304,13 +304,13 @@ def front_of(state: Any, known: NextRecord | None, generation: int) -> int | Non
 
 
 def install(app: faust.App, settings: Settings) -> None:
-    """Use the prompt-fetch consumer for this app's transport only (an attribute of its transport instance)."""
+    """Use the short-fetch consumer for this app's transport only (an attribute of its transport instance)."""
     wait = {
         "fetch_wait_ms": settings.kafka_fetch_wait_ms,
         "generations": settings.generations,
         "peek_options": settings.aiokafka_config(),
     }
-    app.transport.Consumer = type("AppPromptFetchConsumer", (PromptFetchConsumer,), wait)
+    app.transport.Consumer = type("AppShortFetchConsumer", (ShortFetchConsumer,), wait)
     # Faust batches subscription changes for 45 s before it resubscribes; a worker's agents subscribe while it starts,
     # so with the default its group can rebalance once more ~45 s after it began consuming, mid-stream.
     # 2 s keeps that rejoin inside startup.

@@ -71,7 +71,7 @@ def create_app(settings: Settings) -> faust.App:
         stream_wait_empty=False,
         producer_linger=0.002,
         web_enabled=False,
-        TableManager=faust_overrides.PromptTableManager,
+        TableManager=faust_overrides.NoDelayTableManager,
         store="memory://",
         datadir=str(datadir),
         table_standby_replicas=0,
