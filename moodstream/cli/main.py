@@ -411,6 +411,10 @@ REPORT_OPTION = click.option(
 INTERVAL_OPTION = click.option(
     "--interval", type=float, default=300.0, show_default=True, help="Seconds per report interval."
 )
+WARMUP_OPTION = click.option(
+    "--warmup", type=float, default=20.0, show_default=True,
+    help="Seconds the sessions stream first, not counted (models' first calls, group join).",
+)  # fmt: skip
 
 
 @bench.command(name="load")
@@ -422,6 +426,7 @@ INTERVAL_OPTION = click.option(
 @PARTIALS_OPTION
 @REPORT_OPTION
 @INTERVAL_OPTION
+@WARMUP_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Only the JSON line.")
 def bench_load(
     sessions: int,
@@ -432,12 +437,14 @@ def bench_load(
     partials: bool,
     report: Path | None,
     interval: float,
+    warmup: float,
     as_json: bool,
 ) -> None:
     """N real-time sessions of real speech through the whole stack: latency, losses, lag, CPU and RSS."""
     from moodstream.cli.bench.load import DEFAULT_AUDIO, LoadOptions, run_load
 
-    options = LoadOptions(sessions, duration, workers, audio or DEFAULT_AUDIO, frame_ms, partials, report, interval)
+    options = LoadOptions(sessions, duration, workers, audio or DEFAULT_AUDIO, frame_ms, partials, report, interval,
+                          warmup)  # fmt: skip
     run_load(options, as_json)
 
 
@@ -478,6 +485,7 @@ def bench_faults(sessions: int, broker_outage: float, as_json: bool) -> None:
 @AUDIO_OPTION
 @FRAME_MS_OPTION
 @PARTIALS_OPTION
+@WARMUP_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Only the JSON line.")
 def bench_capacity(
     start: int,
@@ -489,11 +497,13 @@ def bench_capacity(
     audio: Path | None,
     frame_ms: int,
     partials: bool,
+    warmup: float,
     as_json: bool,
 ) -> None:
-    """The largest N with p95 end-to-end within the bar, nothing lost and no growing lag."""
+    """The largest N with p95 end-to-end within the bar, nothing lost and no growing lag (each round on a fresh stack,
+    warmed up first)."""
     from moodstream.cli.bench.load import DEFAULT_AUDIO, LoadOptions, run_capacity
 
     options = LoadOptions(duration_s=duration, workers=workers, audio=audio or DEFAULT_AUDIO, frame_ms=frame_ms,
-                          partials=partials)  # fmt: skip
+                          partials=partials, warmup_s=warmup)  # fmt: skip
     run_capacity(options, start, step, p95_ms, max_lag_slope, as_json)

@@ -62,6 +62,9 @@ class LoadOptions:
     """Where a soak writes its report while it runs (an interval per line, and a plot); None: no report."""
     interval_s: float = 300.0
     """Length of a report interval."""
+    warmup_s: float = 20.0
+    """Seconds the same sessions stream first, not counted: the models' first calls, the workers' group join and
+    the broker's first records would otherwise land in the measured run (and fail a capacity round on their own)."""
 
 
 @dataclass(frozen=True)
@@ -333,6 +336,8 @@ def load(options: LoadOptions, stack: Stack | None = None) -> dict:
         pids = {name: p.pid for name, p in stack.processes.items()} | {"load-generator": os.getpid()}
         if stack.broker and stack.broker.process:
             pids["broker"] = stack.broker.process.pid
+        if options.warmup_s > 0:
+            asyncio.run(drive(stack.url, pcm, replace(options, duration_s=options.warmup_s, report_dir=None), None))
         meter = ProcessMeter(pids)
         probe = SpeedProbe().start()  # how fast the machine was: runs of one setting differ with it
         soak = SoakReport(options.report_dir, options.interval_s, meter, probe) if options.report_dir else None
@@ -343,6 +348,7 @@ def load(options: LoadOptions, stack: Stack | None = None) -> dict:
         probe.stop()
         result["reference_work_cpu_ms"] = probe.median_since(0.0)
         result["workers"] = options.workers
+        result["warmup_s"] = options.warmup_s
         result["frame_ms"] = options.frame_ms
         result["partials_requested"] = options.partials
         result["processes"] = meter.result()
@@ -378,6 +384,7 @@ def run_capacity(options: LoadOptions, start: int, step: int, p95_ms: float, max
         "capacity_sessions": best,
         "workers": options.workers,
         "duration_s": options.duration_s,
+        "warmup_s": options.warmup_s,
         "frame_ms": options.frame_ms,
         "partials_requested": options.partials,
         "bar": {"e2e_ms_p95": p95_ms, "lost": 0, "lag_trend_ms_per_min_max": max_slope},
