@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from confluent_kafka import KafkaError, Producer
 
+from moodstream.broker.fetch_pacer import FetchPacer
 from moodstream.broker.rotation import refuse_auto_topic_creation, reread_emptied_slots, rest_read_slots
 from moodstream.gateway import metrics
 from moodstream.schemas import SchemaError, decode, is_schema
@@ -60,6 +61,8 @@ class KafkaBridge:
         self.consumer_assigned = False
         self._events_task: asyncio.Task[None] | None = None
         self._events_done = threading.Event()
+        self._pacer = FetchPacer(settings.kafka_fetch_wait_ms, settings.kafka_rest_fetch_wait_ms,
+                                 last_record_at=time.monotonic())  # fmt: skip
         base = settings.kafka_config()
         self.producer = Producer(
             base
@@ -216,9 +219,14 @@ class KafkaBridge:
             log.warning("events consumer: %s", exc)
             await asyncio.sleep(0.5)
             return
+        events = 0
         for messages in batches.values():
             for message in messages:
+                events += message.topic != HEALTH.name  # heartbeats come every few seconds at rest too
                 self._on_event(message.topic, message.key, message.value)
+        fetcher = getattr(consumer, "_fetcher", None)
+        if fetcher is not None:  # read as each fetch request is built
+            fetcher._fetch_max_wait_ms = self._pacer.wait_ms(time.monotonic(), events > 0)
         if self.settings.generations.enabled:
             for tp in reread_emptied_slots(consumer):
                 log.info("%s[%d] was emptied: reading it from the start", tp.topic, tp.partition)

@@ -64,6 +64,13 @@ class Settings(BaseSettings):
         "pipeline hop can add this much, but each consumer polls the broker 1000/this times a second (40: the best "
         "p95 at 10 sessions on 2 cores); real Kafka answers as data arrives, so raise it there (e.g. 500).",
     )
+    kafka_rest_fetch_wait_ms: int = Field(
+        1_000,
+        ge=1,
+        le=5_000,
+        description="A consumer's fetch wait once it has had no record for 10 s: the stack at rest polls the broker "
+        "this much less often; the first record after a rest is read within it (then the short wait again).",
+    )
     broker_port: int = Field(0, ge=0, le=65535, description="Embedded broker port (0 picks a free one).")
     host: str = Field("127.0.0.1", description="Gateway bind address; loopback only unless you set it.")
     port: int = Field(8000, ge=0, le=65535, description="Gateway HTTP/WebSocket port.")

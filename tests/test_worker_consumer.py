@@ -134,3 +134,12 @@ def test_a_peek_answers_for_its_offset_and_a_front_of_its_own_generation_for_the
     assert not NextRecord(101, 10, front=99).answers(101, 11)  # the next record may be newer
     assert NextRecord(101, 10, front=101).answers(101, 40)
     assert not NextRecord(101, 10, front=101).answers(103, 40)  # the slot holds another generation by now
+
+
+def test_fetches_wait_short_while_records_flow_and_long_at_rest() -> None:
+    from moodstream.broker.fetch_pacer import FetchPacer
+
+    pacer = FetchPacer(busy_ms=40, rest_ms=1000, rest_after_s=10.0, last_record_at=0.0)
+    assert pacer.wait_ms(5.0, got_records=False) == 40  # records came 5 s ago: the stack may be mid-utterance
+    assert pacer.wait_ms(10.0, got_records=False) == 1000  # 10 s without one: at rest
+    assert pacer.wait_ms(10.5, got_records=True) == 40  # the first record after it: quick again

@@ -463,6 +463,17 @@ def bench_soak(sessions: int, duration: float, workers: int, report: Path, inter
     run_load(LoadOptions(sessions, duration, workers, report_dir=report, interval_s=interval), as_json)
 
 
+@bench.command(name="idle")
+@click.option("--seconds", type=float, default=60.0, show_default=True, help="Seconds with no client connected.")
+@click.option("--workers", type=int, default=2, show_default=True, help="Processor worker processes.")
+@click.option("--json", "as_json", is_flag=True, help="Only the JSON line.")
+def bench_idle(seconds: float, workers: int, as_json: bool) -> None:
+    """The whole stack at rest: each process's CPU while nobody talks, and the next session's first result."""
+    from moodstream.cli.bench.idle import run_idle
+
+    run_idle(seconds, workers, as_json)
+
+
 @bench.command(name="faults")
 @click.option("--sessions", type=int, default=4, show_default=True, help="Concurrent real-time clients.")
 @click.option("--broker-outage", type=float, default=10.0, show_default=True, help="Seconds the broker is away.")

@@ -19,6 +19,7 @@ from faust.tables import TableManager
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer
 from faust.types import TP
 
+from moodstream.broker.fetch_pacer import FetchPacer
 from moodstream.processors.runtime.slot_peek import SlotPeek
 from moodstream.schemas.generations import SLOTS, Generations, parse, slot_name
 from moodstream.schemas.topics import TopicSpec
@@ -76,6 +77,8 @@ class ShortFetchConsumer(Consumer):
 
     fetch_wait_ms: int = 40
     """Longest a fetch waits; `install` sets it from ``Settings.kafka_fetch_wait_ms`` in a subclass per app."""
+    rest_fetch_wait_ms: int = 1000
+    """The fetch wait once no record came for a while (`FetchPacer`); from ``Settings.kafka_rest_fetch_wait_ms``."""
     generations: Generations = Generations()
     """The stream topics' rotation; `install` sets it from the settings."""
     peek_options: dict[str, Any] = {}  # noqa: RUF012 - replaced, never mutated
@@ -89,6 +92,7 @@ class ShortFetchConsumer(Consumer):
         self._next_written: dict[TP, NextRecord] = {}
         """Slot partition → what a peek found at its position (one entry per assigned slot partition at most)."""
         self._peek: SlotPeek | None = None
+        self._pacer = FetchPacer(self.fetch_wait_ms, self.rest_fetch_wait_ms, last_record_at=time.monotonic())
 
     def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
         return ShortFetchConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -250,6 +254,9 @@ class ShortFetchConsumer(Consumer):
             await self._follow_slots()
         records, active_partitions = await super()._wait_next_records(timeout)
         self._batch_epoch = self._seek_epoch
+        fetcher = getattr(self._thread._ensure_consumer(), "_fetcher", None)
+        if fetcher is not None:  # read as each fetch request is built (an int: safe to set from this thread)
+            fetcher._fetch_max_wait_ms = self._pacer.wait_ms(time.monotonic(), bool(records))
         return records, active_partitions
 
     async def getmany(self, timeout: float) -> Any:
@@ -307,6 +314,7 @@ def install(app: faust.App, settings: Settings) -> None:
     """Use the short-fetch consumer for this app's transport only (an attribute of its transport instance)."""
     wait = {
         "fetch_wait_ms": settings.kafka_fetch_wait_ms,
+        "rest_fetch_wait_ms": settings.kafka_rest_fetch_wait_ms,
         "generations": settings.generations,
         "peek_options": settings.aiokafka_config(),
     }

@@ -1,0 +1,30 @@
+"""How long a consumer's fetches wait: short while records flow, long once the stack rests.
+
+tansu holds every fetch for its whole wait, so the wait is both what each pipeline hop may add and how often every
+consumer polls the broker (1000 / wait times a second, per consumer). While records flow the short wait keeps hops
+quick; with none for `rest_after_s` nobody is waiting on a hop, and the long wait lets broker, workers and gateway
+rest. The first record after a rest is read within the long wait; those after it, at the short one again. On a real
+Kafka, which answers a fetch as soon as data arrives, the long wait costs nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class FetchPacer:
+    busy_ms: int
+    """The fetch wait while records flow."""
+    rest_ms: int
+    """The fetch wait at rest (at least `busy_ms`)."""
+    rest_after_s: float = 10.0
+    """Seconds without a record before the consumer rests."""
+    last_record_at: float = 0.0
+    """Monotonic time a fetch last returned records."""
+
+    def wait_ms(self, now: float, got_records: bool) -> int:
+        """The wait for the next fetch, after one that returned records or not at monotonic time `now`."""
+        if got_records:
+            self.last_record_at = now
+        return self.busy_ms if now - self.last_record_at < self.rest_after_s else max(self.rest_ms, self.busy_ms)
