@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from confluent_kafka import KafkaError, Producer
 
 from moodstream.broker.fetch_pacer import FetchPacer
-from moodstream.broker.rotation import refuse_auto_topic_creation, reread_emptied_slots, rest_read_slots
+from moodstream.broker.rotation import refuse_auto_topic_creation, reread_emptied, rest_finished
 from moodstream.gateway import metrics
 from moodstream.schemas import SchemaError, decode, is_schema
 from moodstream.schemas.records import BY_SCHEMA, FusedResult, Record, SessionEnded, WorkerHeartbeat
@@ -44,7 +44,7 @@ class WorkerSeen:
 
 class KafkaBridge:
     """The audio producer (librdkafka, on its own thread) and the events consumer (aiokafka, a task on the gateway's
-    loop: librdkafka crashes when a topic it has read is deleted, which the topic keeper does to slots)."""
+    loop: librdkafka crashes when a topic it has read is deleted, which the rotation's keeper does to topics)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -228,13 +228,13 @@ class KafkaBridge:
         if fetcher is not None:  # read as each fetch request is built
             fetcher._fetch_max_wait_ms = self._pacer.wait_ms(time.monotonic(), events > 0)
         if self.settings.generations.enabled:
-            for tp in reread_emptied_slots(consumer):
+            for tp in reread_emptied(consumer):
                 log.info("%s[%d] was emptied: reading it from the start", tp.topic, tp.partition)
-            rest_read_slots(consumer, self.settings.generations)
+            rest_finished(consumer, self.settings.generations)
 
     async def _assign(self, consumer: AIOKafkaConsumer) -> None:
-        """Assign every events partition (each slot, when topics rotate) from ``resume_window_s`` back and health
-        near its end."""
+        """Assign every events partition (each rotating topic's, when topics rotate) from ``resume_window_s`` back and
+        health near its end."""
         events = [TopicPartition(name, p) for name in self.settings.generations.names(EVENTS)
                   for p in range(EVENTS.partitions)]  # fmt: skip
         health = [TopicPartition(HEALTH.name, p) for p in range(HEALTH.partitions)]

@@ -14,8 +14,8 @@ from typing import Any, Literal
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from moodstream.broker.generations import Generations
 from moodstream.schemas.audio import ms_to_bytes
-from moodstream.schemas.generations import Generations
 
 AsrBackend = Literal["whisper", "moonshine-tiny"]
 """Speech-to-text cores the ASR stage can run (`moodstream.processors.asr_backend`)."""
@@ -43,9 +43,9 @@ class Settings(BaseSettings):
     topic_rotation_s: float | None = Field(
         None,
         ge=0,
-        description="Seconds of records per generation of the stream topics, each written to one of two slot "
-        "topics that is emptied once read (schemas/generations.py). Unset: 60 when `moodstream up` embeds the broker "
-        "(which keeps every record otherwise), 0 (no rotation: the contract's topic names) with a Kafka you run.",
+        description="Seconds of records per generation of the stream topics on a broker that keeps every record: "
+        "each generation is emptied once read (the rotation, moodstream/broker/). Unset: 60 when `moodstream up` "
+        "embeds the broker, 0 (no rotation: the contract's topic names) with a Kafka you run.",
     )
     kafka_session_timeout_ms: int = Field(
         6_000,

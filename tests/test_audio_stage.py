@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from moodstream.broker.embedded import EmbeddedBroker, ensure_topics, free_port
+from moodstream.broker.generations import Generations
 from moodstream.broker.rotation import TopicKeeper, generation_specs
 from moodstream.producers.audio import load_pcm16
 from moodstream.producers.client import stream_pcm
-from moodstream.schemas.generations import Generations
 from moodstream.schemas.records import AcousticWindow, PartialTranscript, TextScore, Transcript, Utterance
 from moodstream.schemas.topics import ACOUSTIC_WINDOWS, CHECKPOINTS, TEXT_SCORES, TRANSCRIPTS, UTTERANCES
 from moodstream.settings import Settings

@@ -10,10 +10,10 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from moodstream.broker.embedded import EmbeddedBroker, ensure_topics
+from moodstream.broker.generations import Generations
 from moodstream.broker.rotation import TopicKeeper, generation_specs
 from moodstream.processors.runtime.checkpoints import CheckpointStore
 from moodstream.schemas import encode
-from moodstream.schemas.generations import Generations
 from moodstream.schemas.records import SessionCheckpoint
 from moodstream.schemas.topics import CHECKPOINTS
 from moodstream.settings import Settings

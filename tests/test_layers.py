@@ -18,6 +18,7 @@ FOLDERS = {
 # package above it); it may import its own layer and those below.
 LAYERS: dict[str, int] = {
     "moodstream": 0, "moodstream.schemas": 0, "moodstream.models": 0,  # settings, logs, the contract, model paths
+    "moodstream.broker.generations": 0,  # the rotation's topic naming, which the settings carry
     "moodstream.processors": 1,  # the pure cores
     "moodstream.processors.runtime": 2, "moodstream.broker": 2,  # the stage runtime, the broker side
     "moodstream.processors.stages": 3, "moodstream.gateway": 3, "moodstream.producers": 3,  # apps

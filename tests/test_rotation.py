@@ -1,4 +1,4 @@
-"""Rotating stream topics on the embedded broker (`schemas.generations`, `moodstream.broker.rotation`): the slot naming
+"""Rotating stream topics on the embedded broker (`broker.generations`, `moodstream.broker.rotation`): the slot naming
 contract, and a session streamed through real processes across several switches with nothing lost or doubled while
 the keeper empties the finished slots."""
 
@@ -17,16 +17,16 @@ from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from moodstream.broker.embedded import EmbeddedBroker, ensure_topics, free_port
+from moodstream.broker.generations import SLOTS, SLOTTED, Generations, is_topic, parse, topic_pattern
 from moodstream.broker.rotation import (
     LATEST_ONLY_GENERATIONS,
     MetadataRequestWithoutAutoCreation,
     TopicKeeper,
     generation_specs,
-    reread_emptied_slots,
+    reread_emptied,
 )
 from moodstream.producers.audio import load_pcm16
 from moodstream.producers.client import ClientOptions, MoodstreamClient
-from moodstream.schemas.generations import SLOTS, SLOTTED, Generations, is_topic, parse, topic_pattern
 from moodstream.schemas.topics import ALL_TOPICS, AUDIO, CHECKPOINTS, EVENTS, HEALTH, UTTERANCES, TopicSpec
 from moodstream.settings import Settings
 from tests.conftest import process_env, spawn, stop, wait_ready
@@ -173,7 +173,7 @@ def test_the_health_topic_is_emptied_every_few_generations_and_its_reader_reads_
                 got: list[bytes] = []
                 for _ in range(40):
                     got += [m.value for m in (await consumer.getmany(timeout_ms=250)).get(tp, [])]
-                    reread_emptied_slots(consumer)
+                    reread_emptied(consumer)
                     if got:
                         return got
                 return got

@@ -11,8 +11,9 @@ from faust.transport.consumer import Consumer
 from faust.types import TP
 from intervaltree import IntervalTree
 
-from moodstream.processors.runtime.faust_overrides import NextRecord, ShortFetchConsumer
-from moodstream.schemas.generations import Generations, parse
+from moodstream.broker.consumer_order import NextRecord
+from moodstream.broker.generations import Generations, parse
+from moodstream.processors.runtime.faust_overrides import ShortFetchConsumer
 
 TOPIC_PARTITION = TP("moodstream.audio", 0)
 
@@ -56,7 +57,7 @@ def slot_reader(
 
 
 def waits(reader: SimpleNamespace, tp: TP, assigned: set[TP], now: float) -> bool:
-    """Whether `tp` is held at `now`, as `_follow_slots` asks it."""
+    """Whether `tp` is held at `now`, as `_follow_rotation` asks it."""
     spec, slot = parse(tp.topic)  # type: ignore[misc]
     generation = reader.generations.generation_in(slot, now)
     return ShortFetchConsumer._waits_for_older(reader, tp, spec, generation, assigned, now)  # type: ignore[arg-type]

@@ -1,4 +1,4 @@
-"""The keeper of the stream topics' slots on the embedded broker (see `moodstream.schemas.generations`).
+"""The keeper of the stream topics' slots on the embedded broker (see `moodstream.broker.generations`).
 
 It creates every slot topic, and empties the slot of each finished generation once the workers have committed past
 its last record, by deleting and re-creating the topic: deleting a topic is the one thing that frees the embedded
@@ -6,7 +6,7 @@ broker's memory (tansu also drops the group offsets of a deleted topic, so a res
 its start). A slot that still holds unread records when its next generation is near is left as it is: its records
 stay readable, and the memory waits for the next turn.
 
-The checkpoints' slots (`schemas.generations.CARRIED`) are emptied the same way, but no group's offsets say when
+The checkpoints' slots (`broker.generations.CARRIED`) are emptied the same way, but no group's offsets say when
 they are done with: the keeper first copies each session's latest checkpoint that a resume may still need
 (written within `carry_ttl_s`, not ended by a tombstone) into the current generation's slot, with its timestamp, and
 empties the older slot once the copies are acknowledged. A checkpoint is therefore always in one slot or the other.
@@ -27,8 +27,8 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from moodstream.broker.embedded import ensure_topics
+from moodstream.broker.generations import CARRIED, SLOTS, SLOTTED, WORKER_GROUP, Generations, parse, slot_name, slot_of
 from moodstream.processors.runtime.checkpoints import Written, latest_per_key
-from moodstream.schemas.generations import CARRIED, SLOTS, SLOTTED, WORKER_GROUP, Generations, parse, slot_name, slot_of
 from moodstream.schemas.topics import ALL_TOPICS, EVENTS, HEALTH, TRANSCRIPTS, TopicSpec
 
 log = logging.getLogger("moodstream.broker.rotation")
@@ -76,7 +76,7 @@ def refuse_auto_topic_creation() -> None:
     aiokafka.client.MetadataRequest = MetadataRequestWithoutAutoCreation
 
 
-def reread_emptied_slots(consumer: AIOKafkaConsumer) -> list[KafkaTP]:
+def reread_emptied(consumer: AIOKafkaConsumer) -> list[KafkaTP]:
     """Seek every assigned partition whose position is past its end back to its start, and return them: a slot the
     keeper emptied, which tansu does not report (a fetch there just comes back empty). Nothing is written to a slot
     until a period after it was emptied, so a consumer that calls this as it polls always notices first."""
@@ -89,7 +89,7 @@ def reread_emptied_slots(consumer: AIOKafkaConsumer) -> list[KafkaTP]:
     return emptied
 
 
-def rest_read_slots(consumer: AIOKafkaConsumer, generations: Generations) -> None:
+def rest_finished(consumer: AIOKafkaConsumer, generations: Generations) -> None:
     """Pause every resting slot partition read to its end, and resume the ones that stopped resting: a paused
     partition drops out of every fetch, and tansu's fetch cost grows with the partitions it scans."""
     paused = consumer.paused()

@@ -93,14 +93,14 @@ def consume_forever(settings: Settings, aggregates: Aggregates, stop: threading.
 
 
 async def _consume(settings: Settings, aggregates: Aggregates, stop: threading.Event) -> None:
-    """Fused results from the events topic (every slot of it, when topics rotate), with a consumer group of our
+    """Fused results from the events topic (all its rotating topics, when topics rotate), with a consumer group of our
     own; aiokafka, since librdkafka crashes when a topic it has read is re-created, as the embedded broker's keeper
-    does to slots."""
+    does to rotating topics."""
     from aiokafka import AIOKafkaConsumer
 
-    from moodstream.broker.rotation import refuse_auto_topic_creation, reread_emptied_slots, rest_read_slots
+    from moodstream.broker.generations import topic_pattern
+    from moodstream.broker.rotation import refuse_auto_topic_creation, reread_emptied, rest_finished
     from moodstream.schemas import SchemaError, decode
-    from moodstream.schemas.generations import topic_pattern
     from moodstream.schemas.topics import EVENTS
 
     refuse_auto_topic_creation()
@@ -118,8 +118,8 @@ async def _consume(settings: Settings, aggregates: Aggregates, stop: threading.E
                         continue
                     if isinstance(record, FusedResult):
                         aggregates.add(record)
-            reread_emptied_slots(consumer)
-            rest_read_slots(consumer, settings.generations)
+            reread_emptied(consumer)
+            rest_finished(consumer, settings.generations)
     finally:
         await consumer.stop()
 

@@ -42,8 +42,8 @@ def broker(port: int) -> None:
     import threading
 
     from moodstream.broker.embedded import EmbeddedBroker
+    from moodstream.broker.generations import Generations
     from moodstream.broker.rotation import EMBEDDED_ROTATION_S, TopicKeeper
-    from moodstream.schemas.generations import Generations
 
     setup_logging()
     stop = threading.Event()

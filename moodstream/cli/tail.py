@@ -8,7 +8,7 @@ import json
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from rich.console import Console
 
-from moodstream.broker.rotation import refuse_auto_topic_creation, reread_emptied_slots, rest_read_slots
+from moodstream.broker.rotation import refuse_auto_topic_creation, reread_emptied, rest_finished
 from moodstream.schemas import SchemaError, decode
 from moodstream.schemas.topics import TopicSpec
 from moodstream.schemas.topics import topic as topic_spec
@@ -23,8 +23,8 @@ def tail_topic(settings: Settings, name: str, *, as_json: bool, from_beginning: 
 
 
 async def _tail(settings: Settings, spec: TopicSpec, as_json: bool, from_beginning: bool, max_records: int) -> None:
-    """Every partition of the topic (each slot, when topics rotate), no group; aiokafka, which survives the keeper
-    re-creating a slot."""
+    """Every partition of the topic (of each of its rotating topics, when topics rotate), no group; aiokafka, which
+    survives the rotation's keeper re-creating a topic."""
     refuse_auto_topic_creation()
     # the pipeline's own fetch wait: tansu holds a fetch for its whole wait, so aiokafka's 500 ms default would show
     # records in half-second bursts
@@ -41,8 +41,8 @@ async def _tail(settings: Settings, spec: TopicSpec, as_json: bool, from_beginni
                 for message in messages[: max_records - seen if max_records else None]:
                     seen += 1
                     show(console, entry(message), as_json)
-            reread_emptied_slots(consumer)
-            rest_read_slots(consumer, settings.generations)
+            reread_emptied(consumer)
+            rest_finished(consumer, settings.generations)
     finally:
         await consumer.stop()
 

@@ -6,8 +6,8 @@ store reads that partition of the checkpoint topic from its start to its end off
 own (no group), and from then on keeps it up to date with the worker's own writes. A partition given up is
 forgotten and read again if it comes back, so its state is always the last written by any worker.
 
-When topics rotate the checkpoints have slots (`schemas.generations.CARRIED`): a partition is read from every slot,
-and each session's latest checkpoint is the one written last, whichever slot it is in.
+When topics rotate the checkpoints rotate too (`broker.generations.CARRIED`): a partition is read from each of its
+topics, and each session's latest checkpoint is the one written last, whichever topic it is in.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ Written = tuple[float, bytes | None, bytes | None]
 
 def latest_per_key(records: Iterable[Written]) -> dict[bytes, tuple[float, bytes]]:
     """Each key's record written last (a tie goes to the later in `records`), with when; a tombstone removes its
-    key. Write time, not read order, decides: a checkpoint carried forward into a newer slot keeps its timestamp and
+    key. Write time, not read order, decides: a checkpoint carried forward into a newer topic keeps its timestamp and
     may land after a newer write there."""
     latest: dict[bytes, tuple[float, bytes]] = {}
     for written, key, value in sorted(records, key=lambda record: record[0]):  # stable: ties keep their order
@@ -53,8 +53,8 @@ def latest_per_key(records: Iterable[Written]) -> dict[bytes, tuple[float, bytes
     return latest
 
 
-class SlotEmptied(Exception):
-    """A slot was emptied while it was being read: the read starts again."""
+class TopicEmptied(Exception):
+    """The rotation emptied a topic while it was being read: the read starts again."""
 
 
 class CheckpointStore:
@@ -116,8 +116,8 @@ class CheckpointStore:
                 delay_s = min(10.0, delay_s * 2)
 
     async def _read_once(self, partition: int) -> Latest:
-        """Every slot's records of `partition`, oldest slot first; read again from the start if the keeper empties a
-        slot meanwhile (what it carried forward is then in the newer slot, which a fresh read finds)."""
+        """The records of `partition` in each of its topics, oldest first; read again from the start if the keeper
+        empties one meanwhile (what it carried forward is then in the newer one, which a fresh read finds)."""
         consumer = AIOKafkaConsumer(
             enable_auto_commit=False, group_id=None, fetch_max_wait_ms=READ_FETCH_WAIT_MS, **self.options
         )
@@ -129,8 +129,8 @@ class CheckpointStore:
                     for name in self.generations.names_oldest_first(CHECKPOINTS):
                         records += await self._read_partition(consumer, TopicPartition(name, partition))
                     break
-                except SlotEmptied as emptied:
-                    log.info("checkpoint slot %s was emptied while read: reading the partition again", emptied)
+                except TopicEmptied as emptied:
+                    log.info("checkpoint topic %s was emptied while read: reading the partition again", emptied)
         finally:
             await consumer.stop()
         latest = self._decode(latest_per_key(records))
@@ -147,7 +147,7 @@ class CheckpointStore:
             batch = (await consumer.getmany(tp, timeout_ms=500)).get(tp, [])
             records += [(message.timestamp / 1000, message.key, message.value) for message in batch]
             if not batch and (await consumer.end_offsets([tp]))[tp] < end:
-                raise SlotEmptied(tp.topic)
+                raise TopicEmptied(tp.topic)
         return records
 
     @staticmethod

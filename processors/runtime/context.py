@@ -59,7 +59,7 @@ class StageContext:
         return model
 
     def topic(self, *specs: TopicSpec) -> faust.TopicT:
-        """The topic an agent reads `specs` from: every slot of each when topics rotate."""
+        """The topic an agent reads `specs` from: each one's rotating topics when topics rotate."""
         names = [name for spec in specs for name in self.settings.generations.names(spec)]
         return self.app.topic(*names, partitions=specs[0].partitions)
 

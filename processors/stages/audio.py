@@ -13,13 +13,13 @@ import time
 import faust
 from faust.types import TP
 
+from moodstream.broker.generations import is_topic
 from moodstream.processors.audio_session import AudioSession, Send, Step
 from moodstream.processors.endpointer import Endpointer, EndpointerOptions
 from moodstream.processors.level import LevelMeter
 from moodstream.processors.runtime.checkpoints import CheckpointStore
 from moodstream.processors.runtime.context import ModelVersions, StageContext
 from moodstream.processors.vad import SileroStream, load_silero
-from moodstream.schemas.generations import is_topic
 from moodstream.schemas.records import AudioFrame, SessionControl
 from moodstream.schemas.topics import AUDIO, CHECKPOINTS
 

@@ -12,11 +12,11 @@ import time
 import faust
 from faust.types import TP
 
+from moodstream.broker.generations import is_topic
 from moodstream.clock import now_ms
 from moodstream.processors.fusion import Fuser, FusionOptions
 from moodstream.processors.fusion_join import FusionJoin, JoinOptions, JoinStep
 from moodstream.processors.runtime.context import ModelVersions, StageContext
-from moodstream.schemas.generations import is_topic
 from moodstream.schemas.records import AcousticScore, TextScore
 from moodstream.schemas.topics import ACOUSTIC_SCORES, EVENTS, TEXT_SCORES
 

@@ -13,12 +13,12 @@ from typing import Any
 
 import faust
 
+from moodstream.broker.generations import WORKER_GROUP, is_topic
 from moodstream.broker.rotation import refuse_auto_topic_creation
 from moodstream.clock import now_ms
 from moodstream.processors.runtime import faust_overrides
 from moodstream.processors.runtime.context import ModelVersions, StageContext
 from moodstream.processors.stages import acoustic, asr, audio, fusion
-from moodstream.schemas.generations import WORKER_GROUP, is_topic
 from moodstream.schemas.records import WorkerHeartbeat
 from moodstream.schemas.topics import AUDIO, HEALTH
 from moodstream.settings import Settings

@@ -29,6 +29,7 @@ import numpy as np
 import psutil
 
 from moodstream.broker.embedded import EmbeddedBroker, ensure_topics, free_port
+from moodstream.broker.generations import Generations
 from moodstream.broker.rotation import EMBEDDED_ROTATION_S, TopicKeeper, generation_specs
 from moodstream.cli.bench import report
 from moodstream.cli.bench.processes import bench_env, spawn, stop, wait_http
@@ -36,7 +37,6 @@ from moodstream.cli.bench.soak import SoakReport, SpeedProbe
 from moodstream.producers.audio import load_pcm16
 from moodstream.producers.client import ClientOptions, MoodstreamClient
 from moodstream.schemas.audio import SAMPLE_RATE
-from moodstream.schemas.generations import Generations
 from moodstream.settings import Settings
 
 DEFAULT_AUDIO = Path(__file__).resolve().parents[3] / "tests" / "data" / "three_prompts.wav"

@@ -129,7 +129,8 @@ class SoakReport:
 
     def _process_figures(self, seconds: float, since: float) -> dict[str, dict[str, float | None]]:
         """CPU over the interval, RSS at its end, and the interval's highest RSS: the broker's RSS is a sawtooth (a
-        minute's records, freed when the keeper empties a slot), so a reading at one moment says little alone."""
+        minute's records, freed when the rotation's keeper empties a topic), so a reading at one moment says little
+        alone."""
         figures: dict[str, dict[str, float | None]] = {}
         for name, handle in self.meter.handles.items():
             cpu = self.meter._cpu(handle)

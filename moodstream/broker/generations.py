@@ -7,7 +7,7 @@ frees memory only when a topic is deleted. So with rotation on (``period_s`` > 0
 all the time (its subscription never changes, so a switch costs no rebalance); a partition's newer slot is read only
 once the older one is read to its end (`processors.runtime.faust_overrides`), so a session's records stay in order
 across a switch. A slot still unread when its next generation starts keeps its old records in front of the new ones; a
-consumer that far behind orders the two slots by their next records' timestamps instead (`runtime.slot_peek`).
+consumer that far behind orders the two slots by their next records' timestamps instead (`broker.slot_peek`).
 The broker's keeper (`moodstream.broker.rotation`) empties the slot of generation g-1 during g, once the workers
 have committed past its last record, by deleting and re-creating it; consumers notice that their position is past
 the slot's end and read it again from its start (nothing is written there before generation g+1 starts).
