@@ -1,6 +1,7 @@
 """The README and docs/ document what the code does, and what they show runs as printed: the README's stream command
-and Python snippet are executed against a real stack (its port put in for the README's 8000), and every link points
-at a file that exists."""
+and Python snippet are executed against a real stack (its port put in for the README's 8000), every other
+`moodstream …` command they show names a real command and options it has, the docs show no Python the suite does not
+run, and every link points at a file that exists."""
 
 from __future__ import annotations
 
@@ -76,3 +77,34 @@ def test_the_readme_python_snippet_runs_as_printed(stack: Stack) -> None:
     lines = done.stdout.splitlines()
     assert len(lines) == 3 and all(line.split()[0] in ("negative", "neutral", "positive") for line in lines)
     assert lines[0].endswith("Goodbye!")
+
+
+def test_every_moodstream_command_the_docs_show_exists_with_its_options() -> None:
+    """Each `moodstream …` line in the README and docs names a real command and only options it has (the long
+    benchmarks are not run here; their names and options cannot go stale)."""
+    import click
+
+    from moodstream.cli.main import main
+
+    shown = {m.group(1) for text in [README, *DOCS.values()]
+             for m in re.finditer(r"`(?:\.venv/bin/)?(moodstream [^`]+)`", text)}  # fmt: skip
+    stale = []
+    for line in sorted(shown):
+        words = line.replace("\\|", "|").replace("[", " ").replace("]", " ").split()[1:]
+        command: click.Command = main
+        while isinstance(command, click.Group) and words and words[0].split("|")[0] in command.commands:
+            for alternative in words[0].split("|"):  # `bench load|capacity`: every one must exist
+                if alternative not in command.commands:
+                    stale.append(f"{line}: no command {alternative}")
+            command, words = command.commands[words[0].split("|")[0]], words[1:]
+        if isinstance(command, click.Group):
+            if words and words[0] not in ("TOPIC",):
+                stale.append(f"{line}: no command {words[0]}")
+            continue
+        options = {name for param in command.params for name in (*param.opts, *param.secondary_opts)}
+        stale += [f"{line}: no option {word}" for word in words if word.startswith("--") and word not in options]
+    assert stale == []
+
+
+def test_the_docs_show_no_python_the_suite_does_not_run() -> None:
+    assert [name for name, text in DOCS.items() if blocks(text, "python")] == []
