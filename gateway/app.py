@@ -79,7 +79,7 @@ class ClientSession:
     # doing what the protocol says -------------------------------------------------------------------------------
     async def perform(self, actions: list[Action]) -> None:
         """Carry out the protocol's actions in order; a `Close` raises SessionClosed (or ends normally)."""
-        for action in actions:  # most frames need none: the loop is the whole cost then
+        for action in actions:
             if isinstance(action, Reply):
                 await self.send_json(action.message)
             elif isinstance(action, Publish):
@@ -218,7 +218,8 @@ class ClientSession:
             record = await self.outbox.get()
             dropped = self.protocol.duplicates_dropped
             actions = self.protocol.on_event(record)
-            metrics.DUPLICATES_DROPPED.inc(self.protocol.duplicates_dropped - dropped)
+            if self.protocol.duplicates_dropped > dropped:
+                metrics.DUPLICATES_DROPPED.inc()
             try:
                 await self.perform(actions)
             except SessionClosed as closed:  # taken over: the receive loop sees the close and ends nothing
@@ -285,7 +286,7 @@ class Gateway:
     async def index(self, _request: Request) -> Response:
         return FileResponse(STATIC / "index.html")
 
-    def admit(self, ws: WebSocket) -> None:
+    def admit(self, ws: WebSocket, client: str) -> None:
         """Raise SessionClosed with the documented error when this connection may not open a session."""
         headers = ws.headers
         refusal = self.auth.check(
@@ -296,7 +297,6 @@ class Gateway:
         if len(self.open_sessions) >= self.settings.max_sessions:
             limit = self.settings.max_sessions
             raise SessionClosed(E.OVER_CAPACITY, f"this gateway holds its limit of {limit} sessions")
-        client = client_address(ws)
         if self.sessions_by_client[client] >= self.settings.max_sessions_per_client:
             limit = self.settings.max_sessions_per_client
             raise SessionClosed(E.CLIENT_LIMIT, f"{client} holds its limit of {limit} sessions on this gateway")
@@ -310,7 +310,7 @@ class Gateway:
         session.protocol.session_id = new_session_id(choose_partition(self.bridge.live_workers(), live))
         client = client_address(ws)
         try:
-            self.admit(ws)
+            self.admit(ws, client)
             self.open_sessions.add(session)
             self.sessions_by_client[client] += 1
             metrics.SESSIONS.set(len(self.open_sessions))

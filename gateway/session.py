@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from moodstream.schemas import errors as E
-from moodstream.schemas.audio import SAMPLE_RATE
+from moodstream.schemas.audio import SAMPLE_RATE, samples_to_ms
 from moodstream.schemas.records import (
     AcousticScore,
     AudioFrame,
@@ -28,7 +28,15 @@ from moodstream.schemas.records import (
     SessionEnded,
     SessionOptions,
 )
-from moodstream.schemas.websocket import CLIENT_MESSAGE, EndMessage, PingMessage, StartMessage
+from moodstream.schemas.websocket import (
+    CLIENT_MESSAGE,
+    EndMessage,
+    ErrorMessage,
+    PingMessage,
+    Pong,
+    SessionStarted,
+    StartMessage,
+)
 from moodstream.settings import Settings
 
 MAX_TEXT_BYTES = 65_536
@@ -107,7 +115,7 @@ class SessionClosed(Exception):
 
 
 def error_reply(error: E.ErrorCode, detail: str = "", fatal: bool = False) -> Reply:
-    return Reply({"type": "error", "code": error.code, "message": detail or error.meaning, "fatal": fatal})
+    return Reply(ErrorMessage(code=error.code, message=detail or error.meaning, fatal=fatal).model_dump())
 
 
 def parse_client_text(text: str) -> StartMessage | EndMessage | PingMessage | str:
@@ -201,18 +209,16 @@ class ClientProtocol:
             self.next_sample = start.resume_from_sample
             self.final_utterances.update(start.delivered_utterances)
         self.claimed_at_ms = connection_claim_ms
-        started = {
-            "type": "session.started",
-            "session_id": self.session_id,
-            "resume_token": resume_token,
-            "sample_rate": SAMPLE_RATE,
-            "max_frame_ms": self.limits.max_frame_bytes * 1000 // (2 * SAMPLE_RATE),
-            "resumed": resumed,
-            "max_realtime_factor": self.limits.max_realtime_factor,
-            "burst_s": self.limits.burst_s,
-            "max_ahead_s": self.limits.max_ahead_s,
-        }
-        return [Publish(self.control("start", at_ms, options=options)), Reply(started)]
+        started = SessionStarted(
+            session_id=self.session_id,
+            resume_token=resume_token,
+            max_frame_ms=round(samples_to_ms(self.limits.max_frame_bytes // 2)),
+            resumed=resumed,
+            max_realtime_factor=self.limits.max_realtime_factor,
+            burst_s=self.limits.burst_s,
+            max_ahead_s=self.limits.max_ahead_s,
+        )
+        return [Publish(self.control("start", at_ms, options=options)), Reply(started.model_dump())]
 
     def control(
         self, action: str, at_ms: float, reason: str = "client", options: SessionOptions | None = None
@@ -232,7 +238,7 @@ class ClientProtocol:
             return [Close(E.FRAME_TOO_LARGE, f"text message of {len(text)} bytes exceeds {MAX_TEXT_BYTES}")]
         parsed = parse_client_text(text)
         if isinstance(parsed, PingMessage):
-            return [Reply({"type": "pong"})]
+            return [Reply(Pong().model_dump())]
         if isinstance(parsed, EndMessage):
             return self.end("client", at_ms)
         if isinstance(parsed, StartMessage):

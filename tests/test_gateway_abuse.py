@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -43,18 +42,28 @@ async def start(url: str, **fields: object) -> tuple[websockets.ClientConnection
     return ws, json.loads(await ws.recv())
 
 
+async def start_when_admitted(url: str) -> tuple[websockets.ClientConnection, dict]:
+    """`start`, retried while the gateway still counts a connection that is closing."""
+    for _ in range(50):
+        ws, first = await start(url)
+        if first.get("code") != "client_limit":
+            return ws, first
+        await ws.close()
+        await asyncio.sleep(0.1)
+    raise AssertionError("the gateway never gave the slot back")
+
+
 async def test_ping_only_and_silent_connections_give_their_slots_back(stack: Stack) -> None:
     async with gateway(stack, idle_timeout_s="1.5", start_timeout_s="1", max_sessions="2") as url:
         pinging, _ = await start(url)
         silent = await websockets.connect(url)
-        began = time.monotonic()
         for _ in range(4):  # a ping every 0.5 s is not audio: the session idles out all the same
             with contextlib.suppress(websockets.ConnectionClosed):
                 await pinging.send(json.dumps({"type": "ping"}))
             await asyncio.sleep(0.5)
-        pinged = await receive_until_closed(pinging)
-        said_nothing = await receive_until_closed(silent)
-        assert time.monotonic() - began < 5
+        # a guard, not a measurement: without the limits neither socket would ever close
+        pinged = await asyncio.wait_for(receive_until_closed(pinging), 30)
+        said_nothing = await asyncio.wait_for(receive_until_closed(silent), 30)
         assert [m.get("code", m["type"]) for m in pinged if m["type"] != "pong"] == ["idle_timeout", "session.ended"]
         assert pinging.close_code == 1000
         assert [(m["code"], m["fatal"]) for m in said_nothing] == [("start_timeout", True)]
@@ -72,8 +81,7 @@ async def test_one_client_address_holds_at_most_its_limit(stack: Stack) -> None:
         refused = await receive_until_closed(third)
         assert [(m["code"], m["fatal"]) for m in refused] == [("client_limit", True)] and third.close_code == 1013
         await first.close()
-        await asyncio.sleep(0.3)
-        fourth, started = await start(url)
+        fourth, started = await start_when_admitted(url)  # once the gateway has let the first one go
         assert started["type"] == "session.started"
         await second.close()
         await fourth.close()
@@ -84,20 +92,19 @@ async def test_a_handshake_sent_a_byte_at_a_time_is_cut_off(stack: Stack) -> Non
         port = int(url.split(":")[2].split("/")[0])
         request = b"GET /ws/analyze HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        began = time.monotonic()
-        closed_after: float | None = None
+        cut = False  # the headers never end (no blank line): only a deadline closes the connection
         for byte in request:
             writer.write(bytes([byte]))
             with contextlib.suppress(ConnectionError):
                 await writer.drain()
             try:
                 if await asyncio.wait_for(reader.read(1), 0.25) == b"":
-                    closed_after = time.monotonic() - began
+                    cut = True
                     break
             except TimeoutError:
                 continue
         writer.close()
-        assert closed_after is not None and closed_after < 3
+        assert cut
 
 
 async def test_a_client_far_faster_than_admitted_is_warned_then_closed_and_its_keepalive_answered(stack: Stack) -> None:
