@@ -143,6 +143,11 @@ class Settings(BaseSettings):
     )
     worker_heartbeat_s: float = Field(2.0, gt=0, description="How often workers publish a heartbeat.")
     worker_stale_s: float = Field(10.0, gt=0, description="A heartbeat older than this no longer counts as ready.")
+    stage_handoff: bool = Field(
+        True,
+        description="A worker hands each record its stages send to its own next stage at once, beside the topic "
+        "(which stays the record and every other worker's path); false: every record waits for the broker.",
+    )
     level_window_ms: int = Field(500, ge=20, description="Audio-level stage: ms of audio per level event.")
     partial_interval_ms: int = Field(
         1000,

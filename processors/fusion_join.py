@@ -9,6 +9,8 @@ Invariants (no result lost, none doubled):
   replayed result has the identity of the original and the gateway drops it.
 - After its final result, an utterance is remembered (up to `remembered_results`), so late windows and replays are
   acked without a second result.
+- A record that comes twice while its utterance waits (handed off in the worker, then its topic copy) counts once;
+  both tokens are held and released together.
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ class Pending(Generic[Token]):
     text: TextScore | None = None
     degraded_sent: bool = False
     held: list[Token] = field(default_factory=list)
+    seen: set[tuple[object, ...]] = field(default_factory=set)
+    """Identities of the records counted."""
 
 
 @dataclass
@@ -84,6 +88,9 @@ class FusionJoin(Generic[Token]):
             return JoinStep(acks=[token])
         state = self.pending.setdefault(key, Pending(partition, now))
         state.held.append(token)
+        if record.identity() in state.seen:
+            return JoinStep()
+        state.seen.add(record.identity())
         if isinstance(record, TextScore):
             state.text = record
         elif record.window_seq is None:

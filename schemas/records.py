@@ -105,6 +105,7 @@ class Utterance(PcmRecord):
 
     SCHEMA: ClassVar[str] = "utterance"
     VERSION: ClassVar[int] = 1
+    IDENTITY: ClassVar[tuple[str, ...]] = ("utterance_seq",)
 
     session_id: SessionId
     utterance_seq: Annotated[int, Field(ge=0)]
@@ -127,6 +128,7 @@ class AcousticWindow(PcmRecord):
 
     SCHEMA: ClassVar[str] = "acoustic_window"
     VERSION: ClassVar[int] = 1
+    IDENTITY: ClassVar[tuple[str, ...]] = ("utterance_seq", "window_seq")
 
     session_id: SessionId
     utterance_seq: Annotated[int, Field(ge=0)]
@@ -145,6 +147,7 @@ class PartialAudio(PcmRecord):
 
     SCHEMA: ClassVar[str] = "partial_audio"
     VERSION: ClassVar[int] = 1
+    IDENTITY: ClassVar[tuple[str, ...]] = ("utterance_seq", "chunk_seq")
 
     session_id: SessionId
     utterance_seq: Annotated[int, Field(ge=0)]
@@ -210,6 +213,7 @@ class Transcript(Record):
 
     SCHEMA: ClassVar[str] = "transcript"
     VERSION: ClassVar[int] = 1
+    IDENTITY: ClassVar[tuple[str, ...]] = ("utterance_seq",)
 
     session_id: SessionId
     utterance_seq: Annotated[int, Field(ge=0)]
@@ -260,6 +264,7 @@ class TextScore(Record):
 
     SCHEMA: ClassVar[str] = "text_score"
     VERSION: ClassVar[int] = 1
+    IDENTITY: ClassVar[tuple[str, ...]] = ("utterance_seq",)
 
     session_id: SessionId
     utterance_seq: Annotated[int, Field(ge=0)]

@@ -136,3 +136,17 @@ def test_a_score_that_rounds_to_zero_from_below_is_zero_not_minus_zero() -> None
     words = text(0).model_copy(update={"has_text": False, "text": ""})
     [final] = join.on_score(words, "text", 0, now=0.0, wall_ms=0.0).results
     assert final.fused_score == 0.0 and math.copysign(1.0, final.fused_score) == 1.0
+
+
+def test_a_score_that_comes_twice_while_its_utterance_waits_counts_once_and_both_copies_are_released() -> None:
+    join, twice = new_join(), new_join()
+    calm = AcousticScore(session_id="s1", utterance_seq=0, window_seq=1, start_ms=500.0, end_ms=1000.0,
+                         sentiment=SentimentScores(negative=0.05, neutral=0.9, positive=0.05), emotions={},
+                         model_version="a", compute_ms=1.0, received_at_ms=1000.0)  # fmt: skip
+    for target, windows in ((join, [acoustic(0, 0), calm]), (twice, [acoustic(0, 0), calm, calm])):
+        for n, window in enumerate(windows):
+            target.on_score(window, f"w{n}", 0, now=0.0, wall_ms=0.0)
+        target.on_score(acoustic(0, None), "whole", 0, now=0.0, wall_ms=0.0)
+    once, doubled = (target.on_score(text(0), "text", 0, now=0.1, wall_ms=0.0) for target in (join, twice))
+    assert doubled.results == once.results  # the window handed off and its topic copy: one window, not two
+    assert doubled.acks == ["w0", "w1", "w2", "whole", "text"]

@@ -1,6 +1,8 @@
 """The stage runtime: what every stage shell shares, and nothing stage-specific. Stages import this module; the
 worker app (`worker.py`) imports the stages. Every record is validated on the way in (`StageContext.each_record`):
-one that fails validation, or whose processing raises, goes to the dead-letter topic and the stage moves on.
+one that fails validation, or whose processing raises, goes to the dead-letter topic and the stage moves on. A record
+sent with a partition (`StageContext.send`) is handed to this worker's next stage at once (`handoff.Handoffs`); the
+next stage's consume loop then only waits for that work when the topic copy comes (`StageContext.after_handoff`).
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import faust
+from faust.types import TP
 from pydantic import ValidationError
 
 from moodstream.clock import now_ms
+from moodstream.processors.runtime.handoff import HandoffOptions, Handoffs, Work
 from moodstream.schemas import SchemaError, decode, encode
 from moodstream.schemas.errors import PROCESSING_FAILED
 from moodstream.schemas.records import DeadLetter, ErrorEvent, Record
@@ -25,7 +29,9 @@ from moodstream.settings import Settings
 log = logging.getLogger("moodstream.worker")
 
 R = TypeVar("R", bound=Record)
+S = TypeVar("S", bound=Record)
 T = TypeVar("T")
+Handle = Callable[[faust.EventT, Any], Awaitable[None]]
 # What each stage serves, by model: a version string, or a callable giving it once the model has loaded.
 ModelVersions = dict[str, "str | Callable[[], str]"]
 
@@ -50,7 +56,22 @@ class StageContext:
     settings: Settings
 
     loading: list[Preloaded[Any]] = field(default_factory=list)
+    handoffs: Handoffs = field(init=False)
     _sending: dict[str, faust.TopicT] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        options = HandoffOptions(enabled=self.settings.stage_handoff)
+        self.handoffs = Handoffs(self._reads, options)
+
+        def forget_revoked(_app: faust.App, revoked: set[TP], **_kwargs: object) -> None:
+            self.handoffs.forget({tp.partition for tp in revoked})  # topics are co-partitioned by session
+
+        self.app.on_partitions_revoked.connect(forget_revoked, weak=False)  # a local function: keep it referenced
+
+    def _reads(self, spec: TopicSpec, partition: int) -> bool:
+        """Whether this worker reads `partition` of `spec`'s current generation (where `emit` sends)."""
+        consumer = self.app.consumer
+        return consumer is not None and TP(self.settings.generations.name(spec), partition) in consumer.assignment()
 
     def preload(self, factory: Callable[[], T]) -> Preloaded[T]:
         """Load a model off the startup path (the worker reports ready only once every model has loaded)."""
@@ -68,6 +89,16 @@ class StageContext:
         name = self.settings.generations.name(spec)
         value = encode(record) if record is not None else None
         await self._sending_topic(name, spec.partitions).send(key=key.encode(), value=value)
+
+    async def send(self, spec: TopicSpec, record: Record, key: str, partition: int) -> None:
+        """`emit`, then hand the record to this worker's consumers of `spec` if the copy lands in a partition this
+        worker reads (`partition`: the session's, the same on every session-keyed topic)."""
+        await self.emit(spec, record, key)
+        self.handoffs.hand_off(spec, record, partition)
+
+    def after_handoff(self, consumer: str, handle: Handle, *, then_handle: bool = False) -> Handle:
+        """`handle` for `consumer`'s consume loop, waiting first for a record's handed-off work (`Handoffs.copies`)."""
+        return self.handoffs.copies(consumer, handle, then_handle=then_handle)
 
     def _sending_topic(self, name: str, partitions: int) -> faust.TopicT:
         # Faust builds a whole channel for every `app.topic(...)`; a worker sends ~100 records a second
@@ -119,23 +150,30 @@ class StageContext:
             return
         await self.emit(EVENTS, notice, session_id)
 
-    async def consume(
+    def route(self, spec: TopicSpec, consumer: str, work: Work) -> Handle:
+        """Take hand-offs of `spec` for `consumer` (`work(record, partition)`); returns the consume loop's handle."""
+        self.handoffs.route(spec, consumer, work)
+
+        async def handle(event: faust.EventT, record: Any) -> None:
+            await work(record, event.message.partition)
+
+        return self.after_handoff(consumer, handle)
+
+    def stateless(
         self,
-        stream: faust.StreamT,
-        expected: type[R] | tuple[type[R], ...],
+        spec: TopicSpec,
         name: str,
-        compute: Callable[[R], Record],
+        compute: Callable[[R], S],
         pool: Executor,
-        send: Callable[[Record], Awaitable[None]],
-    ) -> None:
-        """The shell of a stateless stage: `compute` runs in the stage's pool off the event loop, its result is
-        sent; invalid records and failures are dead-lettered (`each_record`)."""
-        loop = asyncio.get_running_loop()
+        send: Callable[[S, int], Awaitable[None]],
+    ) -> Handle:
+        """The work of a stateless stage on `spec`: `compute` runs in the stage's pool off the event loop, its result
+        is sent (`send(result, partition)`); taken from hand-offs and topic copies alike (`route`)."""
 
-        async def handle(_event: faust.EventT, record: R) -> None:
-            await send(await loop.run_in_executor(pool, compute, record))
+        async def work(record: R, partition: int) -> None:
+            await send(await asyncio.get_running_loop().run_in_executor(pool, compute, record), partition)
 
-        await self.each_record(stream, expected if isinstance(expected, tuple) else (expected,), name, handle)
+        return self.route(spec, name, work)
 
     async def dead_letter(self, event: faust.EventT, consumer: str, error: Exception) -> None:
         message = event.message

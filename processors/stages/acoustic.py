@@ -1,5 +1,6 @@
 """Acoustic stage: provisional scores for windows during speech (to the client at once), and a score for each
-whole utterance (for fusion). Inference runs in a one-thread pool off the event loop."""
+whole utterance (for fusion). Inference runs in a one-thread pool off the event loop; windows and utterances come
+handed off by this worker's audio stage or from their topics, and scores go on to this worker's fusion the same way."""
 
 from __future__ import annotations
 
@@ -35,19 +36,22 @@ def register(ctx: StageContext) -> ModelVersions:
             arousal=round(result.arousal, 4) if result.arousal is not None else None,
         )
 
-    async def provisional(result: AcousticScore) -> None:
-        await ctx.emit(ACOUSTIC_SCORES, result, result.session_id)
+    async def provisional(result: AcousticScore, partition: int) -> None:
+        await ctx.send(ACOUSTIC_SCORES, result, result.session_id, partition)
         await ctx.emit(EVENTS, result, result.session_id)  # to the client at once
 
-    async def whole(result: AcousticScore) -> None:
-        await ctx.emit(ACOUSTIC_SCORES, result, result.session_id)
+    async def whole(result: AcousticScore, partition: int) -> None:
+        await ctx.send(ACOUSTIC_SCORES, result, result.session_id, partition)
+
+    windows = ctx.stateless(ACOUSTIC_WINDOWS, "acoustic-windows", score, pool, provisional)
+    utterances = ctx.stateless(UTTERANCES, "acoustic-utterances", score, pool, whole)
 
     @ctx.app.agent(ctx.topic(ACOUSTIC_WINDOWS), name="acoustic-windows")
     async def acoustic_windows(stream: faust.StreamT) -> None:
-        await ctx.consume(stream, AcousticWindow, "acoustic-windows", score, pool, provisional)  # type: ignore[arg-type]
+        await ctx.each_record(stream, (AcousticWindow,), "acoustic-windows", windows)
 
     @ctx.app.agent(ctx.topic(UTTERANCES), name="acoustic-utterances")
     async def acoustic_utterances(stream: faust.StreamT) -> None:
-        await ctx.consume(stream, Utterance, "acoustic-utterances", score, pool, whole)  # type: ignore[arg-type]
+        await ctx.each_record(stream, (Utterance,), "acoustic-utterances", utterances)
 
     return {"acoustic": lambda: loading.get().version}

@@ -2,7 +2,8 @@
 and `partial` events out. The speech-to-text core (`processors.asr_backend`: Whisper by default) and the text model
 (`text_reader.TextReader`, ~3 ms a sentence) run one after the other in a one-thread pool off the event loop: the
 words are read where they are made, so a result waits for no topic hop between the two (transcripts still go to
-their topic, for analytics).
+their topic, for analytics). Utterances and open utterances' audio come handed off by this worker's audio stage
+(`runtime.handoff`) or from their topics; text scores go on to this worker's fusion the same way.
 
 One pool thread per worker process keeps threads × workers ≤ cores; utterances queue there in arrival order, so
 one long utterance delays the others on this worker by its own decode time (~0.2-0.4 s), never by more. Partials
@@ -103,21 +104,21 @@ class AsrShell:
         self.finals_waiting = 0
         """Finals handed to the pool and not yet done: while any waits, no partial is decoded."""
 
-    async def on_utterance(self, _event: faust.EventT, utterance: Utterance) -> None:
+    async def on_utterance(self, utterance: Utterance, partition: int) -> None:
         self.partials.finished(utterance.session_id, utterance.utterance_seq)
         self.finals_waiting += 1
         try:
             transcript, score = await self._run(self._final, utterance)
         finally:
             self.finals_waiting -= 1
-        await self.ctx.emit(TEXT_SCORES, score, score.session_id)  # fusion waits for this one
+        await self.ctx.send(TEXT_SCORES, score, score.session_id, partition)  # fusion waits for this one
         await self.ctx.emit(TRANSCRIPTS, transcript, transcript.session_id)
 
     def _final(self, utterance: Utterance) -> tuple[Transcript, TextScore]:
         transcript = transcript_of(self.loading.get(), utterance)
         return transcript, self.text.score(transcript)
 
-    async def on_chunk(self, _event: faust.EventT, chunk: PartialAudio) -> None:
+    async def on_chunk(self, chunk: PartialAudio, _partition: int) -> None:
         decode = self.partials.on_chunk(chunk, now_ms())
         if decode is None or self.finals_waiting or not self.loading.future.done():
             return
@@ -139,12 +140,15 @@ class AsrShell:
 def register(ctx: StageContext) -> ModelVersions:
     shell = AsrShell(ctx)
 
+    finals = ctx.route(UTTERANCES, "asr", shell.on_utterance)
+    partials = ctx.route(PARTIAL_AUDIO, "asr-partials", shell.on_chunk)
+
     @ctx.app.agent(ctx.topic(UTTERANCES), name="asr")
     async def asr(stream: faust.StreamT) -> None:
-        await ctx.each_record(stream, (Utterance,), "asr", shell.on_utterance)
+        await ctx.each_record(stream, (Utterance,), "asr", finals)
 
     @ctx.app.agent(ctx.topic(PARTIAL_AUDIO), name="asr-partials")
     async def asr_partials(stream: faust.StreamT) -> None:
-        await ctx.each_record(stream, (PartialAudio,), "asr-partials", shell.on_chunk)
+        await ctx.each_record(stream, (PartialAudio,), "asr-partials", partials)
 
     return {"asr": lambda: shell.loading.get().model_id, "text": lambda: shell.text_model.get().version}

@@ -68,7 +68,7 @@ class AudioShell:
     async def carry_out(self, stream: faust.StreamT, sid: str, partition: int, step: Step[faust.EventT]) -> None:
         for action in step.actions:
             if isinstance(action, Send):
-                await self.ctx.emit(action.topic, action.record, sid)
+                await self.ctx.send(action.topic, action.record, sid, partition)
             else:
                 await self.ctx.emit(CHECKPOINTS, action.checkpoint, sid)  # None: a tombstone
                 await self.checkpoints.put(sid, partition, action.checkpoint)

@@ -33,7 +33,7 @@ from moodstream.broker.generations import Generations
 from moodstream.broker.rotation import EMBEDDED_ROTATION_S, TopicKeeper, generation_specs
 from moodstream.cli.bench import report
 from moodstream.cli.bench.processes import bench_env, spawn, stop, wait_http
-from moodstream.cli.bench.soak import SoakReport, SpeedProbe
+from moodstream.cli.bench.soak import SoakReport, SpeedProbe, stage_medians
 from moodstream.producers.audio import load_pcm16
 from moodstream.producers.client import ClientOptions, MoodstreamClient
 from moodstream.schemas.audio import SAMPLE_RATE
@@ -289,6 +289,7 @@ def summarise(sessions: int, seconds: float, stats: list[SessionStats]) -> dict:
         "wire_duplicates": sum(s.wire_duplicates for s in stats),
         "errors": {code: errors.count(code) for code in sorted(set(errors))},
         "partials": sum(s.partials for s in stats),
+        "stages_ms_p50": stage_medians(stats, 0.0, float("inf")),
     }
 
 
