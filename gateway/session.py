@@ -13,6 +13,7 @@ import collections
 import math
 from dataclasses import dataclass
 
+import numpy as np
 from pydantic import ValidationError
 
 from moodstream.schemas import errors as E
@@ -43,8 +44,37 @@ MAX_TEXT_BYTES = 65_536
 """Longest text message (a resume's start lists the utterances it holds: a few KB for hours of speech)."""
 RECENT_IDENTITIES = 4096
 """Events a session remembers sending, for dropping replays (levels, scores, partials: a few a second)."""
+QUIET_DBFS = -40.0
+"""A frame whose RMS is below this is quiet. Speech that reaches a gateway is louder; a noise floor above it only means
+the smaller batches near an end of speech are never used."""
+NEAR_END_MS = (350, 800)
+"""Quiet audio after loud audio during which the endpointer may cut (it ends an utterance after 500 ms of silence by
+its VAD, whose silence starts within about ±150 ms of the energy's drop): batches are `audio_batch_near_end_ms` there,
+so the audio that ends an utterance waits less for its batch."""
 PROVISIONAL = (PartialResult, AcousticScore)
 """Events about an utterance still open: once its final result is sent, any that arrive late are dropped."""
+
+
+class QuietRun:
+    """How long a session's audio has been quiet since it was last loud: near an end of speech or not."""
+
+    QUIET_POWER = (32768 * 10 ** (QUIET_DBFS / 20)) ** 2
+    """Mean square of int16 samples at `QUIET_DBFS`."""
+
+    def __init__(self) -> None:
+        self.heard_loud = False
+        self.quiet_samples = 0
+
+    def feed(self, pcm: bytes) -> None:
+        samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32)
+        if float(np.mean(samples * samples)) >= self.QUIET_POWER:
+            self.heard_loud, self.quiet_samples = True, 0
+        else:
+            self.quiet_samples += len(samples)
+
+    def near_end(self) -> bool:
+        quiet_ms = self.quiet_samples * 1000 / SAMPLE_RATE
+        return self.heard_loud and NEAR_END_MS[0] <= quiet_ms < NEAR_END_MS[1]
 
 
 @dataclass(frozen=True)
@@ -55,6 +85,8 @@ class SessionLimits:
     """Largest binary frame, in bytes of int16 PCM."""
     audio_batch_ms: int
     """Client frames are joined into one audio record of up to this much audio; 0 publishes each frame alone."""
+    audio_batch_near_end_ms: int
+    """The batch while an end of speech may be near (`QuietRun.near_end`)."""
     max_realtime_factor: float
     """Admitted audio rate, × real time, once the burst is spent."""
     burst_s: float
@@ -71,6 +103,7 @@ class SessionLimits:
         return cls(
             max_frame_bytes=settings.max_frame_bytes,
             audio_batch_ms=settings.audio_batch_ms,
+            audio_batch_near_end_ms=min(settings.audio_batch_near_end_ms, settings.audio_batch_ms),
             max_realtime_factor=settings.max_realtime_factor,
             burst_s=settings.burst_s,
             max_ahead_s=settings.max_ahead_s,
@@ -183,6 +216,7 @@ class ClientProtocol:
         self.batch_samples = 0
         self.batch_received_at_ms = 0.0
         self.batch_due = math.inf
+        self.quiet = QuietRun()
         self.warned_too_fast = False
         self.ending = False
         self.end_reason: str | None = None
@@ -265,7 +299,9 @@ class ClientProtocol:
         self.batch.append(pcm)
         self.batch_samples += len(pcm) // 2
         self.next_sample += len(pcm) // 2
-        if self.batch_samples * 1000 >= self.limits.audio_batch_ms * SAMPLE_RATE:
+        self.quiet.feed(pcm)
+        limit_ms = self.limits.audio_batch_near_end_ms if self.quiet.near_end() else self.limits.audio_batch_ms
+        if self.batch_samples * 1000 >= limit_ms * SAMPLE_RATE:
             actions.append(Publish(self.take_batch()))
         return actions
 

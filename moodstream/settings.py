@@ -130,6 +130,13 @@ class Settings(BaseSettings):
         description="Client frames are joined into one Kafka record of up to this much audio: far fewer records for "
         "broker and workers, at most this much added latency. 0 publishes each frame as it arrives.",
     )
+    audio_batch_near_end_ms: int = Field(
+        40,
+        ge=0,
+        le=200,
+        description="The batch while an end of speech may be near (350-800 ms of quiet audio after loud audio): "
+        "the audio that ends an utterance waits at most this long at the gateway.",
+    )
     burst_s: float = Field(10.0, ge=0, description="Seconds of audio a connection may send at once, before the rate.")
     record_dir: str | None = Field(
         None, description="Debugging: write each session's received audio as <session id>.wav here (off when unset)."

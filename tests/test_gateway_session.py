@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from moodstream.gateway.session import (
@@ -29,8 +30,8 @@ from moodstream.schemas.records import (
 from moodstream.schemas.websocket import StartMessage
 
 LIMITS = SessionLimits(
-    max_frame_bytes=6400, audio_batch_ms=100, max_realtime_factor=4.0, burst_s=10.0, max_ahead_s=10.0,
-    idle_timeout_s=30.0, max_session_s=3600.0,
+    max_frame_bytes=6400, audio_batch_ms=100, audio_batch_near_end_ms=40, max_realtime_factor=4.0, burst_s=10.0,
+    max_ahead_s=10.0, idle_timeout_s=30.0, max_session_s=3600.0,
 )  # fmt: skip
 FRAME = bytes(640)  # 20 ms
 SCORES = SentimentScores(negative=0.1, neutral=0.8, positive=0.1)
@@ -109,6 +110,24 @@ def test_a_held_batch_is_published_when_due_even_if_the_client_pauses() -> None:
     assert protocol.next_deadline() == pytest.approx(0.1)
     [publish] = protocol.on_tick(0.1, 0.0)
     assert isinstance(publish, Publish) and len(publish.record.pcm) == 640
+
+
+def test_batches_shrink_only_while_an_end_of_speech_may_be_near() -> None:
+    loud = (np.sin(np.arange(320) / 3) * 8000).astype("<i2").tobytes()  # 20 ms at about -15 dBFS
+    quiet = (np.sin(np.arange(320) / 3) * 100).astype("<i2").tobytes()  # about -50 dBFS: a pause
+    protocol = started()
+    sizes: list[int] = []
+    audio = [loud] * 25 + [quiet] * 60  # 0.5 s of speech, then 1.2 s of pause
+    for n, frame in enumerate(audio):
+        published = protocol.on_audio(frame, n * 0.02, 0.0)
+        sizes += [len(p.record.pcm) // 640 for p in published if isinstance(p, Publish)]
+    assert sizes[:5] == [5] * 5  # speech: 100 ms records
+    assert 2 in sizes  # 350-800 ms into the pause: 40 ms records, where the endpointer (500 ms of silence) cuts
+    assert sizes[-2:] == [5, 5]  # later in the pause: 100 ms again
+    assert sum(sizes) + len(protocol.batch) == len(audio)
+    noise = started()
+    noise_sizes = [len(p.record.pcm) // 640 for n in range(60) for p in noise.on_audio(quiet, n * 0.02, 0.0)]
+    assert set(noise_sizes) == {5}  # quiet from the start: nothing ended, no small batches
 
 
 def test_odd_and_oversized_frames() -> None:
