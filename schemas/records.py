@@ -466,6 +466,8 @@ class WorkerHeartbeat(Record):
     audio_partitions: list[int]
     at_ms: float
     models: dict[str, str] = {}
+    handed_off: int = 0
+    """Records this worker's stages have handed to its own next stages since it started (beside their topics)."""
 
 
 class DeadLetter(Record):

@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from pathlib import Path
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
+from moodstream.producers.audio import load_pcm16
 from moodstream.producers.client import stream_pcm
 from moodstream.schemas import decode
-from moodstream.schemas.records import DeadLetter
-from moodstream.schemas.topics import AUDIO, DEAD_LETTER
+from moodstream.schemas.records import DeadLetter, WorkerHeartbeat
+from moodstream.schemas.topics import AUDIO, DEAD_LETTER, HEALTH
 from tests.conftest import Stack, tone
+
+DATA = Path(__file__).parent / "data"
 
 
 def levels(messages: list[dict]) -> list[dict]:
@@ -174,3 +178,36 @@ async def test_a_long_utterance_gets_live_partials_before_its_final_unless_the_s
     for _i, m in partials:
         assert m["text"] and sum(m["text_sentiment"].values()) == pytest.approx(1.0, abs=1e-3)
     assert wer([live[final_at]["text"]], [partials[-1][1]["text"]]) <= 0.2
+
+
+def handed_off_by_worker(bootstrap: str, timeout_s: float = 4.0) -> dict[str, int]:
+    """Each worker's latest count of hand-offs, from its heartbeats (every 2 s) on the health topic."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"t-{time.time_ns()}"})
+    consumer.assign([TopicPartition(HEALTH.name, p, OFFSET_BEGINNING) for p in range(HEALTH.partitions)])
+    latest: dict[str, tuple[float, int]] = {}
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        msg = consumer.poll(0.2)
+        if msg is None or msg.error():
+            continue
+        beat = decode(msg.value(), (WorkerHeartbeat,))
+        if beat.at_ms >= latest.get(beat.worker_id, (0.0, 0))[0]:
+            latest[beat.worker_id] = (beat.at_ms, beat.handed_off)
+    consumer.close()
+    return {worker: count for worker, (_at, count) in latest.items()}
+
+
+async def test_a_worker_hands_an_utterance_to_its_own_next_stages_instead_of_waiting_for_the_broker(
+    stack: Stack,
+) -> None:
+    before = await asyncio.to_thread(handed_off_by_worker, stack.bootstrap)
+    messages = await stream_pcm(stack.ws, load_pcm16(DATA / "three_prompts.wav"), realtime=False)
+    finals = [m for m in messages if m["type"] == "utterance" and m["final"]]
+    assert len(finals) == 3 and messages[-1]["type"] == "session.ended"
+    grew: dict[str, int] = {}
+    deadline = time.monotonic() + 20
+    while not grew and time.monotonic() < deadline:  # the next heartbeat carries the count
+        after = await asyncio.to_thread(handed_off_by_worker, stack.bootstrap)
+        grew = {worker: n - before.get(worker, 0) for worker, n in after.items() if n > before.get(worker, 0)}
+    # each utterance at least to the ASR and acoustic stages, its text and whole-utterance scores to fusion
+    assert sum(grew.values()) >= 4 * len(finals)

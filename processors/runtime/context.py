@@ -62,16 +62,24 @@ class StageContext:
     def __post_init__(self) -> None:
         options = HandoffOptions(enabled=self.settings.stage_handoff)
         self.handoffs = Handoffs(self._reads, options)
+        self._reading: frozenset[tuple[str, int]] = frozenset()
+        """(topic, partition) this worker reads, as of the last rebalance (the consumer builds the set anew on every
+        call: too dear for every record sent)."""
 
         def forget_revoked(_app: faust.App, revoked: set[TP], **_kwargs: object) -> None:
+            self._reading = frozenset()
             self.handoffs.forget({tp.partition for tp in revoked})  # topics are co-partitioned by session
 
-        self.app.on_partitions_revoked.connect(forget_revoked, weak=False)  # a local function: keep it referenced
+        def note_assigned(_app: faust.App, assigned: set[TP], **_kwargs: object) -> None:
+            self._reading = frozenset((tp.topic, tp.partition) for tp in self.app.consumer.assignment())
+
+        # local functions: keep them referenced
+        self.app.on_partitions_revoked.connect(forget_revoked, weak=False)
+        self.app.on_partitions_assigned.connect(note_assigned, weak=False)
 
     def _reads(self, spec: TopicSpec, partition: int) -> bool:
         """Whether this worker reads `partition` of `spec`'s current generation (where `emit` sends)."""
-        consumer = self.app.consumer
-        return consumer is not None and TP(self.settings.generations.name(spec), partition) in consumer.assignment()
+        return (self.settings.generations.name(spec), partition) in self._reading
 
     def preload(self, factory: Callable[[], T]) -> Preloaded[T]:
         """Load a model off the startup path (the worker reports ready only once every model has loaded)."""

@@ -68,6 +68,8 @@ class Handoffs:
         self.waiting: collections.OrderedDict[Key, Handoff] = collections.OrderedDict()
         self.running: collections.Counter[str] = collections.Counter()
         """consumer → hand-offs whose work has not finished."""
+        self.handed_off = 0
+        """Hand-offs started since this worker started (its heartbeat reports it)."""
 
     def route(self, spec: TopicSpec, consumer: str, work: Work) -> None:
         """`consumer` reads `spec` in this worker and takes hand-offs of it (registering again replaces)."""
@@ -91,6 +93,7 @@ class Handoffs:
             if len(self.waiting) > self.options.max_unclaimed:
                 self.waiting.popitem(last=False)
             started += 1
+        self.handed_off += started
         return started
 
     def claim(self, consumer: str, record: Record) -> asyncio.Task[None] | None:

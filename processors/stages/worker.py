@@ -107,7 +107,11 @@ def register_heartbeat(context: StageContext, versions: ModelVersions) -> None:
         assignment = app.consumer.assignment() if app.consumer else set()
         partitions = sorted({tp.partition for tp in assignment if is_topic(tp.topic, AUDIO)})
         beat = WorkerHeartbeat(
-            worker_id=settings.instance_id, audio_partitions=partitions, at_ms=now_ms(), models=models
+            worker_id=settings.instance_id,
+            audio_partitions=partitions,
+            at_ms=now_ms(),
+            models=models,
+            handed_off=context.handoffs.handed_off,
         )
         await context.emit(HEALTH, beat, settings.instance_id)
 
