@@ -111,7 +111,7 @@ async def test_a_consumer_that_falls_behind_leaves_further_records_to_the_broker
     shortcut.route(TEXT_SCORES, "asr", asr.work)
     assert [shortcut.hand_off(TEXT_SCORES, score(seq), 0) for seq in range(3)] == [1, 1, 0]
     asr.release.set()
-    await asyncio.sleep(0.01)
+    await asyncio.gather(*(handoff.work for handoff in shortcut.waiting.values()))
     assert shortcut.hand_off(TEXT_SCORES, score(3), 0) == 1  # room again once the work finished
     await shortcut.copies("asr", asr.handle)("copy", score(2))
     assert asr.handled == [("copy", 2)]  # the one left to the broker is processed from its copy

@@ -389,6 +389,7 @@ def bench_startup(rounds: int, heartbeat_s: float, as_json: bool) -> None:
     run(rounds, heartbeat_s, as_json)
 
 
+WORKERS_OPTION = click.option("--workers", type=int, default=2, show_default=True, help="Processor worker processes.")
 AUDIO_OPTION = click.option(
     "--audio",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -420,7 +421,7 @@ WARMUP_OPTION = click.option(
 @bench.command(name="load")
 @click.option("--sessions", type=int, default=8, show_default=True, help="Concurrent real-time clients.")
 @click.option("--duration", type=float, default=60.0, show_default=True, help="Seconds each client streams.")
-@click.option("--workers", type=int, default=2, show_default=True, help="Processor worker processes.")
+@WORKERS_OPTION
 @AUDIO_OPTION
 @FRAME_MS_OPTION
 @PARTIALS_OPTION
@@ -451,7 +452,7 @@ def bench_load(
 @bench.command(name="soak")
 @click.option("--sessions", type=int, default=10, show_default=True, help="Concurrent real-time clients.")
 @click.option("--duration", type=float, default=3600.0, show_default=True, help="Seconds each client streams.")
-@click.option("--workers", type=int, default=2, show_default=True, help="Processor worker processes.")
+@WORKERS_OPTION
 @click.option("--report", type=click.Path(path_type=Path), default=Path("soak-report"), show_default=True,
               help="Folder for intervals.jsonl and soak.png, written as the run goes.")  # fmt: skip
 @INTERVAL_OPTION
@@ -465,7 +466,7 @@ def bench_soak(sessions: int, duration: float, workers: int, report: Path, inter
 
 @bench.command(name="idle")
 @click.option("--seconds", type=float, default=60.0, show_default=True, help="Seconds with no client connected.")
-@click.option("--workers", type=int, default=2, show_default=True, help="Processor worker processes.")
+@WORKERS_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Only the JSON line.")
 def bench_idle(seconds: float, workers: int, as_json: bool) -> None:
     """The whole stack at rest: each process's CPU while nobody talks, and the next session's first result."""
@@ -490,7 +491,7 @@ def bench_faults(sessions: int, broker_outage: float, as_json: bool) -> None:
 @click.option("--start", type=int, default=4, show_default=True, help="First number of sessions tried.")
 @click.option("--step", type=int, default=4, show_default=True, help="Sessions added per round.")
 @click.option("--duration", type=float, default=120.0, show_default=True, help="Seconds per round.")
-@click.option("--workers", type=int, default=2, show_default=True, help="Processor worker processes.")
+@WORKERS_OPTION
 @click.option("--p95-ms", type=float, default=1200.0, show_default=True, help="End-to-end p95 bar.")
 @click.option("--max-lag-slope", type=float, default=100.0, show_default=True, help="Lag growth bar, ms per minute.")
 @AUDIO_OPTION

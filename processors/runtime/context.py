@@ -19,7 +19,7 @@ from faust.types import TP
 from pydantic import ValidationError
 
 from moodstream.clock import now_ms
-from moodstream.processors.runtime.handoff import HandoffOptions, Handoffs, Work
+from moodstream.processors.runtime.handoff import Handle, HandoffOptions, Handoffs, Work
 from moodstream.schemas import SchemaError, decode, encode
 from moodstream.schemas.errors import PROCESSING_FAILED
 from moodstream.schemas.records import DeadLetter, ErrorEvent, Record
@@ -31,7 +31,6 @@ log = logging.getLogger("moodstream.worker")
 R = TypeVar("R", bound=Record)
 S = TypeVar("S", bound=Record)
 T = TypeVar("T")
-Handle = Callable[[faust.EventT, Any], Awaitable[None]]
 # What each stage serves, by model: a version string, or a callable giving it once the model has loaded.
 ModelVersions = dict[str, "str | Callable[[], str]"]
 
@@ -70,7 +69,7 @@ class StageContext:
             self._reading = frozenset()
             self.handoffs.forget({tp.partition for tp in revoked})  # topics are co-partitioned by session
 
-        def note_assigned(_app: faust.App, assigned: set[TP], **_kwargs: object) -> None:
+        def note_assigned(_app: faust.App, _assigned: set[TP], **_kwargs: object) -> None:
             self._reading = frozenset((tp.topic, tp.partition) for tp in self.app.consumer.assignment())
 
         # local functions: keep them referenced
