@@ -36,6 +36,17 @@ TRANSCRIPTS_TEXT = [
 """What Whisper tiny.en (int8, this project's decoding) writes for the three prompts."""
 
 
+def words(text: str) -> list[str]:
+    """The words of a transcript, without case or punctuation. After a takeover the replacement may cut an utterance
+    again from replayed audio with its VAD started afresh there: the cut moves by tens of ms, which can change
+    Whisper's punctuation ("Goodbye." for "Goodbye!") but not its words; audio lost from an utterance drops words."""
+    return "".join(c if c.isalnum() or c.isspace() else " " for c in text.lower()).split()
+
+
+def assert_same_words(finals: dict[int, str]) -> None:
+    assert [words(finals[seq]) for seq in sorted(finals)] == [words(t) for t in TRANSCRIPTS_TEXT], finals
+
+
 def vad_events(messages: list[dict]) -> list[tuple[str, int]]:
     return [(m["type"], m["utterance_seq"]) for m in messages if m["type"].startswith("vad.")]
 
@@ -174,7 +185,7 @@ async def test_worker_killed_mid_utterance_loses_nothing_and_client_sees_no_dupl
         assert messages[-1]["type"] == "session.ended" and messages[-1]["utterances"] == 3
         finals = final_texts(messages)
         assert sorted(finals) == [0, 1, 2], "a result was lost or delivered twice"
-        assert [finals[seq] for seq in sorted(finals)] == TRANSCRIPTS_TEXT, "an utterance lost part of its audio"
+        assert_same_words(finals)  # no utterance lost part of its audio
         if not stack.keeper:  # (rotating: the utterances' slots may be emptied by now)
             session = messages[0]["session_id"]
             utterances = await asyncio.to_thread(
@@ -201,8 +212,7 @@ async def test_a_replacement_two_generations_behind_reads_the_older_slot_first()
         await asyncio.sleep(switch + generations.period_s + 0.5 - time.time())  # the generation after the next
         stack.replace()
         messages = await asyncio.wait_for(client, 90)
-        finals = final_texts(messages)
-        assert [finals[seq] for seq in sorted(finals)] == TRANSCRIPTS_TEXT
+        assert_same_words(final_texts(messages))
         assert messages[-1]["type"] == "session.ended" and messages[-1]["utterances"] == 3
 
 
@@ -232,7 +242,7 @@ async def test_partitions_move_to_the_survivor_and_back_without_loss_or_duplicat
                 assert sorted(m["utterance_seq"] for m in finals) == [0, 1, 2], [
                     (m["utterance_seq"], m["start_ms"], m["end_ms"], m["text"]) for m in finals
                 ] + vad_events(messages)
-                assert [m["text"] for m in sorted(finals, key=lambda m: m["utterance_seq"])] == TRANSCRIPTS_TEXT
+                assert_same_words({m["utterance_seq"]: m["text"] for m in finals})
                 assert messages[-1]["type"] == "session.ended" and messages[-1]["utterances"] == 3
         finally:
             stop([gateway, *workers])
