@@ -18,6 +18,7 @@ import pytest
 from moodstream.broker.embedded import EmbeddedBroker, ensure_topics, free_port
 from moodstream.broker.generations import Generations
 from moodstream.broker.rotation import TopicKeeper, generation_specs
+from moodstream.cli.bench.wer import normalize
 from moodstream.producers.audio import load_pcm16
 from moodstream.producers.client import stream_pcm
 from moodstream.schemas.records import AcousticWindow, PartialTranscript, TextScore, Transcript, Utterance
@@ -36,15 +37,12 @@ TRANSCRIPTS_TEXT = [
 """What Whisper tiny.en (int8, this project's decoding) writes for the three prompts."""
 
 
-def words(text: str) -> list[str]:
-    """The words of a transcript, without case or punctuation. After a takeover the replacement may cut an utterance
-    again from replayed audio with its VAD started afresh there: the cut moves by tens of ms, which can change
-    Whisper's punctuation ("Goodbye." for "Goodbye!") but not its words; audio lost from an utterance drops words."""
-    return "".join(c if c.isalnum() or c.isspace() else " " for c in text.lower()).split()
-
-
 def assert_same_words(finals: dict[int, str]) -> None:
-    assert [words(finals[seq]) for seq in sorted(finals)] == [words(t) for t in TRANSCRIPTS_TEXT], finals
+    """The finals have the prompts' words (case and punctuation aside). After a takeover the replacement may cut an
+    utterance again from replayed audio with its VAD started afresh there: the cut moves by tens of ms, which can
+    change Whisper's punctuation ("Goodbye." for "Goodbye!") but not its words; audio lost from an utterance drops
+    words."""
+    assert [normalize(finals[seq]) for seq in sorted(finals)] == [normalize(t) for t in TRANSCRIPTS_TEXT], finals
 
 
 def vad_events(messages: list[dict]) -> list[tuple[str, int]]:
