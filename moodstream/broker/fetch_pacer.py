@@ -1,10 +1,12 @@
 """How long a consumer's fetches wait: short while records flow, long once the stack rests.
 
-tansu holds every fetch for its whole wait, so the wait is both what each pipeline hop may add and how often every
-consumer polls the broker (1000 / wait times a second, per consumer). While records flow the short wait keeps hops
-quick; with none for `rest_after_s` nobody is waiting on a hop, and the long wait lets broker, workers and gateway
-rest. The first record after a rest is read within the long wait; those after it, at the short one again. On a real
-Kafka, which answers a fetch as soon as data arrives, the long wait costs nothing.
+tansu answers a waiting fetch only some time after data arrives, later the longer the wait (up to the wait itself),
+so the wait is both what each pipeline hop may add and how often every consumer polls the broker (1000 / wait times
+a second, per consumer, each fetch costing the broker in proportion to the partitions it names). While records flow
+the short wait keeps hops quick; with none for `rest_after_s` nobody is waiting on a hop, and the long wait lets
+broker, workers and gateway rest. The first record after a rest is read within the long wait (decision 0011 measures
+how late); those after it, at the short one again. On a real Kafka, which answers a fetch as soon as data arrives,
+the long wait costs nothing.
 """
 
 from __future__ import annotations
