@@ -209,6 +209,8 @@ class ClientProtocol:
         self.claimed_at_ms = math.inf
         """When this connection claimed the session (its own `ConnectionClaimed`); a later claim takes it over."""
         self.seq = 0
+        self.channels = 1
+        """Channels interleaved in each binary frame (the start's `channels` option)."""
         self.next_sample = 0
         """Session sample index of the next audio sample (a resume starts at the client's resend point)."""
         self.connection_samples = 0
@@ -237,6 +239,7 @@ class ClientProtocol:
         """The session runs: tell the workers (in order with its audio) and the client. With a resume, `start` carries
         the client's resend point and the utterances it holds."""
         options = start.options if start else SessionOptions()
+        self.channels = options.channels
         resumed = start is not None and start.resume_token is not None
         if resumed:
             assert start is not None
@@ -280,12 +283,16 @@ class ClientProtocol:
         return [error_reply(E.BAD_MESSAGE, parsed)]
 
     def on_audio(self, pcm: bytes, now: float, at_ms: float) -> list[Action]:
-        if len(pcm) > self.limits.max_frame_bytes:
-            return [Close(E.FRAME_TOO_LARGE, f"frame of {len(pcm)} bytes exceeds {self.limits.max_frame_bytes}")]
-        if len(pcm) % 2 or not pcm:
-            return [error_reply(E.ODD_FRAME, f"frame of {len(pcm)} bytes dropped: int16 frames have an even size")]
+        max_bytes = self.limits.max_frame_bytes * self.channels  # the limit is a duration: a call's frames hold two
+        if len(pcm) > max_bytes:
+            return [Close(E.FRAME_TOO_LARGE, f"frame of {len(pcm)} bytes exceeds {max_bytes}")]
+        frame_bytes = 2 * self.channels
+        if len(pcm) % frame_bytes or not pcm:
+            detail = f"frame of {len(pcm)} bytes dropped: it must hold whole samples of {self.channels} × int16"
+            return [error_reply(E.ODD_FRAME, detail)]
+        samples = len(pcm) // frame_bytes
         self.last_audio_at = now
-        self.connection_samples += len(pcm) // 2
+        self.connection_samples += samples
         ahead_s = self.ahead_of_rate_s(now)
         actions: list[Action] = []
         if ahead_s > 0:
@@ -297,8 +304,8 @@ class ClientProtocol:
             self.batch_received_at_ms = at_ms
             self.batch_due = now + self.limits.audio_batch_ms / 1000
         self.batch.append(pcm)
-        self.batch_samples += len(pcm) // 2
-        self.next_sample += len(pcm) // 2
+        self.batch_samples += samples
+        self.next_sample += samples
         self.quiet.feed(pcm)
         limit_ms = self.limits.audio_batch_near_end_ms if self.quiet.near_end() else self.limits.audio_batch_ms
         if self.batch_samples * 1000 >= limit_ms * SAMPLE_RATE:
@@ -328,6 +335,7 @@ class ClientProtocol:
             seq=self.seq,
             start_sample=self.next_sample - self.batch_samples,
             received_at_ms=self.batch_received_at_ms,
+            channels=self.channels,
             pcm=pcm,
         )
         self.batch, self.batch_samples, self.batch_due = [], 0, math.inf
@@ -340,8 +348,8 @@ class ClientProtocol:
         assert frame.seq == self.seq - 1, "only the latest record can be refused"
         self.seq -= 1
         self.next_sample = frame.start_sample
-        self.connection_samples -= len(frame.pcm) // 2
-        return [error_reply(E.AUDIO_DROPPED, f"{len(frame.pcm) // 2 / SAMPLE_RATE:.2f} s of audio dropped")]
+        self.connection_samples -= frame.samples
+        return [error_reply(E.AUDIO_DROPPED, f"{frame.samples / SAMPLE_RATE:.2f} s of audio dropped")]
 
     def on_tick(self, now: float, at_ms: float) -> list[Action]:
         """Deadlines: a held batch that is due, the idle timeout (no audio), the duration limit."""
@@ -422,10 +430,10 @@ class ClientProtocol:
         assert self.ended_record is not None
         if not self.ended_record.awaiting_results:
             return True
-        return all(seq in self.final_utterances for seq in range(self.ended_record.utterances))
+        return all(seq in self.final_utterances for seq in self.ended_record.utterance_seqs())
 
     def missing_results(self) -> list[int]:
         """Utterances announced by session.ended whose final result has not come."""
         if self.ended_record is None or not self.ended_record.awaiting_results:
             return []
-        return [seq for seq in range(self.ended_record.utterances) if seq not in self.final_utterances]
+        return [seq for seq in self.ended_record.utterance_seqs() if seq not in self.final_utterances]

@@ -157,6 +157,7 @@ class FusionJoin(Generic[Token]):
             state.text.last_frame_received_at_ms if state.text else (state.whole.received_at_ms if state.whole else 0)
         )
         span = state.whole or state.text
+        tag = state.text or state.whole  # a result is made only once one of them came
         return FusedResult(
             session_id=key[0],
             utterance_seq=key[1],
@@ -180,6 +181,8 @@ class FusionJoin(Generic[Token]):
             arousal=round(arousal, 4) if arousal is not None else None,
             emotion=EmotionScores(**{k: round(v, 4) for k, v in emotion.items()}) if emotion else None,
             emotion_label=max(emotion, key=emotion.__getitem__) if emotion else None,  # type: ignore[arg-type]
+            channel=tag.channel if tag else 0,
+            role=tag.role if tag else None,
         )
 
 

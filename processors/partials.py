@@ -7,7 +7,8 @@ Invariants:
   still comes); a repeated chunk is ignored. Nothing here is acknowledged late or checkpointed.
 - No partial of an utterance is produced once its final utterance reached the ASR stage (`finished`), and a partial
   that repeats the previous text is not produced at all.
-- Memory is bounded: one open utterance per session, at most `max_sessions` sessions (least recently heard dropped).
+- Memory is bounded: one open utterance per session channel (a call's parties speak at once), at most
+  `max_sessions` of them (least recently heard dropped).
 """
 
 from __future__ import annotations
@@ -41,6 +42,12 @@ class PartialDecode:
     pcm: bytes
     start_ms: float
     end_ms: float
+    channel: int = 0
+    role: str | None = None
+
+
+Speaker = tuple[str, int]
+"""A session and one of its channels: each has its own open utterance."""
 
 
 @dataclass
@@ -49,6 +56,7 @@ class _Open:
 
     utterance_seq: int
     speech_start_ms: float
+    role: str | None = None
     next_chunk: int = 0
     audio: bytearray = field(default_factory=bytearray)
     end_ms: float = 0.0
@@ -64,46 +72,48 @@ class PartialTracker:
 
     def __init__(self, options: PartialOptions | None = None) -> None:
         self.options = options or PartialOptions()
-        self._open: collections.OrderedDict[str, _Open] = collections.OrderedDict()
-        self._finished: collections.OrderedDict[str, int] = collections.OrderedDict()
-        """session id → the highest utterance seq whose final reached the stage."""
+        self._open: collections.OrderedDict[Speaker, _Open] = collections.OrderedDict()
+        self._finished: collections.OrderedDict[Speaker, int] = collections.OrderedDict()
+        """(session id, channel) → the highest utterance seq whose final reached the stage."""
 
     def on_chunk(self, chunk: PartialAudio, now_ms: float) -> PartialDecode | None:
         """Take one chunk (at wall clock `now_ms`); returns the decode that is now due, if any."""
-        sid, seq = chunk.session_id, chunk.utterance_seq
-        if self._finished.get(sid, -1) >= seq:
+        speaker, seq = (chunk.session_id, chunk.channel), chunk.utterance_seq
+        if self._finished.get(speaker, -1) >= seq:
             return None
-        state = self._open.get(sid)
+        state = self._open.get(speaker)
         if state is None or state.utterance_seq < seq:
             if chunk.chunk_seq != 0:  # joined mid-utterance (a takeover, a lost chunk): wait for the next one
                 return None
-            state = _Open(seq, chunk.speech_start_ms)
+            state = _Open(seq, chunk.speech_start_ms, chunk.role)
         elif state.utterance_seq > seq or chunk.chunk_seq < state.next_chunk:
             return None  # an older utterance's chunk, or a repeat
-        self._remember(sid, state)
+        self._remember(speaker, state)
         if chunk.chunk_seq > state.next_chunk:
             state.broken = True
         if state.broken:
             return None
         state.audio += chunk.pcm
         state.next_chunk, state.end_ms = chunk.chunk_seq + 1, chunk.end_ms
-        return self.due(sid) if now_ms - chunk.received_at_ms <= self.options.max_lag_ms else None
+        return self.due(*speaker) if now_ms - chunk.received_at_ms <= self.options.max_lag_ms else None
 
-    def due(self, session_id: str) -> PartialDecode | None:
-        """The decode the session's open utterance is waiting for (None: none is due)."""
-        state = self._open.get(session_id)
+    def due(self, session_id: str, channel: int = 0) -> PartialDecode | None:
+        """The decode the session channel's open utterance is waiting for (None: none is due)."""
+        state = self._open.get((session_id, channel))
         if state is None or state.broken:
             return None
         samples = len(state.audio) // 2
         if samples - state.decoded_samples < ms_to_samples(self.options.min_new_audio_ms):
             return None
-        return PartialDecode(session_id, state.utterance_seq, bytes(state.audio), state.speech_start_ms, state.end_ms)
+        audio = bytes(state.audio)
+        return PartialDecode(session_id, state.utterance_seq, audio, state.speech_start_ms, state.end_ms, channel,
+                             state.role)  # fmt: skip
 
     def on_decoded(
         self, decode: PartialDecode, text: str, model_id: str, compute_ms: float
     ) -> PartialTranscript | None:
         """Record what the decoder heard; returns the partial to send, or None when it adds nothing or is stale."""
-        state = self._open.get(decode.session_id)
+        state = self._open.get((decode.session_id, decode.channel))
         if state is None or state.utterance_seq != decode.utterance_seq:
             return None
         state.decoded_samples = len(decode.pcm) // 2
@@ -120,22 +130,26 @@ class PartialTracker:
             text=text,
             model_id=model_id,
             compute_ms=compute_ms,
+            channel=decode.channel,
+            role=decode.role,
         )
 
-    def finished(self, session_id: str, utterance_seq: int) -> None:
-        """The utterance's final reached the stage: no partial of it (or of an earlier one) from now on."""
-        if self._finished.get(session_id, -1) < utterance_seq:
-            self._finished[session_id] = utterance_seq
-        self._finished.move_to_end(session_id)
+    def finished(self, session_id: str, utterance_seq: int, channel: int = 0) -> None:
+        """The utterance's final reached the stage: no partial of it (or of an earlier one of its channel) from now
+        on."""
+        speaker = (session_id, channel)
+        if self._finished.get(speaker, -1) < utterance_seq:
+            self._finished[speaker] = utterance_seq
+        self._finished.move_to_end(speaker)
         while len(self._finished) > self.options.max_sessions:
             self._finished.popitem(last=False)
-        state = self._open.get(session_id)
+        state = self._open.get(speaker)
         if state is not None and state.utterance_seq <= utterance_seq:
-            del self._open[session_id]
+            del self._open[speaker]
 
-    def _remember(self, session_id: str, state: _Open) -> None:
-        self._open[session_id] = state
-        self._open.move_to_end(session_id)
+    def _remember(self, speaker: Speaker, state: _Open) -> None:
+        self._open[speaker] = state
+        self._open.move_to_end(speaker)
         while len(self._open) > self.options.max_sessions:
             self._open.popitem(last=False)
 

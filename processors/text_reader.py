@@ -27,10 +27,11 @@ class TextReader:
         self.classifier = classifier
         self.memory = memory or DialogueMemory()
 
-    def read(self, session_id: str, utterance_seq: int, text: str) -> TextSentiment:
-        """`text` read after the session's previous utterance, when the model was trained with such context."""
+    def read(self, session_id: str, start_ms: float, text: str) -> TextSentiment:
+        """`text` (said from `start_ms` on) read after the session's previous utterance, when the model was trained
+        with such context."""
         classifier = self.classifier()
-        context = [self.memory.context(session_id, utterance_seq)] if classifier.uses_context else None
+        context = [self.memory.context(session_id, start_ms)] if classifier.uses_context else None
         return classifier.classify([text], context)[0]
 
     def score(self, transcript: Transcript) -> TextScore:
@@ -38,9 +39,9 @@ class TextReader:
         started = time.perf_counter()
         usable = not transcript.rejected and transcript.text.strip()
         sid, seq = transcript.session_id, transcript.utterance_seq
-        result = self.read(sid, seq, transcript.text) if usable else NO_TEXT
+        result = self.read(sid, transcript.start_ms, transcript.text) if usable else NO_TEXT
         if usable:
-            self.memory.remember(sid, seq, transcript.text)
+            self.memory.remember(sid, transcript.start_ms, transcript.text)
         return TextScore(
             session_id=sid,
             utterance_seq=seq,
@@ -61,11 +62,13 @@ class TextReader:
             voice_emotion=transcript.voice_emotion,
             voice_arousal=transcript.voice_arousal,
             voice_model=transcript.voice_model,
+            channel=transcript.channel,
+            role=transcript.role,
         )
 
     def score_partial(self, partial: PartialTranscript) -> PartialResult:
         """The words so far, as the `partial` event the client gets."""
-        result = self.read(partial.session_id, partial.utterance_seq, partial.text)
+        result = self.read(partial.session_id, partial.start_ms, partial.text)
         return PartialResult(
             session_id=partial.session_id,
             utterance_seq=partial.utterance_seq,
@@ -74,4 +77,6 @@ class TextReader:
             end_ms=partial.end_ms,
             text=partial.text,
             text_sentiment=scores_of(result),
+            channel=partial.channel,
+            role=partial.role,
         )

@@ -21,7 +21,10 @@ BAD_MESSAGE = ErrorCode(
     "bad_message", None, "After the session started, a text frame was not JSON or had an unknown type; it was ignored."
 )
 ODD_FRAME = ErrorCode(
-    "odd_frame", None, "A binary frame had an odd byte count (not whole int16 samples); it was dropped."
+    "odd_frame",
+    None,
+    "A binary frame did not hold whole samples (an odd byte count; in a two-channel session, not a multiple of 4); it "
+    "was dropped.",
 )
 FRAME_TOO_LARGE = ErrorCode(
     "frame_too_large",

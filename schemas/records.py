@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from moodstream.schemas.audio import SAMPLE_RATE
 
@@ -16,8 +16,21 @@ __all__ = ["SAMPLE_RATE"]  # re-exported: records state their audio in the proto
 
 SessionId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+Role = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.\-]+$")]
+"""A party's name in a call (e.g. "agent", "customer")."""
 SentimentLabel = Literal["negative", "neutral", "positive"]
 EmotionLabel = Literal["angry", "happy", "sad", "neutral"]
+MAX_CHANNELS = 2
+"""A session is mono (1) or a call of two parties, one per channel (2)."""
+DEFAULT_ROLES: dict[int, tuple[str, ...]] = {2: ("left", "right")}
+"""Roles of a call whose start names none."""
+
+
+def call_utterance_seq(index: int, channel: int, channels: int) -> int:
+    """The session-wide seq of a channel's `index`-th utterance: the channels' utterances interleave
+    (k × channels + channel), so each channel numbers its own without a counter shared across channels, a replay
+    numbers them again the same way, and a mono session's seqs are 0, 1, 2, ..."""
+    return index * channels + channel
 
 
 class Record(BaseModel):
@@ -37,6 +50,15 @@ class Record(BaseModel):
     """Schema version; bumped on any incompatible change."""
     BINARY_FIELD: ClassVar[str | None] = None
     """Name of the bytes field shipped raw after the JSON header, if any."""
+
+
+class ChannelTag(BaseModel):
+    """Which party of a call a record is about. Mono sessions: channel 0, no role."""
+
+    channel: Annotated[int, Field(ge=0, lt=MAX_CHANNELS)] = 0
+    """The session channel (0 left, 1 right) the audio came from."""
+    role: Role | None = None
+    """The channel's role from the session's start options (None in a mono session)."""
 
 
 class PcmRecord(Record):
@@ -63,6 +85,22 @@ class SessionOptions(BaseModel):
     """Weight of the text score in late fusion; None uses the server default."""
     partials: bool = True
     """Send `partial` transcripts with text sentiment while an utterance is still open (when the worker has time)."""
+    channels: Annotated[int, Field(ge=1, le=MAX_CHANNELS)] = 1
+    """Channels interleaved in each binary frame (int16 little-endian, left sample first). 2: a call, one party per
+    channel; each channel is endpointed, transcribed and judged on its own and every result says which."""
+    roles: tuple[Role, ...] | None = None
+    """With `channels` 2: the parties' names, one per channel (e.g. ["agent", "customer"]); results carry them as
+    `role`. Default "left", "right"."""
+
+    @model_validator(mode="after")
+    def _a_role_per_channel(self) -> SessionOptions:
+        if self.roles is not None and (len(self.roles) != self.channels or len(set(self.roles)) != self.channels):
+            raise ValueError(f"roles must name each of the {self.channels} channels once")
+        return self
+
+    def role_names(self) -> tuple[str, ...] | None:
+        """The roles in channel order (None for a mono session without roles)."""
+        return self.roles or DEFAULT_ROLES.get(self.channels)
 
 
 class AudioFrame(PcmRecord):
@@ -80,7 +118,20 @@ class AudioFrame(PcmRecord):
     resumed connections, and a frame the worker already has is recognised by it."""
     received_at_ms: float
     """Gateway wall clock (Unix ms) when the slice's first frame arrived; the start of end-to-end latency."""
+    channels: Annotated[int, Field(ge=1, le=MAX_CHANNELS)] = 1
+    """Channels interleaved in `pcm` (the session's `channels` option); `start_sample` counts sample frames."""
     pcm: bytes = Field(repr=False)
+
+    @model_validator(mode="after")
+    def _whole_sample_frames(self) -> AudioFrame:
+        if len(self.pcm) % (2 * self.channels):
+            raise ValueError(f"pcm must hold whole frames of {self.channels} int16 samples")
+        return self
+
+    @property
+    def samples(self) -> int:
+        """Sample frames (per channel) in `pcm`."""
+        return len(self.pcm) // (2 * self.channels)
 
 
 class SessionControl(Record):
@@ -100,7 +151,7 @@ class SessionControl(Record):
     """Gateway wall clock (Unix ms)."""
 
 
-class Utterance(PcmRecord):
+class Utterance(PcmRecord, ChannelTag):
     """One finished stretch of speech, cut by the endpointer."""
 
     SCHEMA: ClassVar[str] = "utterance"
@@ -123,7 +174,7 @@ class Utterance(PcmRecord):
     pcm: bytes = Field(repr=False)
 
 
-class AcousticWindow(PcmRecord):
+class AcousticWindow(PcmRecord, ChannelTag):
     """A short slice of an utterance in progress, for provisional acoustic scores."""
 
     SCHEMA: ClassVar[str] = "acoustic_window"
@@ -140,7 +191,7 @@ class AcousticWindow(PcmRecord):
     pcm: bytes = Field(repr=False)
 
 
-class PartialAudio(PcmRecord):
+class PartialAudio(PcmRecord, ChannelTag):
     """New audio of an utterance still open, for partial transcripts: consecutive chunks (by `chunk_seq`, from 0)
     that together hold the utterance's audio from its padded start. Disposable: a consumer that misses a chunk
     waits for the utterance's next one to start over."""
@@ -184,7 +235,7 @@ class EmotionScores(BaseModel):
     neutral: Probability
 
 
-class AcousticScore(Record):
+class AcousticScore(Record, ChannelTag):
     """Acoustic emotion of a window (provisional) or of a whole utterance."""
 
     SCHEMA: ClassVar[str] = "acoustic_score"
@@ -208,7 +259,7 @@ class AcousticScore(Record):
     without a voice head."""
 
 
-class Transcript(Record):
+class Transcript(Record, ChannelTag):
     """ASR output for one utterance."""
 
     SCHEMA: ClassVar[str] = "transcript"
@@ -241,7 +292,7 @@ class Transcript(Record):
     """The voice head's version; None without a voice head."""
 
 
-class PartialTranscript(Record):
+class PartialTranscript(Record, ChannelTag):
     """ASR of an utterance still open: the words so far (greedy, cheaper than the final's decode)."""
 
     SCHEMA: ClassVar[str] = "partial_transcript"
@@ -259,7 +310,7 @@ class PartialTranscript(Record):
     compute_ms: float
 
 
-class TextScore(Record):
+class TextScore(Record, ChannelTag):
     """Text sentiment of one transcript."""
 
     SCHEMA: ClassVar[str] = "text_score"
@@ -307,7 +358,7 @@ class FusionWeights(BaseModel):
     """How far the voice's polar verdict counted (1 in full; 0: a voice this unsure was read as calm)."""
 
 
-class FusedResult(Record):
+class FusedResult(Record, ChannelTag):
     """The per-utterance result a client receives."""
 
     SCHEMA: ClassVar[str] = "fused_result"
@@ -342,7 +393,7 @@ class FusedResult(Record):
     """The most likely of `emotion`."""
 
 
-class PartialResult(Record):
+class PartialResult(Record, ChannelTag):
     """Words so far and their sentiment while the speaker is still talking. Superseded by the utterance's final
     `utterance` result; a client shows no partial of an utterance whose final it already has."""
 
@@ -362,12 +413,12 @@ class PartialResult(Record):
     text_sentiment: SentimentScores
 
 
-class AudioLevel(Record):
+class AudioLevel(Record, ChannelTag):
     """Loudness of a stretch of session audio: the first stage's simple, real output."""
 
     SCHEMA: ClassVar[str] = "audio_level"
     VERSION: ClassVar[int] = 1
-    IDENTITY: ClassVar[tuple[str, ...]] = ("start_ms",)
+    IDENTITY: ClassVar[tuple[str, ...]] = ("channel", "start_ms")
 
     type: Literal["level"] = "level"
     session_id: SessionId
@@ -377,7 +428,7 @@ class AudioLevel(Record):
     peak_dbfs: float
 
 
-class VadEvent(Record):
+class VadEvent(Record, ChannelTag):
     """Speech started or stopped."""
 
     SCHEMA: ClassVar[str] = "vad_event"
@@ -404,6 +455,19 @@ class SessionEnded(Record):
     """True when an `utterance` result will follow for each of the `utterances` (a fusion stage runs)."""
     reason: str
     duration_ms: float
+    channel_utterances: list[Annotated[int, Field(ge=0)]] | None = None
+    """A call's utterances per channel (they add up to `utterances`); None for a mono session."""
+
+    def utterance_seqs(self) -> list[int]:
+        """The seqs of the session's utterances (`call_utterance_seq` numbers a call's)."""
+        if self.channel_utterances is None:
+            return list(range(self.utterances))
+        channels = len(self.channel_utterances)
+        return sorted(
+            call_utterance_seq(index, channel, channels)
+            for channel, count in enumerate(self.channel_utterances)
+            for index in range(count)
+        )
 
 
 class ConnectionClaimed(Record):
@@ -437,6 +501,17 @@ class ErrorEvent(Record):
     message: str
 
 
+class ChannelPosition(BaseModel):
+    """Where one channel of a call stands, as of its last cut."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    next_index: Annotated[int, Field(ge=0)]
+    """Utterances the channel has cut; its next one is `call_utterance_seq(next_index, channel, channels)`."""
+    resume_sample: Annotated[int, Field(ge=0)]
+    """Session sample to resume the channel's endpointing at."""
+
+
 class SessionCheckpoint(Record):
     """What a worker taking a session over needs to continue it exactly; the latest per session is kept (a compacted
     topic, keyed by session, in the partition of the session's audio). A session that ended for good has a
@@ -454,6 +529,11 @@ class SessionCheckpoint(Record):
     """The session's own text weight from its start message (None: the server default)."""
     partials: bool = True
     """The session's `partials` option from its start message."""
+    roles: tuple[Role, ...] | None = None
+    """A call's roles from its start message."""
+    channels: list[ChannelPosition] | None = None
+    """A call's position per channel, each kept as of that channel's last cut (the fields above then hold the
+    utterances cut so far and the earliest channel's resume sample); None for a mono session."""
 
 
 class WorkerHeartbeat(Record):

@@ -34,6 +34,8 @@ def register(ctx: StageContext) -> ModelVersions:
             compute_ms=result.compute_ms,
             received_at_ms=record.last_frame_received_at_ms if whole else record.received_at_ms,
             arousal=round(result.arousal, 4) if result.arousal is not None else None,
+            channel=record.channel,
+            role=record.role,
         )
 
     async def provisional(result: AcousticScore, partition: int) -> None:

@@ -53,6 +53,8 @@ def transcript_of(transcriber: SpeechToText, utterance: Utterance) -> Transcript
         "model_id": transcriber.model_id,
         "last_frame_received_at_ms": utterance.last_frame_received_at_ms,
         "fusion_alpha": utterance.fusion_alpha,
+        "channel": utterance.channel,
+        "role": utterance.role,
     }
     if utterance.gated:  # the anti-hallucination gate: never decoded
         return Transcript(text="", rejected=True, reject_reason=f"gate:{utterance.gated}", compute_ms=0, **common)
@@ -105,7 +107,7 @@ class AsrShell:
         """Finals handed to the pool and not yet done: while any waits, no partial is decoded."""
 
     async def on_utterance(self, utterance: Utterance, partition: int) -> None:
-        self.partials.finished(utterance.session_id, utterance.utterance_seq)
+        self.partials.finished(utterance.session_id, utterance.utterance_seq, utterance.channel)
         self.finals_waiting += 1
         try:
             transcript, score = await self._run(self._final, utterance)

@@ -1,8 +1,9 @@
 """Audio stage shell: frames and session control in; levels, VAD events, acoustic windows and utterances out.
 
-The state machine is `audio_session.AudioSession` (its docstring states the no-loss, no-duplicate invariants); this
-shell decodes, calls it, and carries out its `Step`: sends, writes the session's checkpoint to the checkpoint topic
-(or its tombstone), then acks. `checkpoints.CheckpointStore` reads a partition's checkpoints when it is taken over.
+The state machine is `audio_session.AudioSession`, or a call's `call_session.CallSession` (their docstrings state the
+no-loss, no-duplicate invariants); this shell decodes, calls it, and carries out its `Step`: sends, writes the
+session's checkpoint to the checkpoint topic (or its tombstone), then acks. `checkpoints.CheckpointStore` reads a
+partition's checkpoints when it is taken over.
 """
 
 from __future__ import annotations
@@ -15,16 +16,19 @@ from faust.types import TP
 
 from moodstream.broker.generations import is_topic
 from moodstream.processors.audio_session import AudioSession, Send, Step
+from moodstream.processors.call_session import CallSession
 from moodstream.processors.endpointer import Endpointer, EndpointerOptions
 from moodstream.processors.level import LevelMeter
 from moodstream.processors.runtime.checkpoints import CheckpointStore
 from moodstream.processors.runtime.context import ModelVersions, StageContext
 from moodstream.processors.vad import SileroStream, load_silero
-from moodstream.schemas.records import AudioFrame, SessionControl
+from moodstream.schemas.records import AudioFrame, SessionCheckpoint, SessionControl, SessionOptions
 from moodstream.schemas.topics import AUDIO, CHECKPOINTS
 
 log = logging.getLogger("moodstream.audio")
 
+Session = AudioSession[faust.EventT] | CallSession[faust.EventT]
+"""A mono session's state machine, or a call's (one per channel behind the same interface)."""
 ABANDONED_AFTER_TIMEOUTS = 4
 """A session without records for this many idle timeouts is dropped (its gateway died without an end)."""
 
@@ -36,15 +40,14 @@ class AudioShell:
         self.ctx = ctx
         self.model = ctx.preload(load_silero)
         self.checkpoints = CheckpointStore(ctx.settings)
-        self.sessions: dict[str, tuple[AudioSession[faust.EventT], int, float]] = {}
+        self.sessions: dict[str, tuple[Session, int, float]] = {}
         """session id → (its state machine, its partition, when it last had a record)."""
 
-    async def session(self, sid: str, partition: int) -> AudioSession[faust.EventT]:
+    async def session(self, record: AudioFrame | SessionControl, partition: int) -> Session:
+        sid = record.session_id
         if sid not in self.sessions:
             checkpoint = await self.checkpoints.get(sid, partition)
-            options = EndpointerOptions(partial_interval_ms=self.ctx.settings.partial_interval_ms)
-            endpointer = Endpointer(SileroStream(self.model.get()), options)
-            state = AudioSession(sid, endpointer, LevelMeter(self.ctx.settings.level_window_ms), checkpoint)
+            state = self.open_session(record, checkpoint)
             if checkpoint:
                 log.info("session %s resumed at utterance %d", sid, checkpoint.next_utterance_seq)
         else:
@@ -52,9 +55,23 @@ class AudioShell:
         self.sessions[sid] = (state, partition, time.monotonic())
         return state
 
+    def open_session(self, record: AudioFrame | SessionControl, checkpoint: SessionCheckpoint | None) -> Session:
+        """A mono session, or a call when the checkpoint, the start's options or the frame say it has channels."""
+        if checkpoint and checkpoint.channels:
+            return CallSession(record.session_id, checkpoint.roles or (), self.new_channel, checkpoint)
+        options = record.options if isinstance(record, SessionControl) else SessionOptions(channels=record.channels)
+        roles = options.role_names()
+        if options.channels > 1 and roles:
+            return CallSession(record.session_id, roles, self.new_channel, checkpoint)
+        return AudioSession(record.session_id, *self.new_channel(), checkpoint)
+
+    def new_channel(self) -> tuple[Endpointer, LevelMeter]:
+        options = EndpointerOptions(partial_interval_ms=self.ctx.settings.partial_interval_ms)
+        return Endpointer(SileroStream(self.model.get()), options), LevelMeter(self.ctx.settings.level_window_ms)
+
     async def handle(self, stream: faust.StreamT, event: faust.EventT, record: AudioFrame | SessionControl) -> None:
         sid, partition = record.session_id, event.message.partition
-        state = await self.session(sid, partition)
+        state = await self.session(record, partition)
         if isinstance(record, AudioFrame):
             step = state.on_frame(record, event)
         elif record.action == "start":
