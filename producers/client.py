@@ -69,6 +69,8 @@ class MoodstreamClient:
         self.url = url
         self.options = options or ClientOptions()
         self.session_id: str | None = None
+        self.channels = int(self.options.session_options.get("channels", 1))
+        """Channels interleaved in the PCM this session sends (2: a call)."""
         self.resumes = 0
         self.duplicates_dropped = 0
         """Results that arrived twice over the wire and were not passed on (the gateway should leave none)."""
@@ -153,11 +155,11 @@ class MoodstreamClient:
     async def send_audio(self, pcm: bytes) -> None:
         """Send int16 16 kHz mono PCM, split into frames, never faster than the gateway admits; waits out a reconnect
         if one is under way."""
-        for frame in frames(pcm, self.options.frame_ms):
+        for frame in frames(pcm, self.options.frame_ms, channels=self.channels):
             await self._within_admitted_rate()
             self._keep(frame)
             await self._send(frame)
-            self._connection_samples += len(frame) // 2
+            self._connection_samples += self._samples(frame)
 
     async def _within_admitted_rate(self) -> None:
         """Wait until the next frame keeps this connection under the gateway's admitted rate (with a margin): a
@@ -175,7 +177,7 @@ class MoodstreamClient:
     async def stream(self, pcm: bytes, realtime: bool = True, end: bool = True) -> None:
         """Send PCM paced at real time (or as fast as the server admits), then ``end`` the session."""
         started = time.monotonic()
-        for index, frame in enumerate(frames(pcm, self.options.frame_ms)):
+        for index, frame in enumerate(frames(pcm, self.options.frame_ms, channels=self.channels)):
             if realtime:
                 delay = started + index * self.options.frame_ms / 1000 - time.monotonic()
                 if delay > 0:
@@ -205,10 +207,14 @@ class MoodstreamClient:
 
     def _keep(self, frame: bytes) -> None:
         self._replay.append((self._sent_samples, frame))
-        self._sent_samples += len(frame) // 2
-        self._replay_samples += len(frame) // 2
-        while self._replay_samples - len(self._replay[0][1]) // 2 >= self.options.replay_s * SAMPLE_RATE:
-            self._replay_samples -= len(self._replay.popleft()[1]) // 2
+        self._sent_samples += self._samples(frame)
+        self._replay_samples += self._samples(frame)
+        while self._replay_samples - self._samples(self._replay[0][1]) >= self.options.replay_s * SAMPLE_RATE:
+            self._replay_samples -= self._samples(self._replay.popleft()[1])
+
+    def _samples(self, frame: bytes) -> int:
+        """Sample frames (per channel) in `frame`: the unit of the session's sample clock."""
+        return len(frame) // (2 * self.channels)
 
     # receiving -------------------------------------------------------------------------------------------------
     async def messages(self) -> AsyncIterator[dict]:
@@ -305,7 +311,7 @@ class MoodstreamClient:
                 assert self._ws is not None
                 for _start, frame in [] if self._collect_only else list(self._replay):
                     await self._ws.send(frame)  # counted against the admitted rate like any audio
-                    self._connection_samples += len(frame) // 2
+                    self._connection_samples += self._samples(frame)
                 if self._ended_sent:
                     await self._ws.send(json.dumps({"type": "end"}))
             except SessionFailed as exc:
@@ -358,7 +364,7 @@ async def stream_pcm(
 
         receiver = asyncio.create_task(receive())
         started = time.monotonic()
-        for index, frame in enumerate(frames(pcm, frame_ms)):
+        for index, frame in enumerate(frames(pcm, frame_ms, channels=int((options or {}).get("channels", 1)))):
             if realtime:
                 delay = started + index * frame_ms / 1000 - time.monotonic()
                 if delay > 0:

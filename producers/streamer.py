@@ -7,6 +7,7 @@ import json
 import signal
 import sys
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -38,11 +39,14 @@ def describe(message: dict) -> str | None:
             parts.append(f"[{COLOURS['negative' if emotion in ('angry', 'sad') else 'positive']}]{emotion} "
                          f"{message['emotion'][emotion]:.2f}[/]")  # fmt: skip
         text = message.get("text") or "[dim](no words)[/]"
-        return "  ".join(parts) + f"  {text}"
+        who = f"[bold cyan]{message['role']:>10}[/]  " if message.get("role") else ""
+        return who + "  ".join(parts) + f"  {text}"
     if kind == "error":
         return f"[{'bold red' if message.get('fatal') else 'yellow'}]error {message['code']}: {message['message']}[/]"
     if kind == "session.ended":
-        return f"[bold]session ended[/] ({message['reason']}): {message['utterances']} utterances"
+        counts = message.get("channel_utterances")
+        per_channel = f" ({' + '.join(map(str, counts))} by channel)" if counts else ""
+        return f"[bold]session ended[/] ({message['reason']}): {message['utterances']} utterances{per_channel}"
     if kind == "session.started":
         resumed = " (resumed)" if message.get("resumed") else ""
         return f"[dim]session {message['session_id']}{resumed}[/]"
@@ -54,7 +58,8 @@ def caption(partial: dict) -> str:
     scores = partial["text_sentiment"]
     best = max(scores, key=scores.get)
     words = partial["text"] if len(partial["text"]) <= 70 else "…" + partial["text"][-69:]
-    return f"… {words}  [{COLOURS[best]}]{best[:3]} {scores[best]:.2f}[/]"
+    who = f"{partial['role']}: " if partial.get("role") else ""
+    return f"… {who}{words}  [{COLOURS[best]}]{best[:3]} {scores[best]:.2f}[/]"
 
 
 async def microphone_frames(frame_ms: int) -> AsyncIterator[bytes]:
@@ -110,11 +115,12 @@ async def send_audio(
     client: MoodstreamClient, pcm: bytes | None, fast: bool, frame_ms: int, progress: Progress, task: TaskID
 ) -> None:
     """Send `pcm` (real time unless `fast`) or the microphone until cancelled, then end the session."""
+    frame_bytes = 2 * client.channels
     if pcm is not None:
-        step = SAMPLE_RATE * 2 // 2  # report progress every half second of audio
+        step = SAMPLE_RATE * frame_bytes // 2  # report progress every half second of audio
         for offset in range(0, len(pcm), step):
             await client.stream(pcm[offset : offset + step], realtime=not fast, end=False)
-            progress.update(task, completed=min(offset + step, len(pcm)) / 2 / SAMPLE_RATE)
+            progress.update(task, completed=min(offset + step, len(pcm)) / frame_bytes / SAMPLE_RATE)
         await client.end()
         return
     sent = 0
@@ -122,7 +128,7 @@ async def send_audio(
         async for frame in microphone_frames(frame_ms):
             await client.send_audio(frame)
             sent += len(frame)
-            progress.update(task, completed=sent / 2 / SAMPLE_RATE)
+            progress.update(task, completed=sent / frame_bytes / SAMPLE_RATE)
     finally:
         await client.end()
 
@@ -151,26 +157,45 @@ async def show_messages(client: MoodstreamClient, out: IO[str] | None, progress:
     return status if ended else 1
 
 
+@dataclass(frozen=True)
+class StreamRequest:
+    """What `moodstream stream` was asked to do."""
+
+    file: Path | None
+    """The audio file; None with `mic`."""
+    mic: bool
+    """Stream the default microphone."""
+    url: str
+    """The gateway's WebSocket."""
+    fast: bool
+    """Send as fast as the server admits instead of real time."""
+    out: Path | None
+    """Write every server message here as JSONL."""
+    frame_ms: int
+    """Frame length sent."""
+    token: str | None
+    """API key or token."""
+    roles: str | None = None
+    """A call's party names, comma-separated (default left,right)."""
+    mono: bool = False
+    """Mix a stereo file down instead of streaming it as a call."""
+
+
 async def stream_session(
-    url: str,
-    pcm: bytes | None,
-    *,
-    fast: bool,
-    out: IO[str] | None,
-    frame_ms: int,
-    token: str | None,
-    console: Console,
+    request: StreamRequest, pcm: bytes | None, session_options: dict, out: IO[str] | None, console: Console
 ) -> int:
     """Stream `pcm` (or the microphone when None) and show results; returns the exit status."""
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    client = MoodstreamClient(url, ClientOptions(frame_ms=frame_ms, headers=headers))
+    headers = {"Authorization": f"Bearer {request.token}"} if request.token else {}
+    options = ClientOptions(frame_ms=request.frame_ms, headers=headers, session_options=session_options)
+    client = MoodstreamClient(request.url, options)
     try:
         await client.connect()
     except Exception as exc:  # noqa: BLE001 - refused, unreachable, bad credentials: say so and exit 1
-        console.print(f"[bold red]could not start a session at {url}: {exc}[/]")
+        console.print(f"[bold red]could not start a session at {request.url}: {exc}[/]")
         return 1
-    progress, task = progress_bar(console, len(pcm) / 2 / SAMPLE_RATE if pcm is not None else None)
-    sender = asyncio.create_task(send_audio(client, pcm, fast, frame_ms, progress, task))
+    total_s = len(pcm) / 2 / client.channels / SAMPLE_RATE if pcm is not None else None
+    progress, task = progress_bar(console, total_s)
+    sender = asyncio.create_task(send_audio(client, pcm, request.fast, request.frame_ms, progress, task))
     if pcm is None:  # Ctrl-C stops the microphone; the session then ends normally with its last results
         asyncio.get_running_loop().add_signal_handler(signal.SIGINT, sender.cancel)
     with progress:
@@ -182,19 +207,23 @@ async def stream_session(
             await client.close()
 
 
-def run(file: Path | None, mic: bool, url: str, fast: bool, out: Path | None, frame_ms: int, token: str | None) -> int:
-    from moodstream.producers.audio import load_pcm16
+def run(request: StreamRequest) -> int:
+    from moodstream.producers.audio import load_speech
 
     console = Console(stderr=False, highlight=False)
-    if mic == (file is not None):
+    if request.mic == (request.file is not None):
         console.print("[red]give a FILE or --mic (not both)[/]")
         return 2
-    pcm = load_pcm16(file) if file is not None else None
-    sink = out.open("w") if out else None
+    pcm, channels = load_speech(request.file, request.mono) if request.file is not None else (None, 1)
+    if request.roles and channels != 2:
+        console.print("[red]--roles names the channels of a stereo file streamed as a call[/]")
+        return 2
+    options: dict = {"channels": 2} if channels == 2 else {}
+    if request.roles:
+        options["roles"] = [role.strip() for role in request.roles.split(",")]
+    sink = request.out.open("w") if request.out else None
     try:
-        return asyncio.run(
-            stream_session(url, pcm, fast=fast, out=sink, frame_ms=frame_ms, token=token, console=console)
-        )
+        return asyncio.run(stream_session(request, pcm, options, sink, console))
     except KeyboardInterrupt:
         return 130
     finally:

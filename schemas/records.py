@@ -89,8 +89,8 @@ class SessionOptions(BaseModel):
     """Channels interleaved in each binary frame (int16 little-endian, left sample first). 2: a call, one party per
     channel; each channel is endpointed, transcribed and judged on its own and every result says which."""
     roles: tuple[Role, ...] | None = None
-    """With `channels` 2: the parties' names, one per channel (e.g. ["agent", "customer"]); results carry them as
-    `role`. Default "left", "right"."""
+    """The parties' names, one per channel (e.g. ["agent", "customer"]); results carry them as `role`. Default for
+    2 channels "left", "right"; a mono session without roles has none."""
 
     @model_validator(mode="after")
     def _a_role_per_channel(self) -> SessionOptions:

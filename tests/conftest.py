@@ -7,6 +7,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -77,6 +78,27 @@ def stack(kafka: str) -> Iterator[Stack]:
         yield Stack(kafka, f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/ws/analyze")
     finally:
         stop([gateway, worker])
+
+
+def write_call_wav(path: Path) -> None:
+    """A two-party call as a stereo WAV: the agent (the three test prompts) on the left; the customer (the read
+    sentence) on the right from 4 s on, while the agent's long prompt still plays, so the turns overlap."""
+    import wave
+
+    from moodstream.producers.audio import load_pcm16
+
+    data = Path(__file__).parent / "data"
+    agent = np.frombuffer(load_pcm16(data / "three_prompts.wav"), dtype="<i2")
+    customer = np.frombuffer(load_pcm16(data / "read_sentence.wav"), dtype="<i2")
+    offset = 4 * 16_000
+    stereo = np.zeros((max(len(agent), offset + len(customer)) + 16_000, 2), dtype="<i2")
+    stereo[: len(agent), 0] = agent
+    stereo[offset : offset + len(customer), 1] = customer
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(2)
+        out.setsampwidth(2)
+        out.setframerate(16_000)
+        out.writeframes(stereo.tobytes())
 
 
 def tone(seconds: float, amplitude: float, freq: float = 440.0, rate: int = 16_000) -> bytes:

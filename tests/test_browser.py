@@ -11,7 +11,7 @@ import pytest
 
 from moodstream.cli.bench.wer import normalize
 from moodstream.producers.audio import load_pcm16
-from tests.conftest import Stack
+from tests.conftest import Stack, write_call_wav
 
 DATA = Path(__file__).parent / "data"
 TRUTH = [normalize(p["text"]) for p in json.loads((DATA / "three_prompts.json").read_text())]
@@ -63,7 +63,16 @@ def wait_for_three(page) -> list[str]:
     return final_transcripts(page)
 
 
-def test_microphone_and_file_upload_show_transcripts_and_sentiment(stack: Stack, speech_wav: Path) -> None:
+@pytest.fixture(scope="module")
+def call_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("audio") / "call.wav"
+    write_call_wav(path)
+    return path
+
+
+def test_microphone_and_file_upload_show_transcripts_and_sentiment(
+    stack: Stack, speech_wav: Path, call_wav: Path
+) -> None:
     from playwright.sync_api import sync_playwright
 
     SHOTS.mkdir(parents=True, exist_ok=True)
@@ -100,6 +109,19 @@ def test_microphone_and_file_upload_show_transcripts_and_sentiment(stack: Stack,
             page.wait_for_selector("#notice:has-text('Session ended')", timeout=90_000)
             assert final_transcripts(page) == TRUTH
             page.screenshot(path=str(SHOTS / "file.png"), full_page=True)
+            context.close()
+
+            # A stereo call uploaded: one party a channel, each row says whose words it holds.
+            context = browser.new_context(viewport={"width": 1100, "height": 900})
+            page = context.new_page()
+            page.goto(stack.http)
+            page.wait_for_selector("#ready.ok")
+            page.set_input_files("#file", str(call_wav))
+            page.wait_for_selector("#notice:has-text('Session ended')", timeout=90_000)
+            parties = page.eval_on_selector_all("tr.utterance.final .role", "e => e.map(x => x.textContent)")
+            assert sorted(parties) == ["left", "left", "left", "right", "right"]
+            assert "3 + 2 by channel" in page.locator("#notice").text_content()
+            page.screenshot(path=str(SHOTS / "call.png"), full_page=True)
             context.close()
 
             # Microphone denied: a clear message, nothing sent.

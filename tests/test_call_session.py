@@ -162,3 +162,13 @@ def test_a_frame_with_another_channel_count_is_dropped_and_acked(model) -> None:
     call = new_call(model)
     mono = frame(0, 1, LEFT)
     assert call.on_frame(mono, 7) == Step(acks=[7])
+
+
+def test_a_mono_session_that_names_its_party_keeps_its_seqs_and_tags_its_records(model) -> None:
+    session: CallSession[int] = CallSession("c1", ("customer",), lambda: new_channel(model))
+    steps = [*feed(session, FRAMES, 1, LEFT), session.on_end(control("end"), 999)]
+    utterances = sent(steps, Utterance)
+    assert spans(utterances) == spans(alone(model, LEFT))
+    assert [(u.utterance_seq, u.channel, u.role) for u in utterances] == [(n, 0, "customer") for n in range(3)]
+    (ended,) = sent(steps, SessionEnded)
+    assert ended.utterance_seqs() == [0, 1, 2]

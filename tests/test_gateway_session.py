@@ -236,3 +236,43 @@ def test_a_resume_that_only_collects_takes_the_end_an_earlier_connection_made() 
     assert [a.message["type"] for a in protocol.on_event(result(1))] == ["utterance", "session.ended"]
     protocol.on_text('{"type":"end"}', 0.0, 0.0)  # its own end repeats the earlier one: nothing more is sent
     assert protocol.on_event(ended.model_copy(update={"utterances": 0})) == []
+
+
+# calls ----------------------------------------------------------------------------------------------------------
+CALL = StartMessage.model_validate({"type": "start", "options": {"channels": 2, "roles": ["agent", "customer"]}})
+
+
+def test_a_calls_frames_are_stereo_sample_frames_and_its_limits_are_durations() -> None:
+    protocol = started(start=CALL)
+    published = [a for n in range(10) for a in protocol.on_audio(bytes(1280), n * 0.02, 0.0) if isinstance(a, Publish)]
+    assert [(p.record.start_sample, p.record.channels, p.record.samples) for p in published] == [
+        (0, 2, 1600),
+        (1600, 2, 1600),
+    ]
+    assert codes(protocol.on_audio(bytes(6), 0.0, 0.0)) == ["odd_frame"]  # not whole stereo sample frames
+    assert codes(protocol.on_audio(bytes(12800), 0.3, 0.0)) == ["Publish"]  # 200 ms of stereo: within the limit
+    [close] = protocol.on_audio(bytes(12804), 0.4, 0.0)
+    assert isinstance(close, Close) and close.error is E.FRAME_TOO_LARGE
+
+
+def test_a_call_ends_once_each_partys_final_results_are_in() -> None:
+    protocol = started(start=CALL)
+    protocol.on_text('{"type":"end"}', 0.0, 0.0)
+    ended = SessionEnded(session_id="s1", utterances=3, awaiting_results=True, reason="client", duration_ms=1.0,
+                         channel_utterances=[1, 2])  # fmt: skip
+    assert protocol.on_event(ended) == [] and protocol.missing_results() == [0, 1, 3]
+    protocol.on_event(result(0))
+    protocol.on_event(result(3))
+    actions = protocol.on_event(result(1))
+    assert [a.message["type"] for a in actions] == ["utterance", "session.ended"] and protocol.done
+
+
+BAD_CALLS = [{"channels": 3}, {"channels": 2, "roles": ["a"]}, {"roles": ["a", "a"]},
+             {"channels": 2, "roles": ["a", "a"]}, {"channels": 2, "roles": ["a b", "c"]}]  # fmt: skip
+
+
+@pytest.mark.parametrize("options", BAD_CALLS)
+def test_a_start_with_bad_call_options_is_bad_start(options: dict) -> None:
+    with pytest.raises(SessionClosed) as refused:
+        opening_start(json.dumps({"type": "start", "options": options}))
+    assert refused.value.error is E.BAD_START

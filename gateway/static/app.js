@@ -26,7 +26,9 @@ function connectionState(text, ok) {
 
 // One analysis session over one or more WebSocket connections (see producers/client.py for the same logic).
 class Session {
-  constructor(onMessage, onEnd) {
+  constructor(onMessage, onEnd, options = {}) {
+    this.options = options; // the start's options: {channels: 2} for a call
+    this.channels = options.channels || 1;
     this.onMessage = onMessage;
     this.onEnd = onEnd;
     this.token = null;
@@ -48,7 +50,7 @@ class Session {
       let started = false;
       let fatal = null;
       ws.onopen = () => {
-        const start = { type: "start", sample_rate: SAMPLE_RATE };
+        const start = { type: "start", sample_rate: SAMPLE_RATE, options: this.options };
         if (this.token) {
           start.resume_token = this.token;
           start.resume_from_sample = this.replay.length ? this.replay[0][0] : this.sent;
@@ -131,12 +133,13 @@ class Session {
     }
   }
 
-  send(frame /* Int16Array */) {
+  send(frame /* Int16Array, channels interleaved */) {
+    const samples = frame.length / this.channels; // the session's sample clock counts sample frames
     this.replay.push([this.sent, frame]);
-    this.sent += frame.length;
-    this.replaySamples += frame.length;
-    while (this.replaySamples - this.replay[0][1].length >= REPLAY_SAMPLES) {
-      this.replaySamples -= this.replay.shift()[1].length;
+    this.sent += samples;
+    this.replaySamples += samples;
+    while (this.replaySamples - this.replay[0][1].length / this.channels >= REPLAY_SAMPLES) {
+      this.replaySamples -= this.replay.shift()[1].length / this.channels;
     }
     if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(frame);
   }
@@ -160,7 +163,8 @@ class Session {
 }
 
 // ---- view ---------------------------------------------------------------------------------------------------
-const points = []; // [end seconds, fused score, label]
+const points = []; // [end seconds, fused score, label, channel]
+const PARTY_COLOURS = ["#1f6feb", "#b35cd6"]; // a call's channels on the timeline
 const rows = new Map(); // utterance seq -> <tr>
 
 function label(scores) {
@@ -196,18 +200,36 @@ function arousalCell(m) {
   return `<span class="muted">${m.arousal.toFixed(2)}</span>`;
 }
 
-let captionSeq = null; // the utterance the live caption shows
+let captionSeq = null; // the utterance the live caption shows last
+const captions = new Map(); // channel -> [utterance seq, html]: in a call both parties may speak at once
+
+function escaped(text) {
+  return text.replace(/[<>&]/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+function party(m) {
+  return m.role ? `<span class="role party-${m.channel}">${escaped(m.role)}</span> ` : "";
+}
+
+function showCaptions() {
+  $("caption").innerHTML = [...captions.values()].map(([, html]) => html).join(" · ");
+}
 
 function showPartial(m) {
-  if (captionSeq !== null && m.utterance_seq < captionSeq) return;
+  const shown = captions.get(m.channel || 0);
+  if (shown && m.utterance_seq < shown[0]) return;
   captionSeq = m.utterance_seq;
   const name = label(m.text_sentiment);
-  const text = m.text.replace(/[<>&]/g, (c) => `&#${c.charCodeAt(0)};`);
-  $("caption").innerHTML = `${text} <span class="label ${name}">${name}</span>`;
+  captions.set(m.channel || 0, [m.utterance_seq, `${party(m)}${escaped(m.text)} <span class="label ${name}">${name}</span>`]);
+  showCaptions();
 }
 
 function showUtterance(m) {
-  if (m.final && m.utterance_seq === captionSeq) $("caption").textContent = "";
+  const shown = captions.get(m.channel || 0);
+  if (m.final && shown && m.utterance_seq >= shown[0]) {
+    captions.delete(m.channel || 0);
+    showCaptions();
+  }
   let row = rows.get(m.utterance_seq);
   if (!row) {
     row = document.createElement("tr");
@@ -215,16 +237,16 @@ function showUtterance(m) {
     $("utterances").prepend(row);
     rows.set(m.utterance_seq, row);
   }
-  const text = m.text ? m.text.replace(/[<>&]/g, (c) => `&#${c.charCodeAt(0)};`) : '<span class="muted">(no words)</span>';
+  const text = m.text ? escaped(m.text) : '<span class="muted">(no words)</span>';
   row.className = "utterance" + (m.final ? " final" : "");
   row.innerHTML =
     `<td>${(m.start_ms / 1000).toFixed(1)}–${(m.end_ms / 1000).toFixed(1)} s</td>` +
-    `<td class="transcript">${text}${m.final ? "" : ' <span class="muted">(waiting for words)</span>'}</td>` +
+    `<td>${party(m)}</td><td class="transcript">${text}${m.final ? "" : ' <span class="muted">(waiting for words)</span>'}</td>` +
     `<td>${cell(m.text_sentiment)}</td><td>${cell(m.audio_sentiment)}</td>` +
     `<td>${emotionCell(m)}</td><td>${arousalCell(m)}</td>` +
     `<td><span class="label ${m.fused_label}">${m.fused_label}</span> <span class="fused-score">${m.fused_score.toFixed(2)}</span></td>`;
   if (m.final) {
-    points.push([m.end_ms / 1000, m.fused_score, m.fused_label]);
+    points.push([m.end_ms / 1000, m.fused_score, m.fused_label, m.channel || 0]);
     drawTimeline();
   }
 }
@@ -242,25 +264,38 @@ function drawTimeline() {
   const tMax = Math.max(10, ...points.map((p) => p[0]));
   const x = (t) => pad + (t / tMax) * (w - pad - 8);
   const y = (s) => h / 2 - s * (h / 2 - 8);
-  g.strokeStyle = "#1f6feb"; g.lineWidth = 2; g.beginPath();
-  points.forEach(([t, s], i) => (i ? g.lineTo(x(t), y(s)) : g.moveTo(x(t), y(s))));
-  g.stroke();
+  for (const channel of new Set(points.map((p) => p[3]))) { // one line per party
+    g.strokeStyle = PARTY_COLOURS[channel]; g.lineWidth = 2; g.beginPath();
+    points.filter((p) => p[3] === channel).forEach(([t, s], i) => (i ? g.lineTo(x(t), y(s)) : g.moveTo(x(t), y(s))));
+    g.stroke();
+  }
   const colours = { negative: "#d64545", neutral: "#8a8f98", positive: "#2f9e5a" };
   for (const [t, s, name] of points) {
     g.fillStyle = colours[name]; g.beginPath(); g.arc(x(t), y(s), 4, 0, 2 * Math.PI); g.fill();
   }
 }
 
+const levels = new Map(); // channel -> "role −20 dBFS"
+
+function showLevel(m) {
+  levels.set(m.channel || 0, `${m.role ? m.role + " " : ""}${m.rms_dbfs.toFixed(0)} dBFS`);
+  $("level").textContent = [...levels.values()].join(" · ");
+}
+
 function onMessage(m) {
   switch (m.type) {
     case "vad.speech_start": $("vad").textContent = "speaking"; $("vad").className = "speaking"; break;
     case "vad.speech_end": $("vad").textContent = "silent"; $("vad").className = ""; break;
-    case "level": $("level").textContent = `${m.rms_dbfs.toFixed(0)} dBFS`; break;
+    case "level": showLevel(m); break;
     case "acoustic": showAcoustic(m); break;
     case "partial": showPartial(m); break;
     case "utterance": showUtterance(m); break;
     case "error": notice(`${m.code}: ${m.message}`, m.fatal ? "error" : "info"); break;
-    case "session.ended": notice(`Session ended (${m.reason}): ${m.utterances} utterances.`, "info"); break;
+    case "session.ended": {
+      const perParty = m.channel_utterances ? ` (${m.channel_utterances.join(" + ")} by channel)` : "";
+      notice(`Session ended (${m.reason}): ${m.utterances} utterances${perParty}.`, "info");
+      break;
+    }
   }
 }
 
@@ -274,18 +309,20 @@ function busy(on) {
   $("stop").disabled = !on;
 }
 
-function newSession() {
+function newSession(options) {
   session = new Session(onMessage, () => {
     if (stopCapture) stopCapture();
     stopCapture = null;
     busy(false);
-  });
+  }, options);
+  captions.clear();
+  levels.clear();
   return session;
 }
 
 // A started session, or null after telling the user why the server refused it.
-async function openSession() {
-  const s = newSession();
+async function openSession(options = {}) {
+  const s = newSession(options);
   try {
     await s.open();
     return s;
@@ -330,42 +367,57 @@ async function startMicrophone() {
   };
 }
 
+// 16 kHz int16 PCM of a file: mono, or a call's two channels interleaved when the file is stereo with two
+// different channels (a mono recording stored as stereo stays one voice).
 async function decodeTo16k(file) {
   const bytes = await file.arrayBuffer();
   const decoded = await new AudioContext().decodeAudioData(bytes);
-  const offline = new OfflineAudioContext(1, Math.ceil(decoded.duration * SAMPLE_RATE), SAMPLE_RATE);
+  const stereo = decoded.numberOfChannels === 2 && !sameChannels(decoded);
+  const channels = stereo ? 2 : 1;
+  const offline = new OfflineAudioContext(channels, Math.ceil(decoded.duration * SAMPLE_RATE), SAMPLE_RATE);
   const source = offline.createBufferSource();
   source.buffer = decoded;
   source.connect(offline.destination);
   source.start();
-  const floats = (await offline.startRendering()).getChannelData(0);
-  const pcm = new Int16Array(floats.length);
-  for (let i = 0; i < floats.length; i++) {
-    const v = Math.max(-1, Math.min(1, floats[i]));
-    pcm[i] = v < 0 ? v * 0x8000 : v * 0x7fff;
+  const rendered = await offline.startRendering();
+  const planes = [...Array(channels).keys()].map((c) => rendered.getChannelData(c));
+  const pcm = new Int16Array(planes[0].length * channels);
+  for (let i = 0; i < planes[0].length; i++) {
+    for (let c = 0; c < channels; c++) {
+      const v = Math.max(-1, Math.min(1, planes[c][i]));
+      pcm[i * channels + c] = v < 0 ? v * 0x8000 : v * 0x7fff;
+    }
   }
-  return pcm;
+  return { pcm, channels };
+}
+
+function sameChannels(buffer) {
+  const left = buffer.getChannelData(0), right = buffer.getChannelData(1);
+  for (let i = 0; i < left.length; i += 7) if (Math.abs(left[i] - right[i]) > 1e-3) return false;
+  return true;
 }
 
 async function analyseFile(file) {
   busy(true);
-  let pcm;
+  let pcm, channels;
   try {
-    pcm = await decodeTo16k(file);
+    ({ pcm, channels } = await decodeTo16k(file));
   } catch (err) {
     notice(`Could not decode ${file.name}: ${err.message}`, "error");
     busy(false);
     return;
   }
-  const s = await openSession();
+  const s = await openSession(channels === 2 ? { channels: 2 } : {});
   if (!s) return;
-  notice(`Analysing ${file.name} (${(pcm.length / SAMPLE_RATE).toFixed(1)} s)…`, "info");
+  const kind = channels === 2 ? ", a call: one party per channel" : "";
+  notice(`Analysing ${file.name} (${(pcm.length / channels / SAMPLE_RATE).toFixed(1)} s${kind})…`, "info");
   let stopped = false;
   stopCapture = () => { stopped = true; };
-  for (let i = 0; i < pcm.length && !stopped && !s.done; i += FRAME_SAMPLES) {
+  const step = FRAME_SAMPLES * channels;
+  for (let i = 0; i < pcm.length && !stopped && !s.done; i += step) {
     while (s.buffered() > 256 * 1024 || s.reconnecting) await new Promise((r) => setTimeout(r, 20));
-    s.send(pcm.slice(i, i + FRAME_SAMPLES));
-    if ((i / FRAME_SAMPLES) % 50 === 49) await new Promise((r) => setTimeout(r, 0));
+    s.send(pcm.slice(i, i + step));
+    if ((i / step) % 50 === 49) await new Promise((r) => setTimeout(r, 0));
   }
   s.end();
 }

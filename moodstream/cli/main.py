@@ -94,16 +94,28 @@ def worker() -> None:
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write every server message as JSONL.")
 @click.option("--frame-ms", default=20, show_default=True, help="Frame length sent.")
 @click.option("--token", envvar="MOODSTREAM_CLIENT_TOKEN", help="API key or token (env MOODSTREAM_CLIENT_TOKEN).")
+@click.option("--roles", help="A stereo file is a call, one party a channel: name them (default left,right).")
+@click.option("--mono", is_flag=True, help="Mix a stereo file down to one voice instead of streaming it as a call.")
 def stream(
-    file: Path | None, mic: bool, url: str, fast: bool, out: Path | None, frame_ms: int, token: str | None
+    file: Path | None,
+    mic: bool,
+    url: str,
+    fast: bool,
+    out: Path | None,
+    frame_ms: int,
+    token: str | None,
+    roles: str | None,
+    mono: bool,
 ) -> None:
-    """Stream an audio file (any format, resampled to 16 kHz mono) or the microphone; show results live.
+    """Stream an audio file (any format, resampled to 16 kHz) or the microphone; show results live. A stereo file
+    streams as a call: each channel one party, judged on its own.
 
     Reconnects and resumes the session if the connection drops. Exit status 1 on a fatal server error.
     """
-    from moodstream.producers.streamer import run
+    from moodstream.producers.streamer import StreamRequest, run
 
-    sys.exit(run(file, mic, url, fast, out, frame_ms, token))
+    request = StreamRequest(file, mic, url, fast, out, frame_ms, token, roles, mono)
+    sys.exit(run(request))
 
 
 @main.command()

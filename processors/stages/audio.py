@@ -56,12 +56,13 @@ class AudioShell:
         return state
 
     def open_session(self, record: AudioFrame | SessionControl, checkpoint: SessionCheckpoint | None) -> Session:
-        """A mono session, or a call when the checkpoint, the start's options or the frame say it has channels."""
+        """A mono session, or a call when the checkpoint, the start's options or the frame say it has channels (or
+        roles: a mono session that names its party has its records tagged like a call's)."""
         if checkpoint and checkpoint.channels:
             return CallSession(record.session_id, checkpoint.roles or (), self.new_channel, checkpoint)
         options = record.options if isinstance(record, SessionControl) else SessionOptions(channels=record.channels)
         roles = options.role_names()
-        if options.channels > 1 and roles:
+        if roles:  # a call, or a mono session that names its party
             return CallSession(record.session_id, roles, self.new_channel, checkpoint)
         return AudioSession(record.session_id, *self.new_channel(), checkpoint)
 
