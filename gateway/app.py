@@ -149,7 +149,10 @@ class ClientSession:
         grace = self.settings.session_end_grace_s
         missing = self.protocol.missing_results()
         log.warning("session %s: results incomplete after %.0fs grace (%s)", self.session_id, grace, missing)
-        waited_for = f"utterances {missing}" if missing else "the session's end from the workers"
+        if missing:
+            waited_for = f"utterances {missing}"
+        else:
+            waited_for = "the session's summary" if self.protocol.ended_record else "the session's end from the workers"
         return SessionClosed(E.RESULTS_LATE, f"still waiting for {waited_for} after {grace:g} s; resume to get them")
 
     def resume_from(self, start: StartMessage) -> None:

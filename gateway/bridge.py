@@ -24,7 +24,7 @@ from moodstream.broker.fetch_pacer import FetchPacer
 from moodstream.broker.rotation import refuse_auto_topic_creation, reread_emptied, rest_finished
 from moodstream.gateway import metrics
 from moodstream.schemas import SchemaError, decode, is_schema
-from moodstream.schemas.records import BY_SCHEMA, FusedResult, Record, SessionEnded, WorkerHeartbeat
+from moodstream.schemas.records import BY_SCHEMA, FusedResult, Record, SessionEnded, SessionSummary, WorkerHeartbeat
 from moodstream.schemas.topics import AUDIO, EVENTS, HEALTH
 from moodstream.settings import Settings
 
@@ -33,7 +33,7 @@ log = logging.getLogger("moodstream.gateway")
 EVENT_TYPES = tuple(BY_SCHEMA[name] for name in EVENTS.schemas)
 Subscriber = Callable[[Record], None]
 # What a resuming client may have missed: kept for `resume_window_s` by every instance.
-REPLAYED = (FusedResult, SessionEnded)
+REPLAYED = (FusedResult, SessionEnded, SessionSummary)
 
 
 @dataclass
@@ -264,7 +264,7 @@ class KafkaBridge:
             metrics.BAD_EVENTS.inc()
             log.warning("undecodable event for session %s: %s", session_id, exc)
             return
-        if isinstance(record, SessionEnded) or (isinstance(record, FusedResult) and record.final):
+        if isinstance(record, SessionEnded | SessionSummary) or (isinstance(record, FusedResult) and record.final):
             self._keep(session_id, record)
         for callback in callbacks:
             callback(record)

@@ -28,6 +28,7 @@ from moodstream.schemas.records import (
     SessionControl,
     SessionEnded,
     SessionOptions,
+    SessionSummary,
 )
 from moodstream.schemas.websocket import (
     CLIENT_MESSAGE,
@@ -228,6 +229,9 @@ class ClientProtocol:
         self.final_utterances: set[int] = set()
         """Utterances whose final result the client has: later results of them are repeats or superseded."""
         self.ended_record: SessionEnded | None = None
+        self.summaries: dict[tuple[int, str], SessionSummary] = {}
+        """The session's summaries from the workers by the end each summarises (utterances, reason): the one of this
+        connection's end goes on `session.ended`."""
         self.done = False
         """session.ended was sent: the connection has nothing more to say."""
         self.duplicates_dropped = 0
@@ -391,6 +395,9 @@ class ClientProtocol:
             return []
         if isinstance(record, ConnectionClaimed):
             return self.on_claim(record)
+        if isinstance(record, SessionSummary):  # not shown alone: it goes on session.ended
+            self.summaries[(record.utterances, record.reason)] = record
+            return self.end_if_complete([])
         if isinstance(record, PROVISIONAL) and record.utterance_seq in self.final_utterances:
             return []  # the final supersedes an utterance's partials and window scores: never shown after it
         identity = record.identity()
@@ -410,10 +417,20 @@ class ClientProtocol:
             self.ended_record = record  # this connection's end, or an earlier one's that really ended the session
         else:
             actions.append(Reply(record.model_dump(mode="json")))
+        return self.end_if_complete(actions)
+
+    def end_if_complete(self, actions: list[Action]) -> list[Action]:
+        """`actions`, then session.ended (with its summary) once everything it waits for is in."""
         if self.ended_record is not None and self.results_complete():
-            actions.append(Reply(self.ended_record.model_dump(mode="json")))
+            ended = self.ended_record.model_copy(update={"summary": self.summary_of_end()})
+            actions.append(Reply(ended.model_dump(mode="json")))
             self.done = True
         return actions
+
+    def summary_of_end(self) -> SessionSummary | None:
+        """The summary of exactly this end (a summary of an earlier end of a resumed session does not count)."""
+        ended = self.ended_record
+        return self.summaries.get((ended.utterances, ended.reason)) if ended else None
 
     def on_claim(self, claim: ConnectionClaimed) -> list[Action]:
         """A later connection of this session (a resume, here or on another gateway) takes it over; this one closes
@@ -427,7 +444,10 @@ class ClientProtocol:
         return [Close(E.TAKEN_OVER, f"resumed by another connection on gateway {claim.instance_id}")]
 
     def results_complete(self) -> bool:
+        """Every final result the end announces is in, and its summary when one was announced."""
         assert self.ended_record is not None
+        if self.ended_record.awaiting_summary and self.summary_of_end() is None:
+            return False
         if not self.ended_record.awaiting_results:
             return True
         return all(seq in self.final_utterances for seq in self.ended_record.utterance_seqs())

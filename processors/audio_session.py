@@ -46,7 +46,7 @@ from moodstream.schemas.records import (
     Utterance,
     VadEvent,
 )
-from moodstream.schemas.topics import ACOUSTIC_WINDOWS, EVENTS, PARTIAL_AUDIO, UTTERANCES, TopicSpec
+from moodstream.schemas.topics import ACOUSTIC_SCORES, ACOUSTIC_WINDOWS, EVENTS, PARTIAL_AUDIO, UTTERANCES, TopicSpec
 
 log = logging.getLogger("moodstream.audio")
 
@@ -61,6 +61,12 @@ Token = TypeVar("Token")
 class Send:
     topic: TopicSpec
     record: Record
+
+
+def announce_end(ended: SessionEnded) -> list[Send]:
+    """A session's end: to its clients, and to the fusion stage, which summarises the session once its results are
+    in."""
+    return [Send(EVENTS, ended), Send(ACOUSTIC_SCORES, ended)]
 
 
 @dataclass(frozen=True)
@@ -175,8 +181,9 @@ class AudioSession(Generic[Token]):
             awaiting_results=True,  # the fusion stage sends one final result per utterance
             reason=control.reason,
             duration_ms=samples_to_ms(self.endpointer.position),
+            awaiting_summary=True,  # and, once they are in, the session's summary
         )
-        step.actions.append(Send(EVENTS, ended))
+        step.actions += announce_end(ended)
         step.actions.append(Store(self.checkpoint() if control.reason == "disconnect" else None))
         self._release(step, None)
         step.acks.append(token)

@@ -22,7 +22,7 @@ from typing import Generic
 
 import numpy as np
 
-from moodstream.processors.audio_session import AudioSession, Send, Step, Store, Token
+from moodstream.processors.audio_session import AudioSession, Send, Step, Store, Token, announce_end
 from moodstream.processors.endpointer import Endpointer
 from moodstream.processors.level import LevelMeter
 from moodstream.schemas.records import (
@@ -34,7 +34,6 @@ from moodstream.schemas.records import (
     SessionEnded,
     call_utterance_seq,
 )
-from moodstream.schemas.topics import EVENTS
 
 log = logging.getLogger("moodstream.audio")
 
@@ -166,6 +165,8 @@ class CallSession(Generic[Token]):
             return
         self.ended = True
         counts = [self._ended_counts[channel] for channel in range(len(self.channels))]
-        ended = self._ended_record.model_copy(update={"utterances": sum(counts), "channel_utterances": counts})
-        step.actions.append(Send(EVENTS, ended))
+        ended = self._ended_record.model_copy(
+            update={"utterances": sum(counts), "channel_utterances": counts, "roles": self.roles}
+        )
+        step.actions += announce_end(ended)
         step.actions.append(Store(self.checkpoint() if ended.reason == "disconnect" else None))

@@ -46,11 +46,32 @@ def describe(message: dict) -> str | None:
     if kind == "session.ended":
         counts = message.get("channel_utterances")
         per_channel = f" ({' + '.join(map(str, counts))} by channel)" if counts else ""
-        return f"[bold]session ended[/] ({message['reason']}): {message['utterances']} utterances{per_channel}"
+        ended = f"[bold]session ended[/] ({message['reason']}): {message['utterances']} utterances{per_channel}"
+        return "\n".join([ended, *summary_lines(message.get("summary"))])
     if kind == "session.started":
         resumed = " (resumed)" if message.get("resumed") else ""
         return f"[dim]session {message['session_id']}{resumed}[/]"
     return None
+
+
+def summary_lines(summary: dict | None) -> list[str]:
+    """One line per party of a session's summary (none without one)."""
+    if not summary:
+        return []
+    lines = []
+    for party in summary["parties"]:
+        if not party["utterances"]:
+            continue
+        who = party["role"] or "speaker"
+        change = party["score_change"]
+        moved = f", first → last quarter {change:+.2f}" if change is not None else ""
+        lines.append(f"  [bold]{who}[/]: {party['utterances']} utterances, {party['talk_ms'] / 1000:.1f} s, "
+                     f"mean {party['mean_score']:+.2f}, {party['negative_share']:.0%} negative{moved}")  # fmt: skip
+        if (low := party["most_negative"]) and low["fused_score"] < 0:
+            lines.append(f"    most negative at {low['start_ms'] / 1000:.1f} s ({low['fused_score']:+.2f}): "
+                         f"{low['text'] or '(no words)'}")  # fmt: skip
+    lines.append(f"  silence {summary['silence_share']:.0%} of the session")
+    return lines
 
 
 def caption(partial: dict) -> str:

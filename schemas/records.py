@@ -457,6 +457,12 @@ class SessionEnded(Record):
     duration_ms: float
     channel_utterances: list[Annotated[int, Field(ge=0)]] | None = None
     """A call's utterances per channel (they add up to `utterances`); None for a mono session."""
+    roles: tuple[Role, ...] | None = None
+    """The parties' roles in channel order (None for a mono session without roles)."""
+    awaiting_summary: bool = False
+    """True when a `session.summary` of the `utterances` follows on the events topic (the fusion stage makes it)."""
+    summary: SessionSummary | None = None
+    """Set by the gateway on the `session.ended` a client gets: the session's summary per party."""
 
     def utterance_seqs(self) -> list[int]:
         """The seqs of the session's utterances (`call_utterance_seq` numbers a call's)."""
@@ -468,6 +474,104 @@ class SessionEnded(Record):
             for channel, count in enumerate(self.channel_utterances)
             for index in range(count)
         )
+
+
+class UtteranceRef(BaseModel):
+    """One utterance, quoted."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    utterance_seq: int
+    start_ms: float
+    end_ms: float
+    fused_score: float
+    text: str
+
+
+class PartySummary(BaseModel):
+    """How one party of a session spoke and felt (a mono session has one party)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    channel: int
+    role: str | None
+    utterances: int
+    """Utterances of the party with a final result."""
+    talk_ms: float
+    """Their speech, summed (each utterance from its start to its end)."""
+    mean_score: float | None
+    """Mean fused score (−1 … 1) of its utterances; None without any."""
+    negative_share: float | None
+    """Share of its utterances labelled negative."""
+    most_negative: UtteranceRef | None
+    """The utterance with the lowest fused score (the earliest of equals)."""
+    first_quarter_score: float | None
+    """Mean fused score of its utterances that started in the first quarter of the session (None: it said nothing
+    there)."""
+    last_quarter_score: float | None
+    """The same for the last quarter."""
+    score_change: float | None
+    """`last_quarter_score` − `first_quarter_score`: above 0 it ended better than it began."""
+    overlap_ms: float
+    """Its speech while another party was speaking too."""
+    interruptions: int
+    """Its utterances that started while another party's was under way."""
+
+
+class SessionSummary(Record):
+    """A session's summary per party, made once every final result of an ended session is in; the gateway puts it
+    on the client's `session.ended`. A session resumed after a disconnect is summarised again at its next end."""
+
+    SCHEMA: ClassVar[str] = "session_summary"
+    VERSION: ClassVar[int] = 1
+    IDENTITY: ClassVar[tuple[str, ...]] = ("utterances", "reason")
+
+    type: Literal["session.summary"] = "session.summary"
+    session_id: SessionId
+    reason: str
+    """The end's reason (as on `session.ended`)."""
+    duration_ms: float
+    utterances: int
+    """Utterances summarised (the end's count)."""
+    parties: list[PartySummary]
+    """One per channel, in channel order."""
+    silence_share: float
+    """Share of the session in which nobody spoke."""
+
+
+SessionEnded.model_rebuild()  # its `summary` is a SessionSummary, defined after it
+
+
+class TalliedUtterance(BaseModel):
+    """What a summary needs of one final result."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    seq: int
+    channel: int
+    start_ms: float
+    end_ms: float
+    score: float
+    negative: bool
+
+
+class SessionTally(Record):
+    """The fusion stage's running tally of a session's final results, from which its summary is made; the latest
+    per session is kept (compacted, keyed by session), written before the scores of the results it counts are acked,
+    so a worker taking the session over continues it."""
+
+    SCHEMA: ClassVar[str] = "session_tally"
+    VERSION: ClassVar[int] = 1
+
+    session_id: SessionId
+    results: list[TalliedUtterance] = []
+    """Every final result counted, in the order counted."""
+    lowest: list[UtteranceRef | None] = []
+    """Per channel, its most negative utterance so far (with its words)."""
+    ended: SessionEnded | None = None
+    """The session's latest end (a disconnect may be followed by a resume and another end)."""
+    summarized: bool = False
+    """The summary of `ended` was sent."""
 
 
 class ConnectionClaimed(Record):
@@ -582,6 +686,8 @@ RECORD_TYPES: tuple[type[Record], ...] = (
     AudioLevel,
     VadEvent,
     SessionEnded,
+    SessionSummary,
+    SessionTally,
     ConnectionClaimed,
     ErrorEvent,
     SessionCheckpoint,

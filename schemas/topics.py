@@ -42,7 +42,10 @@ UTTERANCES = TopicSpec("moodstream.utterances", SESSION_PARTITIONS, "session id"
 ACOUSTIC_WINDOWS = TopicSpec("moodstream.acoustic-windows", SESSION_PARTITIONS, "session id", ("acoustic_window",))
 PARTIAL_AUDIO = TopicSpec("moodstream.partial-audio", SESSION_PARTITIONS, "session id", ("partial_audio",))
 """Audio of open utterances in ~1 s chunks, for partial transcripts (only for sessions that want partials)."""
-ACOUSTIC_SCORES = TopicSpec("moodstream.acoustic-scores", SESSION_PARTITIONS, "session id", ("acoustic_score",))
+ACOUSTIC_SCORES = TopicSpec(
+    "moodstream.acoustic-scores", SESSION_PARTITIONS, "session id", ("acoustic_score", "session_ended")
+)
+"""The voice's scores, and each session's end (the fusion stage summarises a session once its results are in)."""
 TRANSCRIPTS = TopicSpec(
     "moodstream.transcripts", SESSION_PARTITIONS, "session id", ("transcript", "partial_transcript")
 )
@@ -58,6 +61,7 @@ EVENTS = TopicSpec(
         "partial_result",
         "fused_result",
         "session_ended",
+        "session_summary",
         "error_event",
         "connection_claimed",
     ),
@@ -67,6 +71,9 @@ CHECKPOINTS = TopicSpec(
     "moodstream.checkpoints", SESSION_PARTITIONS, "session id", ("session_checkpoint",), compacted=True
 )
 """The audio stage's per-session checkpoints; a worker reads a partition's when it takes the partition over."""
+TALLIES = TopicSpec("moodstream.tallies", SESSION_PARTITIONS, "session id", ("session_tally",), compacted=True)
+"""The fusion stage's running tally per session, for its summary; a worker reads a partition's when it takes it
+over."""
 HEALTH = TopicSpec("moodstream.health", 1, "worker id", ("worker_heartbeat",), retention_ms=600_000)
 DEAD_LETTER = TopicSpec("moodstream.dead-letter", 1, "source topic", ("dead_letter",))
 
@@ -80,6 +87,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     TEXT_SCORES,
     EVENTS,
     CHECKPOINTS,
+    TALLIES,
     HEALTH,
     DEAD_LETTER,
 )

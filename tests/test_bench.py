@@ -110,6 +110,8 @@ def test_class_report_and_auc_count_what_they_say() -> None:
         (["acoustic", "--data", str(DATA)], "no RAVDESS-named"),
         (["acoustic", "--data", str(DATA), "--actors", "x"], "--actors"),
         (["asr", "--data", "/nonexistent"], "transcripts.tsv"),
+        (["calls", "--data", "/nonexistent"], "no data folder"),
+        (["calls", "--data", str(DATA)], "neither labels.tsv nor transcripts.tsv"),
     ],
 )
 @pytest.mark.stack  # starts its own processes

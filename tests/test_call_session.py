@@ -109,7 +109,8 @@ def test_each_party_is_cut_as_if_alone_numbered_in_its_own_seqs_and_tagged(model
     assert len({level.identity() for level in levels}) == len(levels)  # a gateway drops neither party's as a repeat
     vad = sent(steps, VadEvent)
     assert {(e.utterance_seq, e.role) for e in vad} == {(u.utterance_seq, u.role) for u in utterances}
-    (ended,) = sent(steps, SessionEnded)
+    ended, to_fusion = sent(steps, SessionEnded)  # to the clients, and to the fusion stage for the summary
+    assert ended == to_fusion and ended.roles == ROLES
     assert ended.channel_utterances == [3, 2] and ended.utterances == 5
     assert ended.utterance_seqs() == [0, 1, 2, 3, 4]
     assert steps[-1].actions[-1] == Store(None) and steps[-1].acks[-1] == 999
@@ -170,5 +171,5 @@ def test_a_mono_session_that_names_its_party_keeps_its_seqs_and_tags_its_records
     utterances = sent(steps, Utterance)
     assert spans(utterances) == spans(alone(model, LEFT))
     assert [(u.utterance_seq, u.channel, u.role) for u in utterances] == [(n, 0, "customer") for n in range(3)]
-    (ended,) = sent(steps, SessionEnded)
+    ended, _to_fusion = sent(steps, SessionEnded)
     assert ended.utterance_seqs() == [0, 1, 2]

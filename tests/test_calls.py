@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from moodstream.cli.bench.wer import edit_distance, normalize
 from tests.conftest import Stack, write_call_wav
 
@@ -47,6 +49,14 @@ def test_a_stereo_call_is_two_parties_each_heard_alone_and_tagged(stack: Stack, 
     assert ended["type"] == "session.ended" and ended["channel_utterances"] == [len(agent), len(customer)]
     assert sorted(m["utterance_seq"] for m in finals) == sorted({m["utterance_seq"] for m in finals})
     assert "customer" in done.stdout and "by channel" in done.stdout
+    summary = ended["summary"]
+    assert [(p["role"], p["utterances"]) for p in summary["parties"]] == [("agent", 3), ("customer", 2)]
+    for party, said in zip(summary["parties"], (agent, customer), strict=True):
+        assert party["talk_ms"] == sum(m["end_ms"] - m["start_ms"] for m in said)
+        assert party["mean_score"] == pytest.approx(sum(m["fused_score"] for m in said) / len(said), abs=1e-4)
+        assert party["most_negative"]["fused_score"] == min(m["fused_score"] for m in said)
+        assert party["overlap_ms"] > 0  # the customer started while the agent's long prompt played
+    assert summary["parties"][1]["interruptions"] == 1 and 0 < summary["silence_share"] < 1
 
 
 def test_roles_for_a_mono_file_are_refused(stack: Stack) -> None:

@@ -26,6 +26,7 @@ from moodstream.schemas.records import (
     SentimentScores,
     SessionControl,
     SessionEnded,
+    SessionSummary,
 )
 from moodstream.schemas.websocket import StartMessage
 
@@ -276,3 +277,20 @@ def test_a_start_with_bad_call_options_is_bad_start(options: dict) -> None:
     with pytest.raises(SessionClosed) as refused:
         opening_start(json.dumps({"type": "start", "options": options}))
     assert refused.value.error is E.BAD_START
+
+
+def summary_of(utterances: int, reason: str = "client") -> SessionSummary:
+    return SessionSummary(session_id="s1", reason=reason, duration_ms=1.0, utterances=utterances, parties=[],
+                          silence_share=0.5)  # fmt: skip
+
+
+def test_session_ended_waits_for_the_summary_of_this_end_and_carries_it() -> None:
+    protocol = started()
+    protocol.on_text('{"type":"end"}', 0.0, 0.0)
+    assert protocol.on_event(summary_of(0, "disconnect")) == []  # an earlier end's: not this one's
+    ended = SessionEnded(session_id="s1", utterances=1, awaiting_results=True, reason="client", duration_ms=1.0,
+                         awaiting_summary=True)  # fmt: skip
+    assert protocol.on_event(ended) == [] and protocol.on_event(result(0)) != [] and not protocol.done
+    [reply] = protocol.on_event(summary_of(1))
+    assert reply.message["type"] == "session.ended" and reply.message["summary"]["silence_share"] == 0.5
+    assert protocol.done

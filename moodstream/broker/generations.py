@@ -27,12 +27,12 @@ import re
 import time
 from dataclasses import dataclass
 
-from moodstream.schemas.topics import ALL_TOPICS, CHECKPOINTS, TopicSpec
+from moodstream.schemas.topics import ALL_TOPICS, CHECKPOINTS, TALLIES, TopicSpec
 
 ROTATING: tuple[TopicSpec, ...] = tuple(t for t in ALL_TOPICS if t.key == "session id" and not t.compacted)
 """The stream topics that rotate: every session-keyed topic but the checkpoints, read in order by their consumers."""
 
-CARRIED: tuple[TopicSpec, ...] = (CHECKPOINTS,)
+CARRIED: tuple[TopicSpec, ...] = (CHECKPOINTS, TALLIES)
 """Compacted topics that rotate by carrying each key's latest record forward (no consumer group reads them: a worker
 reads a partition's slots whole when it takes the partition over)."""
 

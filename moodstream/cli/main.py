@@ -424,10 +424,33 @@ REPORT_OPTION = click.option(
 INTERVAL_OPTION = click.option(
     "--interval", type=float, default=300.0, show_default=True, help="Seconds per report interval."
 )
+CHANNELS_OPTION = click.option(
+    "--channels", type=click.IntRange(1, 2), default=1, show_default=True,
+    help="2: each client is a two-party call (the recording on both channels, offset); a call counts as two sessions.",
+)  # fmt: skip
+
+
 WARMUP_OPTION = click.option(
     "--warmup", type=float, default=20.0, show_default=True,
     help="Seconds the sessions stream first, not counted (models' first calls, group join).",
 )  # fmt: skip
+
+
+@bench.command(name="calls")
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Folder of audio files plus labels.tsv (file, speaker, transcript columns) or transcripts.tsv.",
+)
+@click.option("--calls", type=int, default=4, show_default=True, help="Calls built and streamed (two speakers each).")
+@WORKERS_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Only the JSON line.")
+def bench_calls(data: Path, calls: int, workers: int, as_json: bool) -> None:
+    """Two-party stereo calls in real time: each party's WER in the call against the party streamed alone."""
+    from moodstream.cli.bench.calls import main as run
+
+    run(data, calls, workers, as_json)
 
 
 @bench.command(name="load")
@@ -440,6 +463,7 @@ WARMUP_OPTION = click.option(
 @REPORT_OPTION
 @INTERVAL_OPTION
 @WARMUP_OPTION
+@CHANNELS_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Only the JSON line.")
 def bench_load(
     sessions: int,
@@ -451,13 +475,14 @@ def bench_load(
     report: Path | None,
     interval: float,
     warmup: float,
+    channels: int,
     as_json: bool,
 ) -> None:
     """N real-time sessions of real speech through the whole stack: latency, losses, lag, CPU and RSS."""
     from moodstream.cli.bench.load import DEFAULT_AUDIO, LoadOptions, run_load
 
     options = LoadOptions(sessions, duration, workers, audio or DEFAULT_AUDIO, frame_ms, partials, report, interval,
-                          warmup)  # fmt: skip
+                          warmup, channels)  # fmt: skip
     run_load(options, as_json)
 
 
@@ -510,6 +535,7 @@ def bench_faults(sessions: int, broker_outage: float, as_json: bool) -> None:
 @FRAME_MS_OPTION
 @PARTIALS_OPTION
 @WARMUP_OPTION
+@CHANNELS_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Only the JSON line.")
 def bench_capacity(
     start: int,
@@ -522,12 +548,13 @@ def bench_capacity(
     frame_ms: int,
     partials: bool,
     warmup: float,
+    channels: int,
     as_json: bool,
 ) -> None:
     """The largest N with p95 end-to-end within the bar, nothing lost and no growing lag (each round on a fresh stack,
-    warmed up first)."""
+    warmed up first). With `--channels 2` the clients are calls, and each counts as two sessions."""
     from moodstream.cli.bench.load import DEFAULT_AUDIO, LoadOptions, run_capacity
 
     options = LoadOptions(duration_s=duration, workers=workers, audio=audio or DEFAULT_AUDIO, frame_ms=frame_ms,
-                          partials=partials, warmup_s=warmup)  # fmt: skip
+                          partials=partials, warmup_s=warmup, channels=channels)  # fmt: skip
     run_capacity(options, start, step, p95_ms, max_lag_slope, as_json)

@@ -1,13 +1,17 @@
-"""Fusion stage shell: each utterance's acoustic scores and text score in, fused results out.
+"""Fusion stage shell: each utterance's acoustic scores and text score in, fused results out; each session's end in,
+its summary out once its final results are in.
 
 Both score topics are keyed by session and produced by the workers with the same partitioner, so one agent on both
 sees everything of a session. The join is `fusion_join.FusionJoin` (its docstring states the invariants); this shell
 decodes, calls it, sends its results and acks what it releases. Scores this worker's acoustic and ASR stages send
 are handed off at once (`runtime.handoff`); their topic copies come later and are acked with the utterance.
+Each final result is counted in its session's tally (`summary`), which is stored (`runtime.checkpoints.TallyStore`)
+before the scores it came from are acked; a worker taking the partition over reads the tallies and goes on.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import faust
@@ -17,9 +21,46 @@ from moodstream.broker.generations import is_topic
 from moodstream.clock import now_ms
 from moodstream.processors.fusion import Fuser, FusionOptions
 from moodstream.processors.fusion_join import FusionJoin, JoinOptions, JoinStep
+from moodstream.processors.runtime.checkpoints import TallyStore
 from moodstream.processors.runtime.context import ModelVersions, StageContext
-from moodstream.schemas.records import AcousticScore, TextScore
-from moodstream.schemas.topics import ACOUSTIC_SCORES, EVENTS, TEXT_SCORES
+from moodstream.processors.summary import count_end, count_result, summarize, summary_due
+from moodstream.schemas.records import AcousticScore, FusedResult, SessionEnded, SessionTally, TextScore
+from moodstream.schemas.topics import ACOUSTIC_SCORES, EVENTS, TALLIES, TEXT_SCORES, partition_for
+
+Scored = AcousticScore | TextScore | SessionEnded
+"""What the fusion agent reads: the scores it joins, and each session's end."""
+
+
+class SummaryShell:
+    """Counts final results and ends in their sessions' tallies, stores each tally before the acks of what it
+    counts, and sends a session's summary once it is due (`summary`)."""
+
+    def __init__(self, ctx: StageContext) -> None:
+        self.ctx = ctx
+        self.tallies = TallyStore(ctx.settings)
+        self.lock = asyncio.Lock()
+        """Hand-offs run as tasks of their own: each read-count-store of a tally runs alone, or two would each count
+        into the same old tally and the later store would drop the other's count."""
+
+    async def on_result(self, result: FusedResult, partition: int) -> None:
+        async with self.lock:
+            tally = await self.tallies.get(result.session_id, partition)
+            await self.keep(count_result(tally, result), partition)
+
+    async def on_end(self, ended: SessionEnded, partition: int) -> None:
+        async with self.lock:
+            tally = await self.tallies.get(ended.session_id, partition)
+            await self.keep(count_end(tally, ended), partition)
+
+    async def keep(self, tally: SessionTally | None, partition: int) -> None:
+        """Store a changed tally; send the summary it makes due, then store it as summarised."""
+        if tally is None:
+            return
+        if summary_due(tally):
+            await self.ctx.emit(EVENTS, summarize(tally), tally.session_id)
+            tally = tally.model_copy(update={"summarized": True})
+        await self.ctx.emit(TALLIES, tally, tally.session_id)
+        await self.tallies.put(tally.session_id, partition, tally)
 
 
 def register(ctx: StageContext) -> ModelVersions:
@@ -39,24 +80,33 @@ def register(ctx: StageContext) -> ModelVersions:
     )
     topic = ctx.topic(ACOUSTIC_SCORES, TEXT_SCORES)
     streams: list[faust.StreamT] = []  # the agent's manual-ack stream, for the timer's acks
+    summaries = SummaryShell(ctx)
 
     async def carry_out(step: JoinStep[faust.EventT | None]) -> None:
         for result in step.results:
             await ctx.emit(EVENTS, result, result.session_id)
-        for event in step.acks:
+            await summaries.on_result(result, partition_for(result.session_id))
+        await ack(step.acks)
+
+    async def ack(tokens: list[faust.EventT | None]) -> None:
+        for event in tokens:
             if event is not None:  # None: a hand-off, which has no offset; its topic copy is acked
                 await streams[0].ack(event)
 
-    async def on_score(record: AcousticScore | TextScore, token: faust.EventT | None, partition: int) -> None:
-        await carry_out(join.on_score(record, token, partition, time.monotonic(), now_ms()))
+    async def on_score(record: Scored, token: faust.EventT | None, partition: int) -> None:
+        if isinstance(record, SessionEnded):
+            await summaries.on_end(record, partition)
+            await ack([token])
+        else:
+            await carry_out(join.on_score(record, token, partition, time.monotonic(), now_ms()))
 
-    async def take_handoff(record: AcousticScore | TextScore, partition: int) -> None:
+    async def take_handoff(record: Scored, partition: int) -> None:
         await on_score(record, None, partition)
 
     for spec in (ACOUSTIC_SCORES, TEXT_SCORES):
         ctx.handoffs.route(spec, "fusion", take_handoff)
 
-    async def handle(event: faust.EventT, record: AcousticScore | TextScore) -> None:
+    async def handle(event: faust.EventT, record: Scored) -> None:
         await on_score(record, event, event.message.partition)  # a handed-off twin counts once (`FusionJoin`)
 
     @ctx.app.agent(topic, name="fusion")
@@ -64,11 +114,13 @@ def register(ctx: StageContext) -> ModelVersions:
         manual = stream.noack()
         streams[:] = [manual]
         copies = ctx.after_handoff("fusion", handle, then_handle=True)
-        await ctx.each_record(manual, (AcousticScore, TextScore), "fusion", copies, manual_ack=True)
+        await ctx.each_record(manual, (AcousticScore, TextScore, SessionEnded), "fusion", copies, manual_ack=True)
 
     def forget_revoked(_app: faust.App, revoked: set[TP], **_kwargs: object) -> None:
         scores = (ACOUSTIC_SCORES, TEXT_SCORES)
-        join.forget({tp.partition for tp in revoked if any(is_topic(tp.topic, spec) for spec in scores)})
+        partitions = {tp.partition for tp in revoked if any(is_topic(tp.topic, spec) for spec in scores)}
+        join.forget(partitions)
+        summaries.tallies.forget(partitions)
 
     ctx.app.on_partitions_revoked.connect(forget_revoked, weak=False)
 

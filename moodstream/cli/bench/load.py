@@ -65,6 +65,9 @@ class LoadOptions:
     warmup_s: float = 20.0
     """Seconds the same sessions stream first, not counted: the models' first calls, the workers' group join and
     the broker's first records would otherwise land in the measured run (and fail a capacity round on their own)."""
+    channels: int = 1
+    """Channels each client sends: 2 makes every client a two-party call (the recording on the left, the same
+    recording half a pass later on the right, so the parties overlap); a call counts as two sessions."""
 
 
 @dataclass(frozen=True)
@@ -197,8 +200,8 @@ class ProcessMeter:
 
 
 async def one_session(url: str, pcm: bytes, options: LoadOptions, run_start: float, stats: SessionStats) -> None:
-    client_options = ClientOptions(backoff_s=0.2, frame_ms=options.frame_ms,
-                                   session_options={"partials": options.partials})  # fmt: skip
+    session_options = {"partials": options.partials} | ({"channels": 2} if options.channels == 2 else {})
+    client_options = ClientOptions(backoff_s=0.2, frame_ms=options.frame_ms, session_options=session_options)
     client = MoodstreamClient(url, client_options)
     await client.connect()
     sender = asyncio.create_task(stream_looped(client, pcm, options.duration_s, options.frame_ms))
@@ -233,7 +236,7 @@ def stage_split(result: dict, at_s: float, e2e_ms: float) -> StageSplit:
 async def stream_looped(client: MoodstreamClient, pcm: bytes, seconds: float, frame_ms: int) -> None:
     """`pcm` looped for `seconds` at real time from a random frame, one pass of the recording at a time (built up
     front, an hour of ten sessions' frames took 2.4 GB), then the session's end."""
-    frame = SAMPLE_RATE * 2 * frame_ms // 1000
+    frame = SAMPLE_RATE * 2 * client.channels * frame_ms // 1000
     pcm = pcm[: len(pcm) // frame * frame]  # whole frames only: the protocol's shortest frame is 20 ms
     left = int(seconds * 1000) // frame_ms * frame
     start = random.randrange(0, len(pcm) // frame) * frame
@@ -329,8 +332,15 @@ async def drive(
     return stats
 
 
+def call_of(pcm: bytes) -> bytes:
+    """A two-party call from one recording: it on the left, and half a pass later on the right."""
+    voice = np.frombuffer(pcm, dtype="<i2")
+    return np.stack([voice, np.roll(voice, len(voice) // 2)], axis=1).tobytes()
+
+
 def load(options: LoadOptions, stack: Stack | None = None) -> dict:
     pcm = load_pcm16(options.audio)
+    pcm = call_of(pcm) if options.channels == 2 else pcm
     own = stack is None
     stack = stack or Stack(options.workers).start()
     try:
@@ -344,6 +354,8 @@ def load(options: LoadOptions, stack: Stack | None = None) -> dict:
         soak = SoakReport(options.report_dir, options.interval_s, meter, probe) if options.report_dir else None
         stats = asyncio.run(drive(stack.url, pcm, options, meter, reporter=soak.run if soak else None))
         result = summarise(options.sessions, options.duration_s, stats)
+        result["channels"] = options.channels
+        result["channel_sessions"] = options.sessions * options.channels
         if soak:
             result["intervals"] = soak.finish(stats)
         probe.stop()
@@ -374,7 +386,8 @@ def run_capacity(options: LoadOptions, start: int, step: int, p95_ms: float, max
     while True:
         result = load(replace(options, sessions=sessions))
         ok = passes(result, p95_ms, max_slope)
-        kept = ("sessions", "e2e_ms_p95", "lost", "lag_trend_ms_per_min", "partials", "reference_work_cpu_ms")
+        kept = ("sessions", "channel_sessions", "e2e_ms_p95", "lost", "lag_trend_ms_per_min", "partials",
+                "reference_work_cpu_ms")  # fmt: skip
         tried.append({k: result[k] for k in kept} | {"ok": ok})
         print(f"capacity: {tried[-1]}", file=sys.stderr, flush=True)
         if not ok:
@@ -382,7 +395,9 @@ def run_capacity(options: LoadOptions, start: int, step: int, p95_ms: float, max
         best = sessions
         sessions += step
     summary = {
-        "capacity_sessions": best,
+        "capacity_sessions": best * options.channels,
+        "capacity_clients": best,
+        "channels": options.channels,
         "workers": options.workers,
         "duration_s": options.duration_s,
         "warmup_s": options.warmup_s,
