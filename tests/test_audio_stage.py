@@ -24,7 +24,7 @@ from moodstream.producers.client import stream_pcm
 from moodstream.schemas.records import AcousticWindow, PartialTranscript, TextScore, Transcript, Utterance
 from moodstream.schemas.topics import ACOUSTIC_WINDOWS, CHECKPOINTS, TEXT_SCORES, TRANSCRIPTS, UTTERANCES
 from moodstream.settings import Settings
-from tests.conftest import Stack, process_env, read_session_records, spawn, stop, wait_ready
+from tests.conftest import Stack, process_env, read_session_records, spawn, stop, wait_ready, write_call_wav
 
 DATA = Path(__file__).parent / "data"
 SPEECH = load_pcm16(DATA / "three_prompts.wav")
@@ -190,6 +190,33 @@ async def test_worker_killed_mid_utterance_loses_nothing_and_client_sees_no_dupl
                 read_session_records, stack.bootstrap, UTTERANCES, session, (Utterance,)
             )
             assert_utterances_match_truth(utterances)  # every utterance there, none renumbered
+
+
+@pytest.mark.stack  # starts its own processes
+async def test_worker_killed_while_both_parties_of_a_call_speak_loses_nothing_and_summarises_all(
+    tmp_path: Path,
+) -> None:
+    """6 s into the call both parties have an utterance open (the agent's long prompt, the customer's sentence): the
+    replacement resumes each channel from its own position and the fusion stage's tally from the one stored."""
+    call = tmp_path / "call.wav"
+    write_call_wav(call)
+    stereo = load_pcm16(call, channels=2)
+    options = {"channels": 2, "roles": ["agent", "customer"]}
+    async with one_worker_stack(0.0) as stack:
+        url = f"ws://{stack.url}/ws/analyze"
+        client = asyncio.create_task(stream_pcm(url, stereo, frame_ms=20, realtime=True, options=options))
+        await asyncio.sleep(6.0)
+        stack.kill_first()
+        stack.replace()
+        messages = await asyncio.wait_for(client, 120)
+    finals = [m for m in messages if m["type"] == "utterance" and m["final"]]
+    assert sorted(m["utterance_seq"] for m in finals) == [0, 1, 2, 3, 4], "a result was lost or delivered twice"
+    assert [m["role"] for m in sorted(finals, key=lambda m: m["utterance_seq"])] == ["agent", "customer"] * 2 + [
+        "agent"
+    ]
+    ended = messages[-1]
+    assert ended["type"] == "session.ended" and ended["channel_utterances"] == [3, 2]
+    assert [p["utterances"] for p in ended["summary"]["parties"]] == [3, 2]
 
 
 @pytest.mark.stack  # starts its own processes

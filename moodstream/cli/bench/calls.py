@@ -1,8 +1,8 @@
 """`moodstream bench calls --data DIR`: two-party calls through the whole stack, each party's words against that
 party streamed alone.
 
-Each call is built from two speakers of DIR with transcripts: the first speaker's clips on the left channel, the
-second's on the right, in turns that overlap (the second starts while the first is still talking, and so on). The
+Each call is built from two speakers of DIR with transcripts: the first speaker's one or two clips on the left
+channel, the second's on the right, in turns that overlap (the second starts while the first is still talking). The
 call streams in real time as a two-channel session while each of its channels streams alone as a mono session
 beside it (four channel-sessions at once). Reported: each channel's WER in the call and alone (and the largest
 difference, in points), whether every final result names its party, and whether the summary on `session.ended`
@@ -73,31 +73,33 @@ def read_clips(data: Path, min_s: float = 2.0, max_s: float = 15.0) -> list[Clip
 
 
 def build_calls(clips: list[Clip], count: int) -> list[Call]:
-    """`count` calls, each of two speakers' two clips, in overlapping turns."""
+    """`count` calls, each of two speakers' first one or two clips, in overlapping turns."""
     by_speaker: dict[str, list[Clip]] = {}
     for clip in clips:
         by_speaker.setdefault(clip.speaker, []).append(clip)
-    pairs = [c[:2] for c in by_speaker.values() if len(c) >= 2]
-    if len(pairs) < 2 * count:
-        unusable("calls", f"{len(pairs)} speakers have two clips with transcripts; {2 * count} are needed")
-    return [call_of(f"call-{n}", pairs[2 * n], pairs[2 * n + 1]) for n in range(count)]
+    parties = sorted((c[:2] for c in by_speaker.values()), key=len, reverse=True)
+    if len(parties) < 2 * count:
+        unusable("calls", f"{len(parties)} speakers have clips with transcripts; {2 * count} are needed")
+    return [call_of(f"call-{n}", parties[2 * n], parties[2 * n + 1]) for n in range(count)]
 
 
 def call_of(name: str, first: list[Clip], second: list[Clip]) -> Call:
-    """First speaker's clip 1 at 0; the second speaker's clip 1 when 60% of it is heard; clip 2 of the first half a
-    second before the other ends; the second's clip 2 after a pause."""
-    a1, a2 = first
-    b1, b2 = second
-    starts = {"a1": 0.0}
-    starts["b1"] = 0.6 * len(a1.pcm) / SAMPLE_RATE
-    starts["a2"] = starts["b1"] + len(b1.pcm) / SAMPLE_RATE - 0.5
-    starts["b2"] = starts["a2"] + len(a2.pcm) / SAMPLE_RATE + TURN_GAP_S
-    end_s = starts["b2"] + len(b2.pcm) / SAMPLE_RATE + 1.5
-    channels = (np.zeros(int(end_s * SAMPLE_RATE), dtype="<i2"), np.zeros(int(end_s * SAMPLE_RATE), dtype="<i2"))
-    for key, clip, channel in (("a1", a1, 0), ("a2", a2, 0), ("b1", b1, 1), ("b2", b2, 1)):
-        at = int(starts[key] * SAMPLE_RATE)
+    """Turns a1, b1, a2, b2 (a party's second clip only if it has one): b1 starts when 60% of a1 is heard, a2 half a
+    second before b1 ends, and a party's next clip after the other's, or its own, ends and a pause."""
+    turns = [(0, first[0]), (1, second[0])] + [(channel, clips[1]) for channel, clips in ((0, first), (1, second))
+                                                if len(clips) > 1]  # fmt: skip
+    seconds = [len(clip.pcm) / SAMPLE_RATE for _channel, clip in turns]
+    starts = [0.0, 0.6 * seconds[0]]
+    for index in range(2, len(turns)):
+        before = starts[index - 1] + seconds[index - 1]
+        starts.append(before - 0.5 if index == 2 and turns[index][0] == 0 else before + TURN_GAP_S)
+    length = int((max(s + d for s, d in zip(starts, seconds, strict=True)) + 1.5) * SAMPLE_RATE)
+    channels = (np.zeros(length, dtype="<i2"), np.zeros(length, dtype="<i2"))
+    for (channel, clip), start in zip(turns, starts, strict=True):
+        at = int(start * SAMPLE_RATE)
         channels[channel][at : at + len(clip.pcm)] = clip.pcm
-    return Call(name, channels, (f"{a1.text} {a2.text}", f"{b1.text} {b2.text}"))
+    references = tuple(" ".join(clip.text for channel, clip in turns if channel == c) for c in (0, 1))
+    return Call(name, channels, (references[0], references[1]))
 
 
 async def session(url: str, pcm: bytes, options: dict) -> list[dict]:
