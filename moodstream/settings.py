@@ -224,8 +224,18 @@ class Settings(BaseSettings):
         description="Where workers keep local state (Faust's data folder) and `up` notes its embedded broker for "
         "`tail` and `analytics`; `~/.cache/moodstream` unless set.",
     )
+    history_db: str | None = Field(
+        None,
+        description="The history database `moodstream store` writes and `moodstream calls` reads: `postgresql://…` "
+        "or `sqlite:///path`; unset: `sqlite:///` + `history.sqlite3` in the data folder.",
+    )
     log_level: str = Field("INFO", description="Log level of every process.")
     log_json: bool = Field(False, description="JSON log lines (one object per line) instead of plain text.")
+
+    @property
+    def history_url(self) -> str:
+        """`history_db`, or the embedded SQLite file in the data folder."""
+        return self.history_db or f"sqlite:///{Path(self.data_dir).expanduser() / 'history.sqlite3'}"
 
     @property
     def generations(self) -> Generations:

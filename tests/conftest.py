@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import time
@@ -78,6 +79,39 @@ def stack(kafka: str) -> Iterator[Stack]:
         yield Stack(kafka, f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/ws/analyze")
     finally:
         stop([gateway, worker])
+
+
+def postgres_bin() -> Path:
+    """The Debian `postgresql` package's server binaries (the newest installed)."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name))
+    if not found:  # fail, never skip: the history on PostgreSQL is part of the product (`scripts/setup dev`)
+        raise RuntimeError("the history tests need Debian's postgresql: apt-get install postgresql")
+    return found[-1].parent
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[str]:
+    """A real PostgreSQL server of our own on a free loopback port (as the `postgres` user when run as root: the
+    server refuses root, and its folder is outside pytest's, which only root may enter); yields its URL."""
+    import shutil
+    import tempfile
+
+    home = Path(tempfile.mkdtemp(prefix="moodstream-postgres-"))
+    data, port = home / "data", free_port()
+    as_server = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if as_server:
+        shutil.chown(home, "postgres")
+    binaries = postgres_bin()
+    run = functools.partial(subprocess.run, check=True, capture_output=True, timeout=120)
+    run([*as_server, str(binaries / "initdb"), "-D", str(data), "-A", "trust", "-U", "moodstream"])
+    options = f"-p {port} -k {home} -c listen_addresses=127.0.0.1 -c fsync=off"
+    run([*as_server, str(binaries / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(home / "log"), "-w", "start"])
+    try:
+        yield f"postgresql://moodstream@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_server, str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                       capture_output=True, timeout=60, check=False)  # fmt: skip
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def write_call_wav(path: Path) -> None:

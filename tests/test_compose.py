@@ -27,6 +27,9 @@ def test_compose_services_run_real_cli_commands() -> None:
             assert service["environment"]["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
     assert "worker" in services and "ports" not in services["worker"]  # scalable with --scale
     assert "KAFKA_PROCESS_ROLES" in services["kafka"]["environment"]  # KRaft, no ZooKeeper
+    history = services["store"]["environment"]["MOODSTREAM_HISTORY_DB"]
+    assert history.startswith("postgresql://") and "@postgres:5432/" in history  # the compose database
+    assert services["store"]["depends_on"]["postgres"]["condition"] == "service_healthy"
 
 
 def test_dockerfile_is_slim_non_root_and_has_gateway_and_worker_targets() -> None:

@@ -48,7 +48,7 @@ def test_up_is_ready_then_ctrl_c_leaves_nothing_behind(tmp_path: Path) -> None:
         assert json.loads(tailed.stdout.splitlines()[0])["schema"] == "worker_heartbeat"
         family = psutil.Process(up.pid).children(recursive=True)
         names = " ".join(" ".join(p.cmdline()) for p in family)
-        assert "tansu" in names and " worker" in names and " gateway" in names
+        assert "tansu" in names and " worker" in names and " gateway" in names and " store" in names
         up.send_signal(signal.SIGINT)
         assert up.wait(30) == 0
         _gone, alive = psutil.wait_procs(family, timeout=10)

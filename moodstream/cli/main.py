@@ -26,7 +26,7 @@ def main() -> None:
 @click.option("--host", help="Gateway bind address (default 127.0.0.1).")
 @click.option("--workers", type=int, help="Processor worker processes.")
 def up(port: int | None, host: str | None, workers: int | None) -> None:
-    """Start the whole service: embedded broker (unless KAFKA_BOOTSTRAP_SERVERS is set), workers and gateway."""
+    """Start the whole service: embedded broker (unless KAFKA_BOOTSTRAP_SERVERS is set), workers, history, gateway."""
     from moodstream.cli.supervisor import run_up
 
     settings = load_settings(port=port, host=host, workers=workers)
@@ -343,6 +343,30 @@ def analytics(port: int, host: str, window: int) -> None:
     settings = reachable_settings("analytics")
     setup_logging(settings.log_level, settings.log_json)
     uvicorn.run(create_app(settings, window), host=host, port=port, log_level="warning")
+
+
+@main.command()
+@click.option("--db", help="postgresql://… or sqlite:///path (default: MOODSTREAM_HISTORY_DB, else a file in the data "
+              "folder).")  # fmt: skip
+def store(db: str | None) -> None:
+    """Write sessions, final results and summaries from the events topic into the history database."""
+    from moodstream.cli.store import run_store
+
+    settings = reachable_settings("store")
+    setup_logging(settings.log_level, settings.log_json)
+    run_store(settings, db or settings.history_url)
+
+
+@main.command()
+@click.argument("session_id", required=False)
+@click.option("--db", help="postgresql://… or sqlite:///path (default: as `moodstream store`).")
+@click.option("--limit", type=int, default=20, show_default=True, help="Sessions listed.")
+@click.option("--json", "as_json", is_flag=True, help="JSON instead of a table.")
+def calls(session_id: str | None, db: str | None, limit: int, as_json: bool) -> None:
+    """Past sessions from the history database, newest first; with SESSION_ID, its timeline and summary."""
+    from moodstream.cli.history_view import show
+
+    sys.exit(show(db or load_settings().history_url, session_id, limit, as_json))
 
 
 @main.command(name="hash-key")

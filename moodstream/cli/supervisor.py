@@ -1,4 +1,5 @@
-"""``moodstream up``: broker (unless external), processor workers and gateway as supervised child processes.
+"""``moodstream up``: broker (unless external), processor workers, the history writer and the gateway as supervised
+child processes.
 
 Any child that dies takes the whole stack down (reported, non-zero exit): the service never runs half alive.
 SIGINT/SIGTERM stop children in reverse order (gateway, workers, broker) and wait for them. While it runs an embedded
@@ -100,6 +101,7 @@ class Stack:
             self.keeper = TopicKeeper(self.settings.kafka_config(), generations, self.settings.resume_ttl_s).start()
         for index in range(self.settings.workers):
             self.spawn(f"worker-{index}", "worker")
+        self.spawn("store", "store")  # the history: sessions, results and summaries in a database
         self.spawn("gateway", "gateway")
 
     def _announce(self, broker: dict[str, object]) -> None:
@@ -147,7 +149,8 @@ def run_up(settings: Settings) -> int:
         host = stack.settings.host
         print(
             f"moodstream ready\n  WebSocket: ws://{host}:{settings.port}/ws/analyze\n"
-            f"  demo page: http://{host}:{settings.port}/\n  press Ctrl-C to stop",
+            f"  demo page: http://{host}:{settings.port}/\n"
+            f"  history: {stack.settings.history_url} (`moodstream calls`)\n  press Ctrl-C to stop",
             flush=True,
         )
         while True:

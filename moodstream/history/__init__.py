@@ -1,0 +1,1 @@
+"""The history of sessions, utterances and summaries in a database (PostgreSQL or an embedded SQLite file)."""
