@@ -96,3 +96,18 @@ def test_the_wheel_beside_a_package_named_models_runs_moodstream_up(tmp_path: Pa
             up.wait(30)
         except subprocess.TimeoutExpired:
             up.kill()
+
+
+def test_every_package_folder_is_in_the_wheels_package_list() -> None:
+    """The package list in pyproject.toml is explicit (the folders map into one namespace): a new folder left out of
+    it installs in the checkout but is missing from the wheel and the image."""
+    import tomllib
+
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folder_of = {folder: name for name, folder in setuptools["package-dir"].items()}
+    found = set()
+    for top in FOLDERS:
+        for init in (ROOT / top).rglob("__init__.py"):
+            relative = init.parent.relative_to(ROOT / top).parts
+            found.add(".".join((folder_of[top], *relative)))
+    assert found == set(setuptools["packages"])
