@@ -1,16 +1,17 @@
 """`moodstream bench idle`: what the whole stack costs while nobody talks, per process, and how fast it then
 answers the next session.
 
-The stack is `moodstream up`'s (embedded broker, workers, gateway; the topic keeper runs in this process, as it
-runs in `up`'s), warmed by one short session. Then no client for `--seconds`: each process's CPU over that time.
-Then one session again: its first final result's end-to-end latency, since a stack that rests must not be slower to
-answer (compare it with the warm-up session's).
+The stack is `moodstream up`'s (embedded broker, workers, the history store writing to a scratch SQLite file,
+gateway; the topic keeper runs in this process, as it runs in `up`'s), warmed by one short session. Then no client
+for `--seconds`: each process's CPU over that time. Then one session again: its first final result's end-to-end
+latency, since a stack that rests must not be slower to answer (compare it with the warm-up session's).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import tempfile
 import time
 
 from moodstream.cli.bench import report
@@ -34,7 +35,8 @@ def one_session(stack: Stack, pcm: bytes, workers: int) -> list[SessionStats]:
 
 def idle(seconds: float, workers: int) -> dict:
     pcm = load_pcm16(DEFAULT_AUDIO)
-    stack = Stack(workers).start()
+    scratch = tempfile.TemporaryDirectory(prefix="moodstream-idle-")
+    stack = Stack(workers, history_db=f"sqlite:///{scratch.name}/history.sqlite3").start()
     try:
         warm = one_session(stack, pcm, workers)
         pids = {name: p.pid for name, p in stack.processes.items()} | {"topic-keeper": os.getpid()}
@@ -46,6 +48,7 @@ def idle(seconds: float, workers: int) -> dict:
         after = one_session(stack, pcm, workers)
     finally:
         stack.stop()
+        scratch.cleanup()
     return {
         "benchmark": "idle",
         "seconds": seconds,

@@ -103,6 +103,9 @@ class Stack:
     workers: int
     rotation_s: float = EMBEDDED_ROTATION_S
     """The stream topics' period (0: the contract's fixed names), as `moodstream up` sets it on the embedded broker."""
+    history_db: str | None = None
+    """Run the history store too, writing here (`moodstream up` runs it; the load benches leave it out, so their
+    figures compare with releases before it)."""
     bootstrap: str = ""
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     broker: EmbeddedBroker | None = None
@@ -130,6 +133,8 @@ class Stack:
             self.keeper = TopicKeeper(config, generations, Settings().resume_ttl_s).start()
         for index in range(self.workers):
             self.spawn(f"worker-{index}", "worker")
+        if self.history_db:
+            self.spawn("store", "store", "--db", self.history_db)
         self.port = free_port()
         self.spawn("gateway", "gateway", "--port", str(self.port))
         self.wait_ready()
