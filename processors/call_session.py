@@ -69,6 +69,7 @@ class CallSession(Generic[Token]):
         self._next_ticket = 0
         self._ended_counts: dict[int, int] = {}
         self._ended_record: SessionEnded | None = None
+        self._warned_channels = False
         self.ended = False
 
     def checkpoint(self) -> SessionCheckpoint:
@@ -85,8 +86,10 @@ class CallSession(Generic[Token]):
 
     def on_frame(self, frame: AudioFrame, token: Token) -> Step[Token]:
         if frame.channels != len(self.channels):
-            log.warning("session %s: a %d-channel frame in a %d-channel session dropped", self.session_id,
-                        frame.channels, len(self.channels))  # fmt: skip
+            if not self._warned_channels:  # once: a client resuming with another channel count sends 50 frames a second
+                log.warning("session %s: %d-channel frames in a %d-channel session dropped", self.session_id,
+                            frame.channels, len(self.channels))  # fmt: skip
+                self._warned_channels = True
             return Step(acks=[token])
         samples = np.frombuffer(frame.pcm, dtype="<i2").reshape(-1, frame.channels)
         ticket = self._ticket(token)

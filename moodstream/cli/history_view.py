@@ -19,7 +19,10 @@ def show(db_url: str, session_id: str | None, limit: int, as_json: bool) -> int:
         database.migrate()
         if session_id is None:
             sessions = list_sessions(database, limit)
-            console.print_json(json.dumps(sessions)) if as_json else console.print(sessions_table(sessions))
+            if as_json:
+                console.print_json(json.dumps(sessions))
+            else:
+                console.print(sessions_table(sessions))
             return 0
         found = show_session(database, session_id)
     if found is None:

@@ -129,4 +129,9 @@ def register(ctx: StageContext) -> ModelVersions:
         if streams:
             await carry_out(join.tick(time.monotonic(), now_ms()))
 
+    @ctx.app.timer(interval=10.0)
+    async def expire_tallies() -> None:
+        """A tally is kept in memory as long as its session may still resume (`resume_ttl_s`), not for ever."""
+        summaries.tallies.expire()
+
     return {}
