@@ -22,7 +22,10 @@ class SpeechToText(Protocol):
 
     def transcribe(self, pcm: np.ndarray | bytes) -> Transcription: ...
 
-    def transcribe_partial(self, pcm: np.ndarray | bytes) -> PartialTranscription: ...
+    def transcribe_partial(self, pcm: np.ndarray | bytes, settled: str = "") -> PartialTranscription:
+        """The words so far; `settled`: words an earlier partial heard at the start of this audio (a core may give
+        them to its decoder instead of decoding them again)."""
+        ...
 
 
 def load_asr(backend: AsrBackend = "whisper", model_path: Path | None = None, threads: int = 1) -> SpeechToText:

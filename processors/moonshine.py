@@ -142,8 +142,9 @@ class MoonshineTranscriber:
             raw_text=text,
         )
 
-    def transcribe_partial(self, pcm: np.ndarray | bytes) -> PartialTranscription:
-        """The words so far of an utterance still open; what the final's guard would reject comes back empty."""
+    def transcribe_partial(self, pcm: np.ndarray | bytes, settled: str = "") -> PartialTranscription:
+        """The words so far of an utterance still open; what the final's guard would reject comes back empty.
+        `settled` is not used: Moonshine decodes every partial from the start."""
         started = time.perf_counter()
         text, avg_logprob, _path = self._text(self._audio(pcm))
         heard = self._reject_reason(text, avg_logprob, compression_ratio(text)) is None

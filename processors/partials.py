@@ -31,6 +31,10 @@ class PartialOptions:
     a partial that late is not live any more (the stage is behind; it catches up on the next chunk)."""
     max_sessions: int = 512
     """Sessions whose open utterance is kept; beyond it the least recently heard is forgotten."""
+    unsettled_words: int | None = 1
+    """Of the words the last two decodes agree on from the utterance's start, the last ones that the next decode
+    still hears again; the words before them are settled: the decoder is given them, not asked for them again.
+    None: every partial is decoded from the utterance's start."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,8 @@ class PartialDecode:
     end_ms: float
     channel: int = 0
     role: str | None = None
+    settled: str = ""
+    """The words the previous partial heard at the start of this audio that stand (`unsettled_words`)."""
 
 
 Speaker = tuple[str, int]
@@ -63,6 +69,8 @@ class _Open:
     decoded_samples: int = 0
     text: str = ""
     revision: int = 0
+    heard: tuple[str, ...] = ()
+    """The last two decodes' texts (a repeat included): the words both start with are settled."""
     broken: bool = False
     """A chunk went missing: no more partials for this utterance."""
 
@@ -107,7 +115,17 @@ class PartialTracker:
             return None
         audio = bytes(state.audio)
         return PartialDecode(session_id, state.utterance_seq, audio, state.speech_start_ms, state.end_ms, channel,
-                             state.role)  # fmt: skip
+                             state.role, self._settled(state.heard))  # fmt: skip
+
+    def _settled(self, heard: tuple[str, ...]) -> str:
+        keep_back = self.options.unsettled_words
+        if keep_back is None or len(heard) < 2:
+            return ""
+        before, last = heard[0].split(), heard[1].split()
+        agreed = 0
+        while agreed < min(len(before), len(last)) and before[agreed] == last[agreed]:
+            agreed += 1
+        return " ".join(last[: max(0, agreed - keep_back)])
 
     def on_decoded(
         self, decode: PartialDecode, text: str, model_id: str, compute_ms: float
@@ -118,6 +136,8 @@ class PartialTracker:
             return None
         state.decoded_samples = len(decode.pcm) // 2
         text = text.strip()
+        if text:
+            state.heard = (*state.heard[-1:], text)
         if not text or text == state.text:
             return None
         state.text, state.revision = text, state.revision + 1

@@ -272,26 +272,32 @@ class Transcriber:
         return pool_states(np.asarray(self._encode(audio, self._window_s(duration)))[0], 0.0, duration)
 
     def _decode(
-        self, encoded: ctranslate2.StorageView, budget: int, beam_size: int = 0
+        self, encoded: ctranslate2.StorageView, budget: int, beam_size: int = 0, given: list[int] | None = None
     ) -> tuple[list[int], float, float]:
-        """Token ids, average log-prob and no-speech probability of one decode."""
+        """Token ids (after the `given` ones, a prefix taken as decoded), average log-prob and no-speech probability
+        of one decode."""
         beam_size = beam_size or self.options.beam_size
+        given = given or []
         if beam_size == 1 and self.greedy is not None:
             t = self.tokenizer
-            greedy = self.greedy.decode(np.asarray(encoded), self.prompt, budget, t.no_speech, t.eot, t.timestamp_begin)
-            return greedy.tokens, greedy.avg_logprob if greedy.tokens else -10.0, greedy.no_speech_prob
+            greedy = self.greedy.decode(
+                np.asarray(encoded), self.prompt, budget, t.no_speech, t.eot, t.timestamp_begin, given
+            )
+            return greedy.tokens, greedy.avg_logprob if greedy.tokens or given else -10.0, greedy.no_speech_prob
         result = self.model.generate(
             encoded,
-            [self.prompt],
+            [self.prompt + given],
             beam_size=beam_size,
-            max_length=len(self.prompt) + budget,
+            max_length=len(self.prompt) + max(budget, len(given) + 1),
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=True,
             suppress_tokens=[-1],
         )[0]
         tokens = result.sequences_ids[0]
-        avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1) if tokens else -10.0
+        if given and tokens[: len(given)] == given:  # CTranslate2 returns the prefix with what followed it
+            tokens = tokens[len(given) :]
+        avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1) if tokens or given else -10.0
         return tokens, avg_logprob, result.no_speech_prob
 
     def transcribe(self, pcm: np.ndarray | bytes) -> Transcription:
@@ -346,17 +352,20 @@ class Transcriber:
         short = min(seconds + o.trailing_silence_s, o.short_window_s)
         return min(FULL_WINDOW_S, max(o.min_window_s, math.ceil(max(seconds + o.long_trailing_silence_s, short))))
 
-    def transcribe_partial(self, pcm: np.ndarray | bytes) -> PartialTranscription:
+    def transcribe_partial(self, pcm: np.ndarray | bytes, settled: str = "") -> PartialTranscription:
         """The words so far of an utterance still open: greedy on a short window; a looping tail is cut off; what
-        the final's guard would reject (silence, repetition, a phrase Whisper invents on noise) comes back empty."""
+        the final's guard would reject (silence, repetition, a phrase Whisper invents on noise) comes back empty.
+        `settled`: the words an earlier partial already heard at the start of this audio, given to the decoder as
+        its prefix instead of being decoded again (most of a long utterance's partial cost is re-decoding them)."""
         started = time.perf_counter()
         audio = _as_float(pcm)
         o = self.options
         duration = len(audio) / SAMPLE_RATE
         window = min(FULL_WINDOW_S, max(o.min_window_s, math.ceil(duration + o.partial_trailing_silence_s)))
-        budget = self._budget(duration)
-        tokens, avg_logprob, no_speech = self._decode(self._encode(audio, window), budget, o.partial_beam_size)
-        tokens = cut_at_self_repeat(tokens) or tokens
+        given = self.tokenizer.encode(" " + settled.strip()) if settled.strip() else []
+        encoded = self._encode(audio, window)
+        tokens, avg_logprob, no_speech = self._decode(encoded, self._budget(duration), o.partial_beam_size, given)
+        tokens = cut_at_self_repeat(given + tokens) or given + tokens
         text = self.tokenizer.decode(tokens).strip()
         heard = self._reject_reason(text, avg_logprob, no_speech, compression_ratio(text)) is None  # the final's guard
         return PartialTranscription(

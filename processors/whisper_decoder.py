@@ -124,10 +124,13 @@ class _Graph:
         shaped = self.node("Reshape", [x, self.const(np.array([0, 0, heads, -1], np.int64))])
         return self.node("Transpose", [shaped], perm=[0, 2, 1, 3])
 
-    def attend(self, q: str, k_transposed: str, v: str, head_dim: int) -> str:
-        """softmax(q k^T / sqrt(d)) v for k^T [B, H, D, S], heads merged back: [B, T, H*D]."""
+    def attend(self, q: str, k_transposed: str, v: str, head_dim: int, mask: str | None = None) -> str:
+        """softmax(q k^T / sqrt(d) + mask) v for k^T [B, H, D, S] and an additive mask [T, S] (None: every position
+        sees every key), heads merged back: [B, T, H*D]."""
         scores = self.node("MatMul", [q, k_transposed])
         scaled = self.node("Mul", [scores, self.const(np.array(head_dim**-0.5, np.float32))])
+        if mask is not None:
+            scaled = self.node("Add", [scaled, mask])
         mixed = self.node("MatMul", [self.node("Softmax", [scaled], axis=-1), v])
         merged = self.node("Transpose", [mixed], perm=[0, 2, 1, 3])
         return self.node("Reshape", [merged, self.const(np.array([0, 0, -1], np.int64))])
@@ -160,9 +163,10 @@ def _split(g: _Graph, x: str, part: int, width: int) -> str:
 
 
 def _decoder_layer(
-    g: _Graph, x: str, weights: dict[str, np.ndarray], i: int, shape: DecoderShape
+    g: _Graph, x: str, weights: dict[str, np.ndarray], i: int, shape: DecoderShape, causal: str | None = None
 ) -> tuple[str, str, str]:
-    """Layer i on one token x [B, 1, W]: self-attention over past_k{i}/past_v{i} plus this token, attention over
+    """Layer i on tokens x [B, T, W]: self-attention over past_k{i}/past_v{i} plus these tokens (`causal`, an
+    additive [T, past + T] mask, keeps each token from the ones after it; one token needs none), attention over
     cross_k{i}/cross_v{i}, the feed-forward block; pre-norm with residuals, as Whisper's. Returns the layer's output
     and the grown keys and values."""
     p, head_dim = f"decoder/layer_{i}", shape.width // shape.heads
@@ -170,7 +174,7 @@ def _decoder_layer(
     q, k, v = (g.heads(_split(g, qkv, j, shape.width), shape.heads) for j in range(3))
     k_all = g.node("Concat", [f"past_k{i}", k], axis=2)
     v_all = g.node("Concat", [f"past_v{i}", v], axis=2)
-    attended = g.attend(q, g.node("Transpose", [k_all], perm=[0, 1, 3, 2]), v_all, head_dim)
+    attended = g.attend(q, g.node("Transpose", [k_all], perm=[0, 1, 3, 2]), v_all, head_dim, causal)
     x = g.node("Add", [x, _dense(g, attended, weights, f"{p}/self_attention/linear_1")])
     q = g.heads(
         _dense(g, g.layer_norm(x, weights, f"{p}/attention/layer_norm"), weights, f"{p}/attention/linear_0"),
@@ -183,21 +187,29 @@ def _decoder_layer(
     return x, k_all, v_all
 
 
-def _step_graph(weights: dict[str, np.ndarray], shape: DecoderShape) -> bytes:
+def _step_graph(weights: dict[str, np.ndarray], shape: DecoderShape, choose: bool = True) -> bytes:
     """One token through the decoder: x [B, 1, W], the caches and the vocabulary mask -> the log-probabilities, the
-    chosen token and its log-probability, and the grown self-attention cache."""
+    chosen token and its log-probability, and the grown self-attention cache. Without `choose`, the graph that feeds
+    tokens already given, all at once: x [B, T, W] and a causal mask [T, past + T] -> only the grown cache (per
+    token, the vocabulary projection and the graph's call are most of a step's cost)."""
     from onnx import TensorProto, helper
 
     g = _Graph()
     head_dim = shape.width // shape.heads
     cache: list[str | int] = ["batch", shape.heads, "past", head_dim]
-    inputs, x = [_tensor("x", ["batch", 1, shape.width])], "x"
+    inputs, x = [_tensor("x", ["batch", 1 if choose else "tokens", shape.width])], "x"
+    causal = None if choose else "causal"
+    if causal:
+        inputs.append(_tensor(causal, ["tokens", "total"]))
     presents: dict[str, str] = {}
     for i in range(shape.layers):
         inputs += [_tensor(f"past_k{i}", cache), _tensor(f"past_v{i}", cache)]
         inputs += [_tensor(f"cross_k{i}", ["batch", shape.heads, head_dim, "frames"])]
         inputs += [_tensor(f"cross_v{i}", ["batch", shape.heads, "frames", head_dim])]
-        x, presents[f"present_k{i}"], presents[f"present_v{i}"] = _decoder_layer(g, x, weights, i, shape)
+        x, presents[f"present_k{i}"], presents[f"present_v{i}"] = _decoder_layer(g, x, weights, i, shape, causal)
+    caches = [_tensor(name, ["batch", shape.heads, "total", head_dim]) for name in presents]
+    if not choose:
+        return g.model(inputs, caches, presents)
     last = g.node("Squeeze", [g.layer_norm(x, weights, "decoder/layer_norm"), g.const(np.array([1]))])
     logits = g.linear(last, weights["decoder/projection/weight"], None)
     inputs.append(_tensor("mask", [shape.vocabulary]))
@@ -213,8 +225,7 @@ def _step_graph(weights: dict[str, np.ndarray], shape: DecoderShape) -> bytes:
         helper.make_tensor_value_info("token", TensorProto.INT64, ["batch", 1]),
         _tensor("token_logprob", ["batch", 1]),
     ]
-    outputs += [_tensor(name, ["batch", shape.heads, "total", head_dim]) for name in presents]
-    return g.model(inputs, outputs, outputs_from)
+    return g.model(inputs, outputs + caches, outputs_from)
 
 
 def _cross_graph(weights: dict[str, np.ndarray], shape: DecoderShape) -> bytes:
@@ -274,11 +285,14 @@ class WhisperGreedyDecoder:
         self._suppress = np.array(config["suppress_ids"], dtype=np.int64)
         self._suppress_begin = np.array(config["suppress_ids_begin"], dtype=np.int64)
         self._step = cpu_session_from_bytes(_step_graph(weights, self.shape), threads, arena=False)
+        self._feed = cpu_session_from_bytes(_step_graph(weights, self.shape, choose=False), threads, arena=False)
         self._cross = cpu_session_from_bytes(_cross_graph(weights, self.shape), threads, arena=False)
         self._cross_names = [output.name for output in self._cross.get_outputs()]
         caches = [f"present_{kind}{i}" for i in range(self.shape.layers) for kind in "kv"]
         self._step_outputs = ["token", "token_logprob", "token_logprob", *caches]
         self._step_outputs_with_logprobs = ["token", "token_logprob", "logprobs", *caches]
+        self._feed_inputs = [f"{kind}{i}" for i in range(self.shape.layers) for kind in
+                             ("past_k", "past_v", "cross_k", "cross_v")]  # fmt: skip
         _return_freed_memory()
 
     @property
@@ -294,9 +308,11 @@ class WhisperGreedyDecoder:
         no_speech_id: int,
         end_id: int,
         first_timestamp_id: int | None = None,
+        given: list[int] | None = None,
     ) -> GreedyDecode:
-        """Greedy tokens after `prompt` for encoder states [1, S, W], at most `budget` of them; timestamp tokens (from
-        `first_timestamp_id` on) are never chosen."""
+        """Greedy tokens after `prompt` and the `given` text tokens (a prefix taken as decoded: fed, not chosen) for
+        encoder states [1, S, W], at most `budget` text tokens in all; timestamp tokens (from `first_timestamp_id` on)
+        are never chosen. The no-speech probability is read right after start-of-transcript, as without a prefix."""
         crossed = self._cross.run(None, {"states": np.asarray(states, dtype=np.float32)})
         feeds = dict(zip(self._cross_names, crossed, strict=True))
         empty = np.zeros((1, self.shape.heads, 0, self.shape.width // self.shape.heads), np.float32)
@@ -304,18 +320,21 @@ class WhisperGreedyDecoder:
             feeds[f"past_k{i}"] = feeds[f"past_v{i}"] = empty
         masks = self._masks(first_timestamp_id)
         feeds["mask"] = masks["none"]
-        logprobs = self._run(feeds, prompt[0], 0, with_logprobs=True)[2]
+        token, logprob, logprobs = self._run(feeds, prompt[0], 0, with_logprobs=True)
         no_speech = float(np.exp(logprobs[0, no_speech_id]))
-        for position, token in enumerate(prompt[1:], start=1):
-            feeds["mask"] = masks["first"] if position == len(prompt) - 1 else masks["none"]
-            token, logprob, _ = self._run(feeds, token, position)
+        given = given or []
+        sequence = [*prompt, *given]
+        self._feed_given(feeds, sequence[1:-1], 1)
+        if len(sequence) > 1:  # the first chosen token: no blank or end-of-text first unless a prefix came before
+            feeds["mask"] = masks["rest"] if given else masks["first"]
+            token, logprob, _ = self._run(feeds, sequence[-1], len(sequence) - 1)
         tokens: list[int] = []
         logprob_sum = logprob
         feeds["mask"] = masks["rest"]
-        last = min(len(prompt) + budget, self.max_tokens)
-        while token != end_id and len(prompt) + len(tokens) < last:
+        last = min(len(prompt) + max(budget, len(given) + 1), self.max_tokens)
+        while token != end_id and len(sequence) + len(tokens) < last:
             tokens.append(token)
-            token, logprob, _ = self._run(feeds, token, len(prompt) + len(tokens) - 1)
+            token, logprob, _ = self._run(feeds, token, len(sequence) + len(tokens) - 1)
             logprob_sum += logprob
         return GreedyDecode(tokens, logprob_sum / (len(tokens) + 1), no_speech)
 
@@ -329,6 +348,18 @@ class WhisperGreedyDecoder:
         first = rest.copy()
         first[self._suppress_begin] = -np.inf
         return {"none": none, "first": first, "rest": rest}
+
+    def _feed_given(self, feeds: dict[str, np.ndarray], tokens: list[int], position: int) -> None:
+        """Feed tokens that are given, not chosen, from `position` on, in one call: only the caches grow."""
+        if not tokens:
+            return
+        count = len(tokens)
+        given = {name: feeds[name] for name in self._feed_inputs}
+        given["x"] = (self._embeddings[tokens].astype(np.float32) + self._positions[position : position + count])[None]
+        given["causal"] = np.triu(np.full((count, position + count), -np.inf, np.float32), k=position + 1)
+        results = self._feed.run(None, given)
+        for i in range(self.shape.layers):
+            feeds[f"past_k{i}"], feeds[f"past_v{i}"] = results[2 * i], results[2 * i + 1]
 
     def _run(
         self, feeds: dict[str, np.ndarray], token: int, position: int, with_logprobs: bool = False

@@ -39,6 +39,36 @@ def test_a_decode_is_due_for_each_new_second_and_holds_the_utterance_so_far() ->
     assert tracker.on_decoded(third, "Hello there, friend", "m", 10.0).revision == 2  # type: ignore[union-attr]
 
 
+def test_words_two_decodes_agree_on_are_settled_but_the_last_of_them() -> None:
+    """The next decode is given the words the last two agreed on from the start, less the newest of them (it may still
+    change with the audio after it); a decode that repeats the previous text counts as agreeing with it."""
+    tracker = PartialTracker()
+    first = tracker.on_chunk(chunk(0, 0), now_ms=0)
+    assert first is not None and first.settled == ""
+    tracker.on_decoded(first, "I will say nothing", "m", 1.0)
+    second = tracker.on_chunk(chunk(0, 1), now_ms=0)
+    assert second is not None and second.settled == ""  # one decode: nothing agreed yet
+    tracker.on_decoded(second, "I will say nothing of my", "m", 1.0)
+    third = tracker.on_chunk(chunk(0, 2), now_ms=0)
+    assert third is not None and third.settled == "I will say"
+    tracker.on_decoded(third, "I'll say nothing of my ante", "m", 1.0)
+    fourth = tracker.on_chunk(chunk(0, 3), now_ms=0)
+    assert fourth is not None and fourth.settled == ""  # the start changed: decode from the start again
+    tracker.on_decoded(fourth, "I'll say nothing of my ante", "m", 1.0)  # a repeat: no partial, but agreement
+    fifth = tracker.on_chunk(chunk(0, 4), now_ms=0)
+    assert fifth is not None and fifth.settled == "I'll say nothing of my"
+    assert tracker.on_chunk(chunk(1, 0), now_ms=0).settled == ""  # type: ignore[union-attr]  # a new utterance
+
+
+def test_settling_can_be_turned_off() -> None:
+    tracker = PartialTracker(PartialOptions(unsettled_words=None))
+    for index, text in enumerate(("a b c", "a b c d")):
+        decode = tracker.on_chunk(chunk(0, index), now_ms=0)
+        assert decode is not None and decode.settled == ""
+        tracker.on_decoded(decode, text, "m", 1.0)
+    assert tracker.on_chunk(chunk(0, 2), now_ms=0).settled == ""  # type: ignore[union-attr]
+
+
 def test_no_partial_once_the_final_arrived_even_from_a_decode_in_flight() -> None:
     tracker = PartialTracker()
     decode = tracker.on_chunk(chunk(3, 0), now_ms=0)
@@ -85,13 +115,14 @@ def transcriber() -> Transcriber:
 def test_partials_of_real_read_speech_grow_towards_the_final(transcriber: Transcriber) -> None:
     """LibriSpeech dev-clean 2412-153948-0000, its first sentence (0.28-7.9 s), heard a second more each time."""
     pcm = np.frombuffer(load_pcm16(DATA / "read_sentence.wav"), dtype="<i2")[: 7_900 * 16]
-    tracker, texts = PartialTracker(), []
+    tracker, texts, settled = PartialTracker(), [], []
     for n in range(0, len(pcm), 16_000):
         decode = tracker.on_chunk(PartialAudio(
             session_id="s1", utterance_seq=0, chunk_seq=n // 16_000, start_ms=n / 16, end_ms=(n + 16_000) / 16,
             speech_start_ms=280.0, received_at_ms=0.0, pcm=pcm[n : n + 16_000].tobytes()), now_ms=0)  # fmt: skip
         assert decode is not None
-        result = transcriber.transcribe_partial(decode.pcm)
+        result = transcriber.transcribe_partial(decode.pcm, decode.settled)  # as the ASR stage decodes it
+        settled.append(decode.settled)
         partial = tracker.on_decoded(decode, result.text, transcriber.model_id, result.compute_ms)
         if partial is not None:
             texts.append(partial.text)
@@ -102,4 +133,5 @@ def test_partials_of_real_read_speech_grow_towards_the_final(transcriber: Transc
     )
     assert len(texts) >= 5 and texts[1].startswith("If the reader will excuse me")
     assert wer([final], [texts[-1]]) == 0.0
+    assert settled[-1].startswith("If the reader will excuse me")  # later partials did not decode the start again
     assert transcriber.transcribe_partial(np.zeros(16_000, dtype=np.int16)).text == ""  # silence: no words

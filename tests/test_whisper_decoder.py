@@ -97,6 +97,33 @@ def test_the_budget_bounds_the_decode(reference: Transcriber, decoder: WhisperGr
     assert len(decoder.decode(encoded, reference.prompt, 4, t.no_speech, t.eot, t.timestamp_begin).tokens) == 4
 
 
+def test_given_tokens_are_fed_at_once_and_the_decode_goes_on_as_if_it_had_chosen_them(
+    reference: Transcriber, decoder: WhisperGreedyDecoder
+) -> None:
+    """A partial's settled words are given to the decoder (fed in one call, causally masked): what follows them must be
+    what a decode from the start chooses after the same words, and the no-speech reading must not move."""
+    audio = np.frombuffer(load_pcm16(DATA / "read_sentence.wav"), dtype="<i2").astype(np.float32) / 32768
+    encoded = np.asarray(reference._encode(audio, 15))
+    t = reference.tokenizer
+    whole = decoder.decode(encoded, reference.prompt, 150, t.no_speech, t.eot, t.timestamp_begin)
+    for count in (1, 9, 20):
+        given = whole.tokens[:count]
+        rest = decoder.decode(encoded, reference.prompt, 150, t.no_speech, t.eot, t.timestamp_begin, given)
+        assert rest.tokens == whole.tokens[count:]
+        assert rest.no_speech_prob == pytest.approx(whole.no_speech_prob, abs=1e-4)
+    capped = decoder.decode(encoded, reference.prompt, 12, t.no_speech, t.eot, t.timestamp_begin, whole.tokens[:9])
+    assert len(capped.tokens) == 3  # the budget counts the given tokens too
+
+
+def test_ctranslate2_continues_a_given_prefix_too(reference: Transcriber) -> None:
+    """Where greedy decodes run in CTranslate2 (Intel's CPUs), the prefix goes into its prompt."""
+    audio = np.frombuffer(load_pcm16(DATA / "read_sentence.wav"), dtype="<i2").astype(np.float32) / 32768
+    encoded = reference._encode(audio, 15)
+    whole, _, _ = reference._decode(encoded, 150, beam_size=1)
+    rest, _, _ = reference._decode(encoded, 150, beam_size=1, given=whole[:9])
+    assert rest == whole[9:]
+
+
 def test_the_greedy_engine_is_chosen_by_the_option() -> None:
     assert Transcriber(TranscriberOptions(greedy_engine="onnxruntime", voice_head=False)).greedy is not None
     assert Transcriber(TranscriberOptions(greedy_engine="ctranslate2", voice_head=False)).greedy is None

@@ -205,12 +205,17 @@ def bench_text(tsv: Path, model_dir: Path | None, context: bool, as_json: bool) 
 )
 @click.option("--limit", type=int, default=0, help="Use only the first N files.")
 @click.option("--min-speech", type=float, default=4.0, show_default=True, help="Report on utterances this long (s).")
+@click.option(
+    "--from-start",
+    is_flag=True,
+    help="Decode every partial from the utterance's start (no settled words given to the decoder), for comparison.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Only the JSON line.")
-def bench_partials(data: Path, limit: int, min_speech: float, as_json: bool) -> None:
+def bench_partials(data: Path, limit: int, min_speech: float, from_start: bool, as_json: bool) -> None:
     """Partial transcripts on long speech: how many, how early, how close the last is to the final, flicker, cost."""
     from moodstream.cli.bench.partials import main as run
 
-    run(data, limit, min_speech, as_json)
+    run(data, limit, min_speech, from_start, as_json)
 
 
 @bench.command(name="asr")

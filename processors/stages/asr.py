@@ -127,7 +127,7 @@ class AsrShell:
         if self.cpu.percent() > self.ctx.settings.partial_max_cpu_percent:
             return  # the chunk is kept: once the machine has room again, the next one decodes the audio so far
         transcriber = self.loading.get()
-        result = await self._run(transcriber.transcribe_partial, decode.pcm)
+        result = await self._run(transcriber.transcribe_partial, decode.pcm, decode.settled)
         # back on the loop: the final may have arrived meanwhile, and then the tracker drops this partial
         partial = self.partials.on_decoded(decode, result.text, transcriber.model_id, result.compute_ms)
         if partial is not None:

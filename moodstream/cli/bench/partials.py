@@ -23,7 +23,7 @@ import numpy as np
 from moodstream.cli.bench import report, unusable
 from moodstream.cli.bench.wer import normalize, wer
 from moodstream.processors.endpointer import Endpointer, SpeechSoFar, UtteranceCut
-from moodstream.processors.partials import PartialTracker
+from moodstream.processors.partials import PartialOptions, PartialTracker
 from moodstream.processors.transcriber import Transcriber, TranscriberOptions
 from moodstream.processors.vad import SileroStream, load_silero
 from moodstream.producers.audio import load_pcm16
@@ -53,11 +53,13 @@ def list_files(data: Path) -> list[Path]:
     unusable("partials", f"{data} holds neither transcripts.tsv nor labels.tsv")
 
 
-def trace_file(path: Path, transcriber: Transcriber, vad_model: object) -> list[UtteranceTrace]:
+def trace_file(
+    path: Path, transcriber: Transcriber, vad_model: object, options: PartialOptions
+) -> list[UtteranceTrace]:
     """The partials and finals of one file's utterances."""
     pcm = load_pcm16(path)
     endpointer = Endpointer(SileroStream(vad_model))
-    tracker = PartialTracker()
+    tracker = PartialTracker(options)
     open_traces: dict[int, UtteranceTrace] = {}
     done: list[UtteranceTrace] = []
     for offset in range(0, len(pcm), FRAME_BYTES):
@@ -92,7 +94,7 @@ def partial_of(event: SpeechSoFar, tracker: PartialTracker, transcriber: Transcr
     decode = tracker.on_chunk(chunk, now_ms=0.0)
     if decode is None:
         return
-    result = transcriber.transcribe_partial(decode.pcm)
+    result = transcriber.transcribe_partial(decode.pcm, decode.settled)
     trace.partial_ms += result.compute_ms
     partial = tracker.on_decoded(decode, result.text, transcriber.model_id, result.compute_ms)
     if partial is not None:
@@ -134,21 +136,22 @@ def summarise(traces: list[UtteranceTrace], min_speech_ms: float) -> dict:
     }
 
 
-def run(data: Path, limit: int, min_speech_s: float) -> dict:
+def run(data: Path, limit: int, min_speech_s: float, from_start: bool = False) -> dict:
     files = list_files(data)[: limit or None]
     if not files:
         unusable("partials", f"no audio files listed in {data}")
     transcriber = Transcriber(TranscriberOptions(cpu_threads=1))
     vad_model = load_silero()
+    options = PartialOptions(unsettled_words=None) if from_start else PartialOptions()
     traces = []
     for index, path in enumerate(files):
         print(f"{index + 1}/{len(files)} {path.name}", file=sys.stderr, flush=True)
-        traces += trace_file(path, transcriber, vad_model)
+        traces += trace_file(path, transcriber, vad_model, options)
     return {"benchmark": "partials", "files": len(files), "model": transcriber.model_id,
-            **summarise(traces, min_speech_s * 1000)}  # fmt: skip
+            "unsettled_words": options.unsettled_words, **summarise(traces, min_speech_s * 1000)}  # fmt: skip
 
 
-def main(data: Path, limit: int, min_speech_s: float, as_json: bool) -> None:
+def main(data: Path, limit: int, min_speech_s: float, from_start: bool, as_json: bool) -> None:
     if not data.is_dir():
         unusable("partials", f"{data} is not a folder")
-    report(run(data, limit, min_speech_s), as_json)
+    report(run(data, limit, min_speech_s, from_start), as_json)
