@@ -61,7 +61,7 @@ class KafkaBridge:
         self.consumer_assigned = False
         self._events_task: asyncio.Task[None] | None = None
         self._events_done = threading.Event()
-        self._pacer = FetchPacer(settings.kafka_fetch_wait_ms, settings.kafka_rest_fetch_wait_ms,
+        self._pacer = FetchPacer(settings.kafka_relay_fetch_wait_ms, settings.kafka_rest_fetch_wait_ms,
                                  last_record_at=time.monotonic())  # fmt: skip
         base = settings.kafka_config()
         self.producer = Producer(
@@ -193,7 +193,7 @@ class KafkaBridge:
     async def _consume_events(self) -> None:
         """The events consumer (aiokafka, no group) on the gateway's loop, until `stop()`."""
         consumer = AIOKafkaConsumer(**self.settings.aiokafka_config(), enable_auto_commit=False,
-                                    fetch_max_wait_ms=self.settings.kafka_fetch_wait_ms,
+                                    fetch_max_wait_ms=self.settings.kafka_relay_fetch_wait_ms,
                                     auto_offset_reset="earliest")  # fmt: skip
         started = False
         try:
