@@ -144,3 +144,40 @@ def test_fetches_wait_short_while_records_flow_and_long_at_rest() -> None:
     assert pacer.wait_ms(5.0, got_records=False) == 40  # records came 5 s ago: the stack may be mid-utterance
     assert pacer.wait_ms(10.0, got_records=False) == 1000  # 10 s without one: at rest
     assert pacer.wait_ms(10.5, got_records=True) == 40  # the first record after it: quick again
+
+
+def test_at_rest_a_fetch_names_only_the_audio_partitions_and_a_send_ends_the_rest() -> None:
+    """Every other topic a worker reads is written by workers from audio: at rest only the audio slots are fetched
+    but for a full fetch every few seconds (tansu reads every named partition several times a wait), and once a stage
+    sends, all are fetched again."""
+    from aiokafka.structs import TopicPartition
+
+    from moodstream.broker.fetch_pacer import FetchPacer
+    from moodstream.processors.runtime.faust_overrides import AudioOnlyAtRest
+
+    assigned = {TopicPartition(name, p) for name in ("moodstream.audio.s0", "moodstream.audio.s1",
+                                                     "moodstream.utterances.s0", "moodstream.text-scores.s1",
+                                                     "moodstream.audio") for p in (0, 3)}  # fmt: skip
+    built: list[set] = []
+
+    def build(assignment: SimpleNamespace) -> tuple[list, dict]:
+        built.append(set(assignment.tps))
+        return [("node", "request")], {}
+
+    fetcher = SimpleNamespace(_get_actions_per_node=build)
+    assignment = SimpleNamespace(tps=assigned, state_value=lambda tp: tp)
+    rest = AudioOnlyAtRest(fetcher)
+    fetcher._get_actions_per_node(assignment)
+    rest.resting = True
+    fetcher._get_actions_per_node(assignment)
+    assert built[0] == assigned
+    assert built[1] == {tp for tp in assigned if tp.topic.startswith("moodstream.audio")} and len(built[1]) == 6
+    rest.full_every_s = 0.0  # a record some other producer wrote there is fetched within this, rest or not
+    fetcher._get_actions_per_node(assignment)
+    assert built[2] == assigned
+
+    pacer = FetchPacer(busy_ms=40, rest_ms=1000, rest_after_s=10.0, last_record_at=0.0)
+    consumer = SimpleNamespace(_pacer=pacer, _rest_filter=rest)
+    assert pacer.resting(30.0)
+    ShortFetchConsumer.wake(consumer)  # type: ignore[arg-type]
+    assert not rest.resting and not pacer.resting(pacer.last_record_at + 9.0)

@@ -29,4 +29,12 @@ class FetchPacer:
         """The wait for the next fetch, after one that returned records or not at monotonic time `now`."""
         if got_records:
             self.last_record_at = now
-        return self.busy_ms if now - self.last_record_at < self.rest_after_s else max(self.rest_ms, self.busy_ms)
+        return max(self.rest_ms, self.busy_ms) if self.resting(now) else self.busy_ms
+
+    def resting(self, now: float) -> bool:
+        """Whether no record came for `rest_after_s` before monotonic time `now`."""
+        return now - self.last_record_at >= self.rest_after_s
+
+    def wake(self, now: float) -> None:
+        """Fetch as if a record had just come (after a rebalance: the partitions just assigned may hold a backlog)."""
+        self.last_record_at = now

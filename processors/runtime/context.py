@@ -23,7 +23,7 @@ from moodstream.processors.runtime.handoff import Handle, HandoffOptions, Handof
 from moodstream.schemas import SchemaError, decode, encode
 from moodstream.schemas.errors import PROCESSING_FAILED
 from moodstream.schemas.records import DeadLetter, ErrorEvent, Record
-from moodstream.schemas.topics import DEAD_LETTER, EVENTS, TopicSpec
+from moodstream.schemas.topics import DEAD_LETTER, EVENTS, HEALTH, TopicSpec
 from moodstream.settings import Settings
 
 log = logging.getLogger("moodstream.worker")
@@ -96,6 +96,10 @@ class StageContext:
         name = self.settings.generations.name(spec)
         value = encode(record) if record is not None else None
         await self._sending_topic(name, spec.partitions).send(key=key.encode(), value=value)
+        if spec is not HEALTH:  # work in flight: what the stages read next may be on any topic, so no rest yet
+            wake = getattr(self.app.consumer, "wake", None)
+            if wake is not None:
+                wake()
 
     async def send(self, spec: TopicSpec, record: Record, key: str, partition: int) -> None:
         """`emit`, then hand the record to this worker's consumers of `spec` if the copy lands in a partition this

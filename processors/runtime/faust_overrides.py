@@ -19,6 +19,8 @@ from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer
 
 from moodstream.broker.consumer_order import RotationOrder
 from moodstream.broker.fetch_pacer import FetchPacer
+from moodstream.broker.generations import is_topic
+from moodstream.schemas.topics import AUDIO
 from moodstream.settings import Settings
 
 log = logging.getLogger("moodstream.worker")
@@ -54,6 +56,47 @@ class ShortFetchConsumerThread(AIOKafkaConsumerThread):
         return consumer
 
 
+class AudioOnlyAtRest:
+    """A fetcher's partitions as it builds each fetch request: all of them, or while the worker rests only the audio
+    topic's (every generation's), with all of them again every `full_every_s`. In a stack every other topic a worker
+    reads is written by workers from audio, so with no audio none gets a record, and the audio partitions' first
+    record ends the rest; the full fetches bound the delay of a record some other producer writes there (a tool, a
+    test). tansu reads every partition a fetch names several times a wait, so at rest this is most of the broker's
+    work for a worker: the audio topic is one in six of the partitions it reads."""
+
+    full_every_s: float = 5.0
+
+    def __init__(self, fetcher: Any) -> None:
+        self.fetcher = fetcher
+        self.resting = False
+        """Set from the consumer's loop as each batch returns (a bool: safe to read from the fetcher's thread)."""
+        self._full_at = 0.0
+        self._build = fetcher._get_actions_per_node
+        fetcher._get_actions_per_node = self._actions_per_node
+
+    def _actions_per_node(self, assignment: Any) -> Any:
+        now = time.monotonic()
+        full = not self.resting or now - self._full_at >= self.full_every_s
+        actions = self._build(assignment if full else _AudioPartitions(assignment))
+        if full and actions[0]:  # a request was built (none while one is in flight to the broker)
+            self._full_at = now
+        return actions
+
+
+class _AudioPartitions:
+    """An aiokafka assignment seen through: only the audio topic's partitions."""
+
+    def __init__(self, assignment: Any) -> None:
+        self._assignment = assignment
+
+    @property
+    def tps(self) -> set[Any]:
+        return {tp for tp in self._assignment.tps if is_topic(tp.topic, AUDIO)}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._assignment, name)
+
+
 class ShortFetchConsumer(RotationOrder, Consumer):
     """Faust's consumer with the short fetch wait, and two guarantees Faust's own lacks
     (docs/decisions/0001-no-record-lost-on-a-rebalance.md):
@@ -76,11 +119,21 @@ class ShortFetchConsumer(RotationOrder, Consumer):
     def __post_init__(self) -> None:
         super().__post_init__()
         self._pacer = FetchPacer(self.fetch_wait_ms, self.rest_fetch_wait_ms, last_record_at=time.monotonic())
+        self._rest_filter: AudioOnlyAtRest | None = None
 
     def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
         return ShortFetchConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    def wake(self) -> None:
+        """Fetch every partition again at once, and rest only after `rest_after_s` more without a record: a stage
+        sent something (what comes of it may arrive on any topic) or a rebalance assigned partitions."""
+        self._pacer.wake(time.monotonic())
+        if self._rest_filter is not None:
+            self._rest_filter.resting = False
+
     async def perform_seek(self) -> None:
+        # every rebalance seeks: partitions just assigned may hold records of any topic, so no rest until they are read
+        self.wake()
         # counted on both sides of the await: a batch returned while the seek runs may still be from the old position
         self._seek_epoch += 1
         await super().perform_seek()
@@ -101,7 +154,11 @@ class ShortFetchConsumer(RotationOrder, Consumer):
         self._batch_epoch = self._seek_epoch
         fetcher = getattr(self._thread._ensure_consumer(), "_fetcher", None)
         if fetcher is not None:  # read as each fetch request is built (an int: safe to set from this thread)
-            fetcher._fetch_max_wait_ms = self._pacer.wait_ms(time.monotonic(), bool(records))
+            now = time.monotonic()
+            fetcher._fetch_max_wait_ms = self._pacer.wait_ms(now, bool(records))
+            if self._rest_filter is None or self._rest_filter.fetcher is not fetcher:  # a new aiokafka consumer
+                self._rest_filter = AudioOnlyAtRest(fetcher)
+            self._rest_filter.resting = self._pacer.resting(now)
         return records, active_partitions
 
     async def getmany(self, timeout: float) -> Any:
