@@ -223,6 +223,12 @@ class SentimentScores(BaseModel):
     neutral: Probability
     positive: Probability
 
+    @property
+    def label(self) -> str:
+        """The most probable of the three."""
+        scores = {"negative": self.negative, "neutral": self.neutral, "positive": self.positive}
+        return max(scores, key=scores.__getitem__)
+
 
 class EmotionScores(BaseModel):
     """Four-way emotion distribution (the set IEMOCAP, SenseVoice and every corpus the voice learns from share)."""

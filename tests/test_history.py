@@ -18,7 +18,14 @@ from moodstream.history.database import MIGRATIONS, Database
 from moodstream.history.rows import rows_of
 from moodstream.producers.audio import load_pcm16
 from moodstream.producers.client import stream_pcm
-from moodstream.schemas.records import FusedResult, PartySummary, SessionEnded, SessionSummary, UtteranceRef
+from moodstream.schemas.records import (
+    FusedResult,
+    PartySummary,
+    SentimentScores,
+    SessionEnded,
+    SessionSummary,
+    UtteranceRef,
+)
 from tests.conftest import Stack, process_env, spawn, stop, write_call_wav
 
 
@@ -46,6 +53,14 @@ def test_final_results_ends_and_summaries_become_rows_and_nothing_else_does() ->
     assert rows_of(result(0, final=False), 1.0) == []
     [utterance] = [row for row in rows_of(result(1), 1.0) if row.table == "utterances"]
     assert utterance.key == ("session_id", "utterance_seq") and utterance.values["role"] == "customer"
+    judged = result(2).model_copy(
+        update={
+            "text_sentiment": SentimentScores(negative=0.7, neutral=0.2, positive=0.1),
+            "audio_sentiment": SentimentScores(negative=0.1, neutral=0.8, positive=0.1),
+        }
+    )
+    [utterance] = [row for row in rows_of(judged, 1.0) if row.table == "utterances"]
+    assert (utterance.values["text_label"], utterance.values["voice_label"]) == ("negative", "neutral")
     [ended] = rows_of(ENDED, 2.0)
     assert ended.values["roles"] == "agent,customer" and ended.values["channels"] == 2
     assert [row.table for row in rows_of(SUMMARY, 3.0)] == ["sessions", "parties"]
@@ -87,9 +102,8 @@ def moodstream(*args: str, db: str) -> subprocess.CompletedProcess[str]:
 def rows_of_session(url: str, session_id: str) -> tuple[list[dict], list[dict]]:
     with Database(url) as database:
         database.migrate()
-        utterances = database.query("SELECT * FROM utterances WHERE session_id = %s", (session_id,))
-        parties = database.query("SELECT * FROM parties WHERE session_id = %s ORDER BY channel", (session_id,))
-    return utterances, parties
+        found = database.session(session_id)
+    return (found["utterances"], found["parties"]) if found else ([], [])  # type: ignore[return-value]
 
 
 @pytest.mark.stack  # starts its own processes

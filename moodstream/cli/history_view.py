@@ -8,7 +8,6 @@ import json
 from rich.console import Console
 from rich.table import Table
 
-from moodstream.cli.store import list_sessions, show_session
 from moodstream.history.database import Database
 
 
@@ -18,13 +17,13 @@ def show(db_url: str, session_id: str | None, limit: int, as_json: bool) -> int:
     with Database(db_url) as database:
         database.migrate()
         if session_id is None:
-            sessions = list_sessions(database, limit)
+            sessions = database.sessions(limit)
             if as_json:
                 console.print_json(json.dumps(sessions))
             else:
                 console.print(sessions_table(sessions))
             return 0
-        found = show_session(database, session_id)
+        found = database.session(session_id)
     if found is None:
         console.print(f"[red]no session {session_id} in the history[/]")
         return 1

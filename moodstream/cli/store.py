@@ -2,7 +2,7 @@
 sessions, final results and summaries into the history database (`history.database`), then commits its offsets: a
 consumer killed between the two reads the records again, and the upserts leave each row once.
 
-`moodstream calls` reads that database: the sessions, or one session's timeline and summary.
+`moodstream calls` (`cli.history_view`) reads that database.
 """
 
 from __future__ import annotations
@@ -96,26 +96,3 @@ def redacted(url: str) -> str:
         return url
     scheme, credentials = head.split("://", 1)
     return f"{scheme}://{credentials.split(':', 1)[0]}@{tail}"
-
-
-def list_sessions(database: Database, limit: int) -> list[dict[str, object]]:
-    """The latest sessions, newest first."""
-    return database.query(
-        "SELECT session_id, ended_at_ms, end_reason, duration_ms, utterances, channels, roles, silence_share "
-        "FROM sessions ORDER BY COALESCE(ended_at_ms, last_result_at_ms) DESC LIMIT %s",
-        (limit,),
-    )
-
-
-def show_session(database: Database, session_id: str) -> dict[str, object] | None:
-    """One session: its row, its utterances in time order and its parties' summary."""
-    found = database.query("SELECT * FROM sessions WHERE session_id = %s", (session_id,))
-    if not found:
-        return None
-    utterances = database.query(
-        "SELECT utterance_seq, channel, role, start_ms, end_ms, fused_score, fused_label, emotion_label, text "
-        "FROM utterances WHERE session_id = %s ORDER BY start_ms, utterance_seq",
-        (session_id,),
-    )
-    parties = database.query("SELECT * FROM parties WHERE session_id = %s ORDER BY channel", (session_id,))
-    return {"session": found[0], "utterances": utterances, "parties": parties}

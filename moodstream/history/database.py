@@ -142,6 +142,27 @@ class Database:
             names = [column[0] for column in cursor.description]
             return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
 
+    def sessions(self, limit: int) -> list[dict[str, object]]:
+        """The latest sessions, newest first."""
+        return self.query(
+            "SELECT session_id, ended_at_ms, end_reason, duration_ms, utterances, channels, roles, silence_share "
+            "FROM sessions ORDER BY COALESCE(ended_at_ms, last_result_at_ms) DESC LIMIT %s",
+            (limit,),
+        )
+
+    def session(self, session_id: str) -> dict[str, object] | None:
+        """One session: its row, its utterances in time order and its parties' summary (None: not in the history)."""
+        found = self.query("SELECT * FROM sessions WHERE session_id = %s", (session_id,))
+        if not found:
+            return None
+        utterances = self.query(
+            "SELECT utterance_seq, channel, role, start_ms, end_ms, fused_score, fused_label, emotion_label, text "
+            "FROM utterances WHERE session_id = %s ORDER BY start_ms, utterance_seq",
+            (session_id,),
+        )
+        parties = self.query("SELECT * FROM parties WHERE session_id = %s ORDER BY channel", (session_id,))
+        return {"session": found[0], "utterances": utterances, "parties": parties}
+
     def _sql(self, sql: str) -> str:
         return sql if self.postgres else sql.replace("%s", "?")
 

@@ -39,8 +39,8 @@ def _session_seen(session_id: str, at_ms: float) -> Row:
 
 
 def _utterance(result: FusedResult) -> Row:
-    text_label = _top(result.text_sentiment.model_dump()) if result.text_sentiment else None
-    voice_label = _top(result.audio_sentiment.model_dump()) if result.audio_sentiment else None
+    text_label = result.text_sentiment.label if result.text_sentiment else None
+    voice_label = result.audio_sentiment.label if result.audio_sentiment else None
     values = {
         "session_id": result.session_id,
         "utterance_seq": result.utterance_seq,
@@ -100,7 +100,3 @@ def _party(summary: SessionSummary, index: int) -> Row:
         "interruptions": party.interruptions,
     }
     return Row("parties", ("session_id", "channel"), values)
-
-
-def _top(scores: dict[str, float]) -> str:
-    return max(scores, key=scores.__getitem__)
