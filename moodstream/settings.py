@@ -70,7 +70,7 @@ class Settings(BaseSettings):
         le=5_000,
         description="The gateway's fetch wait for results (the relay to clients): it names only the events topic's "
         "partitions, so a broker pass costs a fraction of a worker's and a shorter wait than "
-        "MOODSTREAM_KAFKA_FETCH_WAIT_MS is cheap (20: the relay's median 13 ms against 17-20 ms at 40, 10 sessions).",
+        "MOODSTREAM_KAFKA_FETCH_WAIT_MS is cheap (measured: docs/decisions/0011).",
     )
     kafka_rest_fetch_wait_ms: int = Field(
         1_000,
@@ -143,8 +143,8 @@ class Settings(BaseSettings):
         ge=0,
         le=200,
         description="The batch while an end of speech may be near (350-800 ms of quiet audio after loud audio): "
-        "the audio that ends an utterance waits at most this long at the gateway (20: a 20 ms frame goes at once; "
-        "the rest of the pipeline's median at 10 sessions 34-36 ms against 53-61 ms at 40, for ~10% more records).",
+        "the audio that ends an utterance waits at most this long at the gateway (20: a 20 ms client frame goes at "
+        "once, for about a tenth more records; measured: docs/decisions/0011).",
     )
     burst_s: float = Field(10.0, ge=0, description="Seconds of audio a connection may send at once, before the rate.")
     record_dir: str | None = Field(
