@@ -181,3 +181,19 @@ def test_at_rest_a_fetch_names_only_the_audio_partitions_and_a_send_ends_the_res
     assert pacer.resting(30.0)
     ShortFetchConsumer.wake(consumer)  # type: ignore[arg-type]
     assert not rest.resting and not pacer.resting(pacer.last_record_at + 9.0)
+
+
+def test_the_livelock_check_reads_every_partition_in_one_pass_and_stops_with_the_worker() -> None:
+    """Faust checks each assigned partition's event path every 2.5 commit intervals; the worker does it without a loop
+    turn per partition (hundreds of turns at rest otherwise) and not once it is stopping."""
+    import asyncio
+
+    partitions = [TP("moodstream.audio.s0", p) for p in range(8)] + [TP("moodstream.events.s1", p) for p in range(8)]
+    checked: list[TP] = []
+    consumer = SimpleNamespace(assignment=lambda: partitions, should_stop=False,
+                               verify_event_path=lambda now, tp: checked.append(tp))  # fmt: skip
+    asyncio.run(ShortFetchConsumer.verify_all_partitions_active(consumer))  # type: ignore[arg-type]
+    assert checked == partitions
+    consumer.should_stop = True
+    asyncio.run(ShortFetchConsumer.verify_all_partitions_active(consumer))  # type: ignore[arg-type]
+    assert len(checked) == len(partitions)

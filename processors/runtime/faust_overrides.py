@@ -139,6 +139,17 @@ class ShortFetchConsumer(RotationOrder, Consumer):
         await super().perform_seek()
         self._seek_epoch += 1
 
+    async def verify_all_partitions_active(self) -> None:
+        """Faust's livelock check (every 2.5 commit intervals) in one pass. Faust yields to the loop before each
+        assigned partition through a zero-second timed wait (a task, its cancellation and a TimeoutError): with
+        every slot of every topic a worker reads, a few hundred loop turns each time, the most frequent thing a
+        resting worker does. The check itself reads a few timestamps per partition."""
+        now = time.monotonic()
+        for tp in self.assignment():
+            if self.should_stop:
+                return
+            self.verify_event_path(now, tp)
+
     def _new_offset(self, tp: Any) -> int | None:
         acked, committed = self._acked[tp], self._committed_offset[tp]
         # Faust's head-gap check (`min(acked) - committed > 1`) lets a commit pass over the one record at the
