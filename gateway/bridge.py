@@ -60,6 +60,7 @@ class KafkaBridge:
         self.broker_ok = False
         self.consumer_assigned = False
         self._events_task: asyncio.Task[None] | None = None
+        self._events_consumer: AIOKafkaConsumer | None = None
         self._events_done = threading.Event()
         self._pacer = FetchPacer(settings.kafka_relay_fetch_wait_ms, settings.kafka_rest_fetch_wait_ms,
                                  last_record_at=time.monotonic())  # fmt: skip
@@ -119,6 +120,9 @@ class KafkaBridge:
         """Route the session's events to ``callback`` (beside any other connection of the session's until it leaves);
         with ``replay``, first the kept final results and ends."""
         self._subscribers.setdefault(session_id, {})[connection_id] = callback
+        # a session's results come within seconds: the fetch after the one in flight uses the short wait
+        self._pacer.wake(time.monotonic())
+        self._pace_fetches(got_records=False)
         if replay:
             with self._recent_lock:
                 kept = [record for _at, record in self._recent.get(session_id, ())]
@@ -179,7 +183,9 @@ class KafkaBridge:
     def _producer_loop(self) -> None:
         next_check = 0.0
         while not self._stop.is_set():
-            self.producer.poll(0.05)
+            # poll returns as soon as a delivery report or error is queued; its timeout only bounds how late the
+            # loop sees `stop()` and runs the check below, so at rest it sleeps instead of turning 20 times a second
+            self.producer.poll(0.5)
             if time.monotonic() >= next_check:
                 next_check = time.monotonic() + 2.0
                 try:
@@ -206,15 +212,18 @@ class KafkaBridge:
                 except Exception as exc:  # noqa: BLE001 - broker not up yet: retry
                     log.info("events consumer waiting for the broker: %s", exc)
                     await asyncio.sleep(1.0)
+            self._events_consumer = consumer
             while not self._stop.is_set():
                 await self._relay(consumer)
         finally:
+            self._events_consumer = None
             await consumer.stop()
             self._events_done.set()
 
     async def _relay(self, consumer: AIOKafkaConsumer) -> None:
         try:
-            batches = await consumer.getmany(timeout_ms=200)
+            # returns as soon as records come; the timeout is how often an empty turn checks stop() and rotation
+            batches = await consumer.getmany(timeout_ms=1000)
         except Exception as exc:  # noqa: BLE001 - a broker outage: aiokafka reconnects, we keep asking
             log.warning("events consumer: %s", exc)
             await asyncio.sleep(0.5)
@@ -224,13 +233,17 @@ class KafkaBridge:
             for message in messages:
                 events += message.topic != HEALTH.name  # heartbeats come every few seconds at rest too
                 self._on_event(message.topic, message.key, message.value)
-        fetcher = getattr(consumer, "_fetcher", None)
-        if fetcher is not None:  # read as each fetch request is built
-            fetcher._fetch_max_wait_ms = self._pacer.wait_ms(time.monotonic(), events > 0)
+        self._pace_fetches(got_records=events > 0)
         if self.settings.generations.enabled:
             for tp in reread_emptied(consumer):
                 log.info("%s[%d] was emptied: reading it from the start", tp.topic, tp.partition)
             rest_finished(consumer, self.settings.generations)
+
+    def _pace_fetches(self, got_records: bool) -> None:
+        """Set the events consumer's fetch wait from the pacer (on the loop the consumer runs on)."""
+        fetcher = getattr(self._events_consumer, "_fetcher", None)
+        if fetcher is not None:  # read as each fetch request is built
+            fetcher._fetch_max_wait_ms = self._pacer.wait_ms(time.monotonic(), got_records)
 
     async def _assign(self, consumer: AIOKafkaConsumer) -> None:
         """Assign every events partition (each rotating topic's, when topics rotate) from ``resume_window_s`` back and

@@ -58,7 +58,7 @@ async def consume(settings: Settings, database: Database, stop: threading.Event)
     try:
         while not stop.is_set():
             rows: list[Row] = []
-            batches = await consumer.getmany(timeout_ms=500)
+            batches = await consumer.getmany(timeout_ms=2000)  # as soon as records come; else a turn to see stop
             for messages in batches.values():
                 for message in messages:
                     try:
