@@ -73,11 +73,12 @@ class Settings(BaseSettings):
         "MOODSTREAM_KAFKA_FETCH_WAIT_MS is cheap (measured: docs/decisions/0011).",
     )
     kafka_rest_fetch_wait_ms: int = Field(
-        1_000,
+        2_000,
         ge=1,
         le=5_000,
         description="A consumer's fetch wait once it has had no record for 10 s: the stack at rest polls the broker "
-        "this much less often; the first record after a rest is read within it (then the short wait again).",
+        "this much less often; the first record after a rest is read within half of it (then the short wait again), "
+        "before a first utterance can end (docs/decisions/0011).",
     )
     broker_port: int = Field(0, ge=0, le=65535, description="Embedded broker port (0 picks a free one).")
     host: str = Field("127.0.0.1", description="Gateway bind address; loopback only unless you set it.")

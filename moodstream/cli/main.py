@@ -532,7 +532,8 @@ def bench_soak(sessions: int, duration: float, workers: int, report: Path, inter
 
 @bench.command(name="idle")
 @click.option("--seconds", type=float, default=60.0, show_default=True, help="Seconds with no client connected.")
-@WORKERS_OPTION
+@click.option("--workers", type=int, default=Settings.model_fields["workers"].default, show_default=True,
+              help="Processor worker processes (default: as many as `moodstream up` starts).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Only the JSON line.")
 def bench_idle(seconds: float, workers: int, as_json: bool) -> None:
     """The whole stack at rest: each process's CPU while nobody talks, and the next session's first result."""

@@ -2,8 +2,8 @@
 answers the next session.
 
 The stack is `moodstream up`'s (embedded broker, workers, the history store writing to a scratch SQLite file,
-gateway; the topic keeper runs in this process, as it runs in `up`'s), warmed by one short session. Then no client
-for `--seconds`: each process's CPU over that time. Then one session again: its first final result's end-to-end
+gateway; the topic keeper runs in this process, as it runs in `up`'s), warmed by one short session. Then no client:
+after `SETTLE_S`, each process's CPU over `--seconds`. Then one session again: its first final result's end-to-end
 latency, since a stack that rests must not be slower to answer (compare it with the warm-up session's).
 """
 
@@ -20,6 +20,9 @@ from moodstream.producers.audio import load_pcm16
 
 SESSION_S = 12.0
 """Seconds the warm-up session and the session after the rest each stream (one loop of the test speech)."""
+SETTLE_S = 15.0
+"""Seconds between the warm-up session's end and the measurement: consumers rest after 10 s without a record
+(`FetchPacer.rest_after_s`) and their fetches in flight then end within one rest wait."""
 
 
 def first_result_ms(stats: list[SessionStats]) -> float | None:
@@ -42,6 +45,7 @@ def idle(seconds: float, workers: int) -> dict:
         pids = {name: p.pid for name, p in stack.processes.items()} | {"topic-keeper": os.getpid()}
         if stack.broker and stack.broker.process:
             pids["broker"] = stack.broker.process.pid
+        time.sleep(SETTLE_S)
         meter = ProcessMeter(pids)
         time.sleep(seconds)
         cpu = {name: values["cpu_pct"] for name, values in meter.result().items()}
