@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from confluent_kafka import KafkaError, Producer
 
-from moodstream.broker.fetch_pacer import FetchPacer
+from moodstream.broker.fetch_pacer import FETCHER_TURN_MS, FetchPacer
 from moodstream.broker.rotation import refuse_auto_topic_creation, reread_emptied, rest_finished
 from moodstream.gateway import metrics
 from moodstream.schemas import SchemaError, decode, is_schema
@@ -200,7 +200,7 @@ class KafkaBridge:
         """The events consumer (aiokafka, no group) on the gateway's loop, until `stop()`."""
         consumer = AIOKafkaConsumer(**self.settings.aiokafka_config(), enable_auto_commit=False,
                                     fetch_max_wait_ms=self.settings.kafka_relay_fetch_wait_ms,
-                                    auto_offset_reset="earliest")  # fmt: skip
+                                    consumer_timeout_ms=FETCHER_TURN_MS, auto_offset_reset="earliest")  # fmt: skip
         started = False
         try:
             while not self._stop.is_set() and not self.consumer_assigned:

@@ -13,6 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+FETCHER_TURN_MS = 1_000
+"""aiokafka's `consumer_timeout_ms` for every consumer of the stack: the longest its fetch routine sleeps between
+looks at every assigned partition (default 200). It also wakes whenever a fetch returns, records are taken,
+partitions are assigned or resumed, or metadata is missing, so this only paces an idle consumer's turns."""
+
 
 @dataclass
 class FetchPacer:

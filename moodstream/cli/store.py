@@ -42,6 +42,7 @@ async def consume(settings: Settings, database: Database, stop: threading.Event)
     """Events in, rows out, offsets committed after the rows are; every topic generation when topics rotate."""
     from aiokafka import AIOKafkaConsumer
 
+    from moodstream.broker.fetch_pacer import FETCHER_TURN_MS
     from moodstream.broker.generations import topic_pattern
     from moodstream.broker.rotation import refuse_auto_topic_creation, reread_emptied, rest_finished
     from moodstream.schemas import SchemaError, decode
@@ -52,7 +53,7 @@ async def consume(settings: Settings, database: Database, stop: threading.Event)
     refuse_auto_topic_creation()
     consumer = AIOKafkaConsumer(**settings.aiokafka_config(), group_id=GROUP, enable_auto_commit=False,
                                 auto_offset_reset="earliest", metadata_max_age_ms=5_000,
-                                fetch_max_wait_ms=FETCH_WAIT_MS)  # fmt: skip
+                                fetch_max_wait_ms=FETCH_WAIT_MS, consumer_timeout_ms=FETCHER_TURN_MS)  # fmt: skip
     consumer.subscribe(pattern=topic_pattern(EVENTS))
     await consumer.start()
     try:

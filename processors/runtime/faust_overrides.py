@@ -18,7 +18,7 @@ from faust.tables import TableManager
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer
 
 from moodstream.broker.consumer_order import RotationOrder
-from moodstream.broker.fetch_pacer import FetchPacer
+from moodstream.broker.fetch_pacer import FETCHER_TURN_MS, FetchPacer
 from moodstream.broker.generations import is_topic
 from moodstream.schemas.topics import AUDIO
 from moodstream.settings import Settings
@@ -48,11 +48,14 @@ class NoDelayTableManager(TableManager):
 class ShortFetchConsumerThread(AIOKafkaConsumerThread):
     """Faust's aiokafka consumer with a short fetch wait. Faust hard-codes 1.5 s; a broker that holds an empty fetch
     for the whole wait (tansu does) then adds up to that much to every hop of the pipeline. Measured with
-    `moodstream bench load`: docs/decisions/0003-whole-stack-latency.md."""
+    `moodstream bench load`: docs/decisions/0003-whole-stack-latency.md. Its fetch routine turns at most every
+    `FETCHER_TURN_MS` when nothing wakes it."""
 
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
-        consumer._fetch_max_wait_ms = self.consumer.fetch_wait_ms  # read when the consumer starts its fetcher
+        # both read when the consumer starts its fetcher
+        consumer._fetch_max_wait_ms = self.consumer.fetch_wait_ms
+        consumer._consumer_timeout = FETCHER_TURN_MS / 1000
         return consumer
 
 
