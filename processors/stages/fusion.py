@@ -27,6 +27,9 @@ from moodstream.processors.summary import count_end, count_result, summarize, su
 from moodstream.schemas.records import AcousticScore, FusedResult, SessionEnded, SessionTally, TextScore
 from moodstream.schemas.topics import ACOUSTIC_SCORES, EVENTS, TALLIES, TEXT_SCORES, partition_for
 
+DEADLINE_TICK_S = 0.25
+"""How often the join's deadlines (`JoinOptions`) are checked while it holds an utterance."""
+
 Scored = AcousticScore | TextScore | SessionEnded
 """What the fusion agent reads: the scores it joins, and each session's end."""
 
@@ -79,7 +82,8 @@ def register(ctx: StageContext) -> ModelVersions:
         JoinOptions(degrade_after_s=settings.fusion_degrade_after_s, give_up_after_s=settings.fusion_give_up_after_s),
     )
     topic = ctx.topic(ACOUSTIC_SCORES, TEXT_SCORES)
-    streams: list[faust.StreamT] = []  # the agent's manual-ack stream, for the timer's acks
+    streams: list[faust.StreamT] = []  # the agent's manual-ack stream, for the deadline task's acks
+    holding = asyncio.Event()  # set when the join holds an utterance: the deadline task runs only then
     summaries = SummaryShell(ctx)
 
     async def carry_out(step: JoinStep[faust.EventT | None]) -> None:
@@ -99,6 +103,8 @@ def register(ctx: StageContext) -> ModelVersions:
             await ack([token])
         else:
             await carry_out(join.on_score(record, token, partition, time.monotonic(), now_ms()))
+            if join.pending:
+                holding.set()
 
     async def take_handoff(record: Scored, partition: int) -> None:
         await on_score(record, None, partition)
@@ -124,10 +130,18 @@ def register(ctx: StageContext) -> ModelVersions:
 
     ctx.app.on_partitions_revoked.connect(forget_revoked, weak=False)
 
-    @ctx.app.timer(interval=0.25)
+    @ctx.app.task
     async def degrade_late() -> None:
-        if streams:
-            await carry_out(join.tick(time.monotonic(), now_ms()))
+        """Tick the join every `DEADLINE_TICK_S` while it holds an utterance (late text degrades, missing scores give
+        up), and sleep while it holds none: a fixed timer would wake a resting worker four times a second for nothing.
+        """
+        while True:
+            await holding.wait()
+            while join.pending:
+                await asyncio.sleep(DEADLINE_TICK_S)
+                if streams:
+                    await carry_out(join.tick(time.monotonic(), now_ms()))
+            holding.clear()  # no await since the loop saw the join empty: no utterance came in between
 
     @ctx.app.timer(interval=10.0)
     async def expire_tallies() -> None:
