@@ -125,6 +125,15 @@ class TopicKeeper:
         """Every slot topic emptied of records, in order (a slot once per generation)."""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="topic-keeper", daemon=True)
+        self._admin: AdminClient | None = None
+
+    @property
+    def admin(self) -> AdminClient:
+        """One admin client for the keeper's life (librdkafka reconnects it): the keeper asks for metadata every
+        round, and a client per round cost a connection, its handshake and its own librdkafka threads each time."""
+        if self._admin is None:
+            self._admin = AdminClient(self.config)
+        return self._admin
 
     def start(self) -> TopicKeeper:
         ensure_topics(self.config, generation_specs(self.generations))
@@ -193,7 +202,7 @@ class TopicKeeper:
     def _repair(self, current: int) -> None:
         """Re-create every slot topic of a generation not current that lacks partitions (see `_recreate`); the
         current slots are left alone, their records are being written."""
-        existing = AdminClient(self.config).list_topics(timeout=10).topics
+        existing = self.admin.list_topics(timeout=10).topics
         misshapen = {
             spec.name: spec
             for spec in generation_specs(self.generations)
@@ -210,7 +219,7 @@ class TopicKeeper:
         topic's metadata between the delete and the create can have tansu create it first with its own default
         count (aiokafka asks for auto-creation in every metadata request); a slot short of partitions would stall the
         sessions of the partitions it lacks, and `ensure_topics` leaves an existing topic as it is."""
-        admin = AdminClient(self.config)
+        admin = self.admin
         todo = dict(specs)
         for _attempt in range(attempts):
             existing = admin.list_topics(timeout=10).topics
