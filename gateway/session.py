@@ -66,16 +66,22 @@ class QuietRun:
         self.heard_loud = False
         self.quiet_samples = 0
 
-    def feed(self, pcm: bytes) -> None:
+    def feed(self, pcm: bytes) -> bool:
+        """Count `pcm` in; whether it was loud."""
         samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32)
         if float(np.mean(samples * samples)) >= self.QUIET_POWER:
             self.heard_loud, self.quiet_samples = True, 0
-        else:
-            self.quiet_samples += len(samples)
+            return True
+        self.quiet_samples += len(samples)
+        return False
 
     def near_end(self) -> bool:
         quiet_ms = self.quiet_samples * 1000 / SAMPLE_RATE
         return self.heard_loud and NEAR_END_MS[0] <= quiet_ms < NEAR_END_MS[1]
+
+    def long_quiet(self) -> bool:
+        """Quiet since the stream began, or for longer than an end of speech takes to be found: nothing is near."""
+        return not self.heard_loud or self.quiet_samples * 1000 >= NEAR_END_MS[1] * SAMPLE_RATE
 
 
 @dataclass(frozen=True)
@@ -88,6 +94,8 @@ class SessionLimits:
     """Client frames are joined into one audio record of up to this much audio; 0 publishes each frame alone."""
     audio_batch_near_end_ms: int
     """The batch while an end of speech may be near (`QuietRun.near_end`)."""
+    audio_batch_quiet_ms: int
+    """The batch while a long quiet lasts (`QuietRun.long_quiet`); the first loud frame sends it at once."""
     max_realtime_factor: float
     """Admitted audio rate, × real time, once the burst is spent."""
     burst_s: float
@@ -105,6 +113,10 @@ class SessionLimits:
             max_frame_bytes=settings.max_frame_bytes,
             audio_batch_ms=settings.audio_batch_ms,
             audio_batch_near_end_ms=min(settings.audio_batch_near_end_ms, settings.audio_batch_ms),
+            # 0 asks for no batching at all, quiet or not
+            audio_batch_quiet_ms=max(settings.audio_batch_quiet_ms, settings.audio_batch_ms)
+            if settings.audio_batch_ms
+            else 0,
             max_realtime_factor=settings.max_realtime_factor,
             burst_s=settings.burst_s,
             max_ahead_s=settings.max_ahead_s,
@@ -304,17 +316,28 @@ class ClientProtocol:
             if actions and isinstance(actions[0], Close):
                 return actions
         self.warned_too_fast = ahead_s > 0
+        was_long_quiet = self.quiet.long_quiet()
+        # speech starts after a long quiet: the quiet held so far goes at once, with this frame, so speech waits for
+        # no batch (one record either way: a refused publish is always the latest)
+        onset = self.quiet.feed(pcm) and was_long_quiet and bool(self.batch)
+        limit_ms = self.batch_limit_ms()
         if not self.batch:
             self.batch_received_at_ms = at_ms
-            self.batch_due = now + self.limits.audio_batch_ms / 1000
+            self.batch_due = now + limit_ms / 1000
         self.batch.append(pcm)
         self.batch_samples += samples
         self.next_sample += samples
-        self.quiet.feed(pcm)
-        limit_ms = self.limits.audio_batch_near_end_ms if self.quiet.near_end() else self.limits.audio_batch_ms
-        if self.batch_samples * 1000 >= limit_ms * SAMPLE_RATE:
+        if onset or self.batch_samples * 1000 >= limit_ms * SAMPLE_RATE:
             actions.append(Publish(self.take_batch()))
         return actions
+
+    def batch_limit_ms(self) -> int:
+        """How much audio the batch holds now: little where an utterance may end, much in a long quiet."""
+        if self.quiet.near_end():
+            return self.limits.audio_batch_near_end_ms
+        if self.quiet.long_quiet():
+            return self.limits.audio_batch_quiet_ms
+        return self.limits.audio_batch_ms
 
     def too_fast(self, ahead_s: float) -> list[Action]:
         """A warning the first time a client gets ahead of the admitted rate; the close once too far ahead."""

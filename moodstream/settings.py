@@ -147,6 +147,14 @@ class Settings(BaseSettings):
         "the audio that ends an utterance waits at most this long at the gateway (20: a 20 ms client frame goes at "
         "once, for about a tenth more records; measured: docs/decisions/0011).",
     )
+    audio_batch_quiet_ms: int = Field(
+        200,
+        ge=0,
+        le=1000,
+        description="The batch while a session has been quiet since it started, or for longer than an end of speech "
+        "takes to find (800 ms): a listening party's audio in fewer records for broker and workers. The first loud "
+        "frame sends what is held at once, so speech is not delayed. At least `audio_batch_ms`; none when that is 0.",
+    )
     burst_s: float = Field(10.0, ge=0, description="Seconds of audio a connection may send at once, before the rate.")
     record_dir: str | None = Field(
         None, description="Debugging: write each session's received audio as <session id>.wav here (off when unset)."

@@ -31,10 +31,12 @@ from moodstream.schemas.records import (
 from moodstream.schemas.websocket import StartMessage
 
 LIMITS = SessionLimits(
-    max_frame_bytes=6400, audio_batch_ms=100, audio_batch_near_end_ms=40, max_realtime_factor=4.0, burst_s=10.0,
-    max_ahead_s=10.0, idle_timeout_s=30.0, max_session_s=3600.0,
+    max_frame_bytes=6400, audio_batch_ms=100, audio_batch_near_end_ms=40, audio_batch_quiet_ms=200,
+    max_realtime_factor=4.0, burst_s=10.0, max_ahead_s=10.0, idle_timeout_s=30.0, max_session_s=3600.0,
 )  # fmt: skip
-FRAME = bytes(640)  # 20 ms
+FRAME = bytes(640)  # 20 ms of silence
+LOUD = (np.sin(np.arange(320) / 3) * 8000).astype("<i2").tobytes()  # 20 ms at about -15 dBFS
+QUIET = (np.sin(np.arange(320) / 3) * 100).astype("<i2").tobytes()  # about -50 dBFS: a pause
 SCORES = SentimentScores(negative=0.1, neutral=0.8, positive=0.1)
 
 
@@ -98,7 +100,7 @@ def test_a_resume_continues_at_the_clients_resend_point_and_skips_what_it_holds(
 # audio in -------------------------------------------------------------------------------------------------------
 def test_frames_are_joined_into_100_ms_records_in_order() -> None:
     protocol = started()
-    published = [a for n in range(10) for a in protocol.on_audio(FRAME, n * 0.02, 0.0) if isinstance(a, Publish)]
+    published = [a for n in range(10) for a in protocol.on_audio(LOUD, n * 0.02, 0.0) if isinstance(a, Publish)]
     assert [(p.record.seq, p.record.start_sample, len(p.record.pcm)) for p in published] == [
         (0, 0, 3200),
         (1, 1600, 3200),
@@ -107,28 +109,45 @@ def test_frames_are_joined_into_100_ms_records_in_order() -> None:
 
 def test_a_held_batch_is_published_when_due_even_if_the_client_pauses() -> None:
     protocol = started()
-    assert protocol.on_audio(FRAME, 0.0, 0.0) == []
+    assert protocol.on_audio(LOUD, 0.0, 0.0) == []
     assert protocol.next_deadline() == pytest.approx(0.1)
     [publish] = protocol.on_tick(0.1, 0.0)
     assert isinstance(publish, Publish) and len(publish.record.pcm) == 640
 
 
+def batch_sizes(protocol: ClientProtocol, audio: list[bytes]) -> list[int]:
+    """Frames per published record as `audio` (20 ms frames) streams in."""
+    published = [a for n, frame in enumerate(audio) for a in protocol.on_audio(frame, n * 0.02, 0.0)]
+    return [len(p.record.pcm) // 640 for p in published if isinstance(p, Publish)]
+
+
 def test_batches_shrink_only_while_an_end_of_speech_may_be_near() -> None:
-    loud = (np.sin(np.arange(320) / 3) * 8000).astype("<i2").tobytes()  # 20 ms at about -15 dBFS
-    quiet = (np.sin(np.arange(320) / 3) * 100).astype("<i2").tobytes()  # about -50 dBFS: a pause
     protocol = started()
-    sizes: list[int] = []
-    audio = [loud] * 25 + [quiet] * 60  # 0.5 s of speech, then 1.2 s of pause
-    for n, frame in enumerate(audio):
-        published = protocol.on_audio(frame, n * 0.02, 0.0)
-        sizes += [len(p.record.pcm) // 640 for p in published if isinstance(p, Publish)]
+    audio = [LOUD] * 25 + [QUIET] * 60  # 0.5 s of speech, then 1.2 s of pause
+    sizes = batch_sizes(protocol, audio)
     assert sizes[:5] == [5] * 5  # speech: 100 ms records
     assert 2 in sizes  # 350-800 ms into the pause: 40 ms records, where the endpointer (500 ms of silence) cuts
-    assert sizes[-2:] == [5, 5]  # later in the pause: 100 ms again
+    assert sizes[-1] == 10  # past 800 ms of pause: 200 ms records, nothing can end there
     assert sum(sizes) + len(protocol.batch) == len(audio)
-    noise = started()
-    noise_sizes = [len(p.record.pcm) // 640 for n in range(60) for p in noise.on_audio(quiet, n * 0.02, 0.0)]
-    assert set(noise_sizes) == {5}  # quiet from the start: nothing ended, no small batches
+
+
+def test_a_long_quiet_goes_in_fewer_records_and_speech_after_it_waits_for_none() -> None:
+    protocol = started()
+    assert set(batch_sizes(protocol, [QUIET] * 60)) == {10}  # quiet from the start: 200 ms records
+    assert batch_sizes(protocol, [QUIET] * 3) == []  # held: 60 ms of quiet
+    assert batch_sizes(protocol, [LOUD]) == [4]  # the first loud frame sends it, itself included
+    assert batch_sizes(protocol, [LOUD] * 5) == [5]  # then speech in 100 ms records
+    assert protocol.next_sample == 69 * 320 and not protocol.batch
+
+
+def test_no_batching_asked_means_none_in_a_quiet_either() -> None:
+    from moodstream.settings import Settings
+
+    limits = SessionLimits.from_settings(Settings(audio_batch_ms=0))
+    assert (limits.audio_batch_ms, limits.audio_batch_near_end_ms, limits.audio_batch_quiet_ms) == (0, 0, 0)
+    protocol = ClientProtocol(limits, "s1", "c1", 0.0)
+    protocol.start(None, "token", 0.0, 1000.0)
+    assert batch_sizes(protocol, [QUIET] * 3 + [LOUD] * 2) == [1] * 5
 
 
 def test_odd_and_oversized_frames() -> None:
@@ -186,7 +205,7 @@ def test_end_flushes_the_held_audio_then_ends_once() -> None:
 
 def test_a_refused_record_steps_the_sample_clock_back() -> None:
     protocol = started()
-    [frame] = [a.record for n in range(5) for a in protocol.on_audio(FRAME, 0.0, 0.0) if isinstance(a, Publish)]
+    [frame] = [a.record for n in range(5) for a in protocol.on_audio(LOUD, 0.0, 0.0) if isinstance(a, Publish)]
     assert isinstance(frame, AudioFrame)
     assert codes(protocol.publish_refused(frame)) == ["audio_dropped"]
     assert (protocol.seq, protocol.next_sample) == (0, 0)
@@ -245,7 +264,8 @@ CALL = StartMessage.model_validate({"type": "start", "options": {"channels": 2, 
 
 def test_a_calls_frames_are_stereo_sample_frames_and_its_limits_are_durations() -> None:
     protocol = started(start=CALL)
-    published = [a for n in range(10) for a in protocol.on_audio(bytes(1280), n * 0.02, 0.0) if isinstance(a, Publish)]
+    stereo = np.repeat(np.frombuffer(LOUD, dtype="<i2"), 2).tobytes()  # 20 ms of both channels speaking
+    published = [a for n in range(10) for a in protocol.on_audio(stereo, n * 0.02, 0.0) if isinstance(a, Publish)]
     assert [(p.record.start_sample, p.record.channels, p.record.samples) for p in published] == [
         (0, 2, 1600),
         (1600, 2, 1600),
