@@ -58,9 +58,9 @@ def slot_reader(
 
 def waits(reader: SimpleNamespace, tp: TP, assigned: set[TP], now: float) -> bool:
     """Whether `tp` is held at `now`, as `_follow_rotation` asks it."""
-    spec, slot = parse(tp.topic)  # type: ignore[misc]
+    _spec, slot = parse(tp.topic)  # type: ignore[misc]
     generation = reader.generations.generation_in(slot, now)
-    return ShortFetchConsumer._waits_for_older(reader, tp, spec, generation, assigned, now)  # type: ignore[arg-type]
+    return ShortFetchConsumer._waits_for_older(reader, tp, generation, assigned, now)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("unread_in_current", [0, 3])

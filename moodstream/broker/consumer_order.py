@@ -7,6 +7,7 @@ checks the faust-streaming version these internals were written against before i
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -43,10 +44,14 @@ class RotationOrder:
         self._next_written: dict[TP, NextRecord] = {}
         """Slot partition → what a peek found at its position (one entry per assigned slot partition at most)."""
         self._peek: SlotPeek | None = None
+        self._states: Any = None
+        """aiokafka's fetch states of this turn's assignment (`_look_up_states`)."""
 
     async def _follow_rotation(self) -> None:
         assigned = self.assignment()
+        self._look_up_states()
         await self._reread_emptied(assigned)
+        self._look_up_states()
         # This runs before every fetch loop turn, over every assigned partition: each slot's timing is worked out
         # once per turn, not per partition.
         now = time.time()
@@ -54,11 +59,10 @@ class RotationOrder:
                  for slot in range(SLOTS)}  # fmt: skip
         parsed = [(tp, found) for tp in assigned if (found := parse(tp.topic)) is not None]
         await self._peek_fronts(parsed, assigned, now)
+        self._look_up_states()
         # Faust forgets pauses on a rebalance: compare with its paused set every time, not with what we last did.
         paused = self._paused_partitions
-        hold = frozenset(
-            tp for tp, (spec, slot) in parsed if self._waits_for_older(tp, spec, slots[slot][0], assigned, now)
-        )
+        hold = frozenset(tp for tp, (_spec, slot) in parsed if self._waits_for_older(tp, slots[slot][0], assigned, now))
         if to_resume := (self._held - hold) & paused:
             self.resume_partitions(to_resume)
         if to_pause := hold - paused:
@@ -98,11 +102,11 @@ class RotationOrder:
     def _generation(self, parsed: tuple[TopicSpec, int]) -> int:
         return self.generations.generation_in(parsed[1])
 
-    def _waits_for_older(self, tp: TP, spec: TopicSpec, generation: int, assigned: set[TP], now: float) -> bool:
+    def _waits_for_older(self, tp: TP, generation: int, assigned: set[TP], now: float) -> bool:
         current = self.generations.current(now)
         if generation > current:
             return True  # the next generation's slot: nothing is sent there yet
-        other = TP(slot_name(spec, (generation + 1) % SLOTS), tp.partition)  # SLOTS == 2: the partition's other slot
+        other = other_slot(tp.topic, tp.partition, (generation + 1) % SLOTS)  # SLOTS == 2: the partition's other slot
         if other not in assigned:
             return False
         state, other_generation = (
@@ -128,8 +132,8 @@ class RotationOrder:
         one's front is says which goes first (`broker.slot_peek`). Once per position for a front older than its
         slot's generation, once per generation for one of it."""
         due: dict[KafkaTP, tuple[int, int]] = {}
-        for tp, (spec, slot) in parsed:
-            other = TP(slot_name(spec, (slot + 1) % SLOTS), tp.partition)
+        for tp, (_spec, slot) in parsed:
+            other = other_slot(tp.topic, tp.partition, (slot + 1) % SLOTS)
             state = self._partition_state(tp)
             if not has_unread(state) or other not in assigned or not has_unread(self._partition_state(other)):
                 continue
@@ -180,10 +184,13 @@ class RotationOrder:
                         progress.pop(tp, None)
 
     def _partition_state(self, tp: TP) -> Any:
-        return self._thread._ensure_consumer()._subscription.subscription.assignment.state_value(tp)
+        return self._states.state_value(tp) if self._states is not None else None
 
-    def _partition_state(self, tp: TP) -> Any:
-        return self._thread._ensure_consumer()._subscription.subscription.assignment.state_value(tp)
+    def _look_up_states(self) -> None:
+        """aiokafka's per-partition fetch states of the current assignment, looked up once a turn (and again after
+        each await: a rebalance may have replaced them) rather than through five attributes for every question."""
+        subscription = self._thread._ensure_consumer()._subscription.subscription
+        self._states = getattr(subscription, "assignment", None)
 
 
 @dataclass(frozen=True)
@@ -203,6 +210,14 @@ class NextRecord:
         if self.generation != generation:
             return False
         return position == self.position or (self.front == generation and position >= self.position)
+
+
+@functools.lru_cache(maxsize=4096)
+def other_slot(topic: str, partition: int, slot: int) -> TP:
+    """`partition` of slot topic `topic`'s sibling in `slot` (cached: asked for every assigned partition before
+    every fetch)."""
+    spec, _slot = parse(topic)  # type: ignore[misc]  # only slot topics are asked about
+    return TP(slot_name(spec, slot), partition)
 
 
 def has_unread(state: Any) -> bool:

@@ -122,14 +122,13 @@ class Generations:
         """The generation whose records `slot` holds at `now_s`: the latest that has started (the next one's
         records come only once it is current)."""
         current = self.current(now_s)
-        return next(g for g in range(current, current - SLOTS, -1) if g % SLOTS == slot)
+        return current - (current - slot) % SLOTS
 
 
 def slot_name(spec: TopicSpec, slot: int) -> str:
     return f"{spec.name}.s{slot}"
 
 
-@functools.lru_cache(maxsize=4096)
 @functools.lru_cache(maxsize=4096)
 def parse(topic_name: str) -> tuple[TopicSpec, int] | None:
     """(spec, slot) of a slot topic's name; None for any other name. Cached: consumers ask before every fetch."""
