@@ -39,6 +39,8 @@ from moodstream.producers.client import ClientOptions, MoodstreamClient
 from moodstream.schemas.audio import SAMPLE_RATE
 from moodstream.settings import Settings
 
+LOAD_GENERATOR = "load-generator"
+"""The bench's own process in its per-process CPU: the clients, not the stack."""
 DEFAULT_AUDIO = Path(__file__).resolve().parents[3] / "tests" / "data" / "three_prompts.wav"
 
 
@@ -349,7 +351,7 @@ def load(options: LoadOptions, stack: Stack | None = None) -> dict:
     own = stack is None
     stack = stack or Stack(options.workers).start()
     try:
-        pids = {name: p.pid for name, p in stack.processes.items()} | {"load-generator": os.getpid()}
+        pids = {name: p.pid for name, p in stack.processes.items()} | {LOAD_GENERATOR: os.getpid()}
         if stack.broker and stack.broker.process:
             pids["broker"] = stack.broker.process.pid
         if options.warmup_s > 0:
@@ -384,6 +386,21 @@ def passes(result: dict, p95_ms: float, max_slope: float) -> bool:
     return result["e2e_ms_p95"] <= p95_ms and result["lost"] == 0 and result["lag_trend_ms_per_min"] <= max_slope
 
 
+def capacity_round(result: dict, ok: bool) -> dict:
+    """One round of `bench capacity` as its JSON lists it. `stack_cpu_pct` (the stack's processes, the load generator
+    left out) per channel-session compares two releases at the same round far more finely than the step a capacity
+    run ends on (a step either way between runs of one release)."""
+    kept = ("sessions", "channel_sessions", "e2e_ms_p95", "lost", "lag_trend_ms_per_min", "partials",
+            "reference_work_cpu_ms")  # fmt: skip
+    stack_cpu = sum(p["cpu_pct"] for name, p in result["processes"].items() if name != LOAD_GENERATOR)
+    per_session = stack_cpu / result["channel_sessions"] if result["channel_sessions"] else 0.0
+    return {k: result[k] for k in kept} | {
+        "stack_cpu_pct": round(stack_cpu, 1),
+        "stack_cpu_pct_per_session": round(per_session, 2),
+        "ok": ok,
+    }
+
+
 def run_capacity(options: LoadOptions, start: int, step: int, p95_ms: float, max_slope: float, as_json: bool) -> None:
     """Raise N until a run fails the bar; the capacity is the largest N that passed."""
     best, tried = 0, []
@@ -391,9 +408,7 @@ def run_capacity(options: LoadOptions, start: int, step: int, p95_ms: float, max
     while True:
         result = load(replace(options, sessions=sessions))
         ok = passes(result, p95_ms, max_slope)
-        kept = ("sessions", "channel_sessions", "e2e_ms_p95", "lost", "lag_trend_ms_per_min", "partials",
-                "reference_work_cpu_ms")  # fmt: skip
-        tried.append({k: result[k] for k in kept} | {"ok": ok})
+        tried.append(capacity_round(result, ok))
         print(f"capacity: {tried[-1]}", file=sys.stderr, flush=True)
         if not ok:
             break
