@@ -51,7 +51,6 @@ class RotationOrder:
         assigned = self.assignment()
         self._look_up_states()
         await self._reread_emptied(assigned)
-        self._look_up_states()
         # This runs before every fetch loop turn, over every assigned partition: each slot's timing is worked out
         # once per turn, not per partition.
         now = time.time()
@@ -178,6 +177,7 @@ class RotationOrder:
                     # on the consumer's own thread, and a plain seek: Faust's livelock check asserts a position
                     consumer = self._thread._ensure_consumer()
                     await self._thread.call_thread(consumer.seek, KafkaTP(tp.topic, tp.partition), 0)
+                    self._look_up_states()  # the states the next partitions are read from, after this await
                     for bookkeeping in (self._committed_offset, self._read_offset):
                         bookkeeping[tp] = None
                     for progress in (self._acked, self._acked_index, self._gap):
