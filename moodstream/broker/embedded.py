@@ -19,9 +19,8 @@ log = logging.getLogger(__name__)
 
 RUNTIME_THREADS = "1"
 """tansu's tokio worker threads (`TOKIO_WORKER_THREADS`; tokio's default is one per core). The embedded broker shares
-its machine with the workers and the gateway: one runtime thread hands no request across threads (the default's
-futex wake-ups between its threads were most of its system time) and took less CPU for a lower p95 under the same
-load (docs/decisions/0013). An operator's own `TOKIO_WORKER_THREADS` wins."""
+its machine with the workers and the gateway: on one runtime thread no request crosses threads, which costs it less
+CPU under load (docs/decisions/0013). An operator's own `TOKIO_WORKER_THREADS` wins."""
 
 
 def tansu_binary() -> Path:
