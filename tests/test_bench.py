@@ -11,8 +11,11 @@ from pathlib import Path
 
 import psutil
 import pytest
+from click.testing import CliRunner
 
+from moodstream.cli.bench import speech
 from moodstream.cli.bench.text import previous_in_dialogue
+from moodstream.cli.main import main
 from moodstream.models.metrics import auc, class_report, three_way_report
 
 DATA = Path(__file__).parent / "data"
@@ -119,6 +122,20 @@ def test_a_bench_without_its_data_says_so_in_one_line_and_exits_2(args: list[str
     done = bench(*args, "--json")
     assert done.returncode == 2 and done.stdout == ""
     assert len(done.stderr.strip().splitlines()) == 1 and says in done.stderr
+
+
+@pytest.mark.parametrize("args", [["asr", "--data", "DIR", "--make-asterisk", "2"], ["vad", "--prompts", "2"]])
+def test_a_bench_without_the_asterisk_prompts_names_the_packages_in_one_line_and_exits_2(
+    args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(speech, "ASTERISK_SOUNDS", tmp_path / "not-installed")
+    args = [str(tmp_path) if arg == "DIR" else arg for arg in args]
+    done = CliRunner().invoke(main, ["bench", *args, "--json"])
+    assert done.exit_code == 2 and done.stdout == ""
+    assert done.stderr.strip().splitlines() == [
+        f"bench {args[0]}: asterisk prompts not installed: apt-get install asterisk-core-sounds-en-g722 "
+        "asterisk-core-sounds-en"
+    ]
 
 
 @pytest.mark.stack  # starts its own processes

@@ -29,7 +29,7 @@ from moodstream.settings import AsrBackend
 def make_asterisk_folder(out: Path, count: int = 120, seed: int = 1) -> Path:
     """Write `count` asterisk prompts (seeded sample) as 16 kHz wav files plus transcripts.tsv."""
     out.mkdir(parents=True, exist_ok=True)
-    prompts = asterisk_prompts()
+    prompts = asterisk_prompts("asr")
     random.Random(seed).shuffle(prompts)
     rows = []
     for prompt in prompts[:count]:

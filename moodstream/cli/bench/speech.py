@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from moodstream.cli.bench import unusable
+
 ASTERISK_SOUNDS = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
 ASTERISK_TRANSCRIPTS = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
 
@@ -17,11 +19,14 @@ class Prompt:
     text: str
 
 
-def asterisk_prompts(sounds: Path = ASTERISK_SOUNDS, transcripts: Path = ASTERISK_TRANSCRIPTS) -> list[Prompt]:
-    """Prompts that have a spoken transcript (bracketed non-speech entries skipped), sorted by name."""
+def asterisk_prompts(benchmark: str) -> list[Prompt]:
+    """Prompts that have a spoken transcript (bracketed non-speech entries skipped), sorted by name; without the
+    Debian packages, `benchmark` says which to install in one line and exits 2."""
+    sounds, transcripts = ASTERISK_SOUNDS, ASTERISK_TRANSCRIPTS
     if not transcripts.exists() or not sounds.exists():
-        raise FileNotFoundError(
-            "asterisk prompts not installed: apt-get install asterisk-core-sounds-en-g722 asterisk-core-sounds-en"
+        unusable(
+            benchmark,
+            "asterisk prompts not installed: apt-get install asterisk-core-sounds-en-g722 asterisk-core-sounds-en",
         )
     texts: dict[str, str] = {}
     with gzip.open(transcripts, "rt", encoding="utf-8", errors="replace") as handle:

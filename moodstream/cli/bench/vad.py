@@ -49,7 +49,7 @@ def noise(length: int, level_dbfs: float, rng: np.random.Generator) -> np.ndarra
 
 def build_stream(count: int, seed: int, min_silence: int) -> tuple[np.ndarray, list[tuple[int, int]], dict]:
     rng = np.random.default_rng(seed)
-    prompts = asterisk_prompts()
+    prompts = asterisk_prompts("vad")
     picks = random.Random(seed).sample(prompts, min(count, len(prompts)))
     noise_levels = (-70.0, -55.0, -45.0)
     pieces: list[np.ndarray] = []
