@@ -22,7 +22,8 @@ Design, by measurement (`moodstream bench asr`, asterisk prompts, one thread):
   more and costs less).
 - Where CTranslate2 runs on oneDNN (CPUs other than Intel's), greedy decodes run in onnxruntime
   (`processors.whisper_decoder`) on the same weights: a quarter less CPU a decode at the same WER on long read speech.
-  On Intel's CPUs CTranslate2 runs on MKL and is the faster one. Beam search stays on CTranslate2.
+  Where such a CPU also has VNNI, the encoder and beam search run there too (`processors.whisper_encoder`), with
+  signed int8 weights. On Intel's CPUs CTranslate2 runs on MKL and is the faster one.
 - A text still too repetitive after the cut is decoded again on the full 30 s window (the reference path).
 
 The encoder states of the utterance's window are also read for the speaker's voice (`processors.voice_head`: pooled,
@@ -51,7 +52,11 @@ from moodstream.schemas.audio import SAMPLE_RATE
 if TYPE_CHECKING:
     import ctranslate2
 
-    from moodstream.processors.whisper_decoder import WhisperGreedyDecoder
+    from moodstream.processors.whisper_decoder import WhisperDecoder
+    from moodstream.processors.whisper_encoder import WhisperEncoder
+
+    Encoded = ctranslate2.StorageView | np.ndarray
+    """An utterance's encoder states: CTranslate2's, or onnxruntime's [1, frames, width]."""
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +73,7 @@ SILENCE_PHRASES = (
 _NON_SPEECH = re.compile(r"\[[^\]]*\]|\([^)]*\)|[♪♫*]+")
 
 
-GREEDY_ENGINES = ("auto", "onnxruntime", "ctranslate2")
+ENGINES = ("auto", "ctranslate2", "onnxruntime-decoder", "onnxruntime")
 
 
 def ctranslate2_uses_mkl() -> bool:
@@ -83,10 +88,15 @@ def ctranslate2_uses_mkl() -> bool:
         return True
 
 
-def auto_greedy_engine() -> str:
-    """The cheaper greedy engine on this CPU: CTranslate2 on MKL decodes a one-row int8 step faster than onnxruntime,
-    oneDNN's general GEMM slower."""
-    return "ctranslate2" if ctranslate2_uses_mkl() else "onnxruntime"
+def auto_engine() -> str:
+    """The cheaper engine on this CPU: CTranslate2 on MKL (its int8 products are the fastest there); on oneDNN,
+    onnxruntime for the whole model where the CPU has VNNI, for greedy decodes only where it does not (decision
+    record 0007)."""
+    from moodstream.processors.whisper_graph import cpu_has_vnni
+
+    if ctranslate2_uses_mkl():
+        return "ctranslate2"
+    return "onnxruntime" if cpu_has_vnni() else "onnxruntime-decoder"
 
 
 def default_model_path() -> Path:
@@ -105,10 +115,10 @@ class TranscriberOptions:
     """CTranslate2 compute type."""
     cpu_threads: int = 1
     """Threads per transcription (threads × worker processes should not exceed the cores)."""
-    greedy_engine: str = "auto"
-    """Engine of greedy decodes with an int8 `compute_type`: "onnxruntime" (the same weights), "ctranslate2", or
-    "auto": CTranslate2 where it runs on Intel MKL (the faster one there), onnxruntime where it runs on oneDNN (every
-    other CPU). Beam search always runs in CTranslate2."""
+    engine: str = "auto"
+    """Where an int8 `compute_type` runs (the same weights either way): "ctranslate2"; "onnxruntime-decoder" (greedy
+    decodes in onnxruntime, the rest in CTranslate2); "onnxruntime" (encoder and every decode); or "auto"
+    (`auto_engine`: CTranslate2 on Intel MKL, onnxruntime on oneDNN, the whole model where the CPU has VNNI)."""
     beam_size: int = 5
     """Beam width up to `short_window_s` (1 = greedy: ~40% cheaper, ~1 WER point worse on asterisk prompts)."""
     long_beam_size: int = 1
@@ -227,23 +237,26 @@ class Transcriber:
         if path == default_model_path():
             self.model_id = f"whisper-tiny.en:{self.options.compute_type}"
         self.voice_head = self._matching_head() if self.options.voice_head else None
-        self.greedy = self._greedy_decoder(Path(path))
+        self.decoder, self.encoder = self._onnx_models(Path(path))
 
-    def _greedy_decoder(self, path: Path) -> WhisperGreedyDecoder | None:
-        """The onnxruntime greedy decoder, when the options ask for it and the model folder can be read for it."""
+    def _onnx_models(self, path: Path) -> tuple[WhisperDecoder | None, WhisperEncoder | None]:
+        """The onnxruntime decoder and encoder the options ask for (an encoder only with a decoder: its states are
+        not CTranslate2's), when the model folder can be read for them."""
         o = self.options
-        if o.greedy_engine not in GREEDY_ENGINES:
-            raise ValueError(f"greedy_engine {o.greedy_engine!r}: one of {', '.join(GREEDY_ENGINES)}")
-        engine = o.greedy_engine if o.greedy_engine != "auto" else auto_greedy_engine()
+        if o.engine not in ENGINES:
+            raise ValueError(f"engine {o.engine!r}: one of {', '.join(ENGINES)}")
+        engine = o.engine if o.engine != "auto" else auto_engine()
         if engine == "ctranslate2" or not o.compute_type.startswith("int8"):
-            return None
-        from moodstream.processors.whisper_decoder import WhisperGreedyDecoder
+            return None, None
+        from moodstream.processors.whisper_decoder import WhisperDecoder
+        from moodstream.processors.whisper_encoder import WhisperEncoder
 
         try:
-            return WhisperGreedyDecoder(path, o.cpu_threads)
-        except (ValueError, KeyError, OSError) as error:  # another layout of model.bin: the reference engine decodes
-            logger.warning("greedy decoding stays on CTranslate2 for %s: %s", path, error)
-            return None
+            decoder = WhisperDecoder(path, o.cpu_threads)
+            return decoder, WhisperEncoder(path, o.cpu_threads) if engine == "onnxruntime" else None
+        except (ValueError, KeyError, OSError) as error:  # another layout of model.bin: the reference engine runs
+            logger.warning("the model stays on CTranslate2 for %s: %s", path, error)
+            return None, None
 
     def _matching_head(self) -> VoiceHead | None:
         if not (ACOUSTIC_MODEL_DIR / VOICE_HEAD_FILE).exists():
@@ -251,16 +264,16 @@ class Transcriber:
         head = VoiceHead.load()
         return head if head.encoder == self.model_id else None
 
-    def _encode(self, audio: np.ndarray, window_s: int) -> ctranslate2.StorageView:
+    def _encode(self, audio: np.ndarray, window_s: int) -> Encoded:
         """Encoder states of `audio` placed at the start of a `window_s` window of silence."""
         padded = np.zeros(window_s * SAMPLE_RATE, dtype=np.float32)
         padded[: min(len(audio), len(padded))] = audio[: len(padded)]
-        mel = self.features(padded, padding=0)[:, : window_s * 100]
-        return self.model.encode(self._ct2.StorageView.from_array(np.ascontiguousarray(mel[None])))
+        mel = np.ascontiguousarray(self.features(padded, padding=0)[None, :, : window_s * 100])
+        if self.encoder is not None:
+            return self.encoder.encode(mel)
+        return self.model.encode(self._ct2.StorageView.from_array(mel))
 
-    def _voice(
-        self, encoded: ctranslate2.StorageView, audio: np.ndarray, start_s: float, duration_s: float
-    ) -> VoiceVerdict | None:
+    def _voice(self, encoded: Encoded, audio: np.ndarray, start_s: float, duration_s: float) -> VoiceVerdict | None:
         if self.voice_head is None:
             return None
         return self.voice_head.read(features_of(pool_states(np.asarray(encoded)[0], start_s, duration_s), audio))
@@ -272,18 +285,18 @@ class Transcriber:
         return pool_states(np.asarray(self._encode(audio, self._window_s(duration)))[0], 0.0, duration)
 
     def _decode(
-        self, encoded: ctranslate2.StorageView, budget: int, beam_size: int = 0, given: list[int] | None = None
+        self, encoded: Encoded, budget: int, beam_size: int = 0, given: list[int] | None = None
     ) -> tuple[list[int], float, float]:
         """Token ids (after the `given` ones, a prefix taken as decoded), average log-prob and no-speech probability
         of one decode."""
         beam_size = beam_size or self.options.beam_size
         given = given or []
-        if beam_size == 1 and self.greedy is not None:
+        if self.decoder is not None and (beam_size == 1 or self.encoder is not None):
             t = self.tokenizer
-            greedy = self.greedy.decode(
-                np.asarray(encoded), self.prompt, budget, t.no_speech, t.eot, t.timestamp_begin, given
+            done = self.decoder.decode(
+                np.asarray(encoded), self.prompt, budget, t.no_speech, t.eot, t.timestamp_begin, given, beam_size
             )
-            return greedy.tokens, greedy.avg_logprob if greedy.tokens or given else -10.0, greedy.no_speech_prob
+            return done.tokens, done.avg_logprob if done.tokens or given else -10.0, done.no_speech_prob
         result = self.model.generate(
             encoded,
             [self.prompt + given],
