@@ -270,7 +270,7 @@ class WhisperDecoder:
             total, row, token = candidate
             if token == end_id or closing:
                 ended.append((total, beam.tokens[row] + ([] if token == end_id else [token])))
-                if (replacement := next(spare, None)) is None:
+                if closing or (replacement := next(spare, None)) is None:
                     continue
                 total, row, token = replacement
             parents.append(row)

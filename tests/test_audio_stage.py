@@ -34,7 +34,8 @@ TRANSCRIPTS_TEXT = [
     "That agent is already logged on. Please enter your agent number followed by the pound key.",
     "There are currently.",
 ]
-"""What Whisper tiny.en (int8, this project's decoding) writes for the three prompts."""
+"""What Whisper tiny.en (int8, this project's decoding) writes for the three prompts. Its punctuation may differ where
+the model runs in onnxruntime ("Goodbye." for "Goodbye!"): tests compare words (`assert_same_words`)."""
 
 
 def assert_same_words(finals: dict[int, str]) -> None:
@@ -68,11 +69,8 @@ async def test_speech_yields_vad_events_utterances_and_acoustic_windows(stack: S
     ]  # fmt: skip
     assert messages[-1]["type"] == "session.ended" and messages[-1]["utterances"] == 3
     results = [m for m in messages if m["type"] == "utterance" and m["final"]]
-    assert [(r["utterance_seq"], r["text"]) for r in results] == [
-        (0, "Goodbye!"),
-        (1, "That agent is already logged on. Please enter your agent number followed by the pound key."),
-        (2, "There are currently."),
-    ]
+    assert [r["utterance_seq"] for r in results] == [0, 1, 2]
+    assert_same_words({r["utterance_seq"]: r["text"] for r in results})  # the engine's punctuation may differ
     for r in results:
         assert r["fused_label"] in ("negative", "neutral", "positive") and -1 <= r["fused_score"] <= 1
         assert r["weights"]["text"] + r["weights"]["audio"] == pytest.approx(1.0)
@@ -97,7 +95,7 @@ async def test_speech_yields_vad_events_utterances_and_acoustic_windows(stack: S
         read_session_records, stack.bootstrap, TRANSCRIPTS, session, (Transcript, PartialTranscript), 30.0
     )
     transcripts = [t for t in on_topic if isinstance(t, Transcript)]
-    assert [t.text for t in sorted(transcripts, key=lambda t: t.utterance_seq)] == TRANSCRIPTS_TEXT
+    assert [t.text for t in sorted(transcripts, key=lambda t: t.utterance_seq)] == [r["text"] for r in results]
     scores = await asyncio.to_thread(read_session_records, stack.bootstrap, TEXT_SCORES, session, (TextScore,), 30.0)
     assert sorted(s.utterance_seq for s in scores) == [0, 1, 2] and all(s.has_text for s in scores)
 

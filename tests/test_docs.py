@@ -76,7 +76,7 @@ def test_the_readme_python_snippet_runs_as_printed(stack: Stack) -> None:
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert len(lines) == 3 and all(line.split()[0] in ("negative", "neutral", "positive") for line in lines)
-    assert lines[0].endswith("Goodbye!")
+    assert lines[0].rstrip("!.").endswith("Goodbye")  # the engine on this CPU may end it with "." (decision 0007)
 
 
 def test_every_moodstream_command_the_docs_show_exists_with_its_options() -> None:
