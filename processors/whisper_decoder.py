@@ -147,8 +147,8 @@ def _per_token(scored: tuple[float, list[int]]) -> float:
 
 
 class WhisperDecoder:
-    """Whisper's decoder in onnxruntime, greedy or beam search, on encoder states from CTranslate2. One call at a
-    time."""
+    """Whisper's decoder in onnxruntime, greedy or beam search, on the encoder's states (CTranslate2's, or
+    `whisper_encoder`'s). One call at a time."""
 
     def __init__(self, model_dir: Path, threads: int = 1, signed_weights: bool | None = None) -> None:
         """`signed_weights`: None chooses by the CPU (`cpu_has_vnni`)."""
