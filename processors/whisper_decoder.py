@@ -174,6 +174,7 @@ class WhisperDecoder:
         self._cross = cpu_session_from_bytes(_cross_graph(weights, self.shape, signed), threads, arena=False)
         self._cross_names = [output.name for output in self._cross.get_outputs()]
         self._caches = [f"present_{kind}{i}" for i in range(self.shape.layers) for kind in "kv"]
+        self._past = [f"past_{kind}{i}" for i in range(self.shape.layers) for kind in "kv"]
         self._feed_inputs = [f"{kind}{i}" for i in range(self.shape.layers) for kind in
                              ("past_k", "past_v", "cross_k", "cross_v")]  # fmt: skip
         return_freed_memory()
@@ -242,7 +243,7 @@ class WhisperDecoder:
             parents, beam = self._next_beam(beam, top, end_id, beam_size, ended, closing)
             if closing or len(ended) >= beam_size:
                 break
-            for name in self._caches_in():
+            for name in self._past:
                 feeds[name] = feeds[name][parents]
             top, _ = self._run(feeds, [row[-1] for row in beam.tokens], position, 2 * beam_size)
             position += 1
@@ -277,9 +278,6 @@ class WhisperDecoder:
             grown.tokens.append([*beam.tokens[row], token])
             grown.logprob_sums.append(total)
         return parents, grown
-
-    def _caches_in(self) -> list[str]:
-        return [f"past_{kind}{i}" for i in range(self.shape.layers) for kind in "kv"]
 
     def _masks(self, first_timestamp_id: int | None) -> dict[str, np.ndarray]:
         """Added to the logits: 0 where a token may be chosen, -inf where not."""
