@@ -17,7 +17,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from moodstream.schemas import errors as E
-from moodstream.schemas.audio import SAMPLE_RATE, samples_to_ms
+from moodstream.schemas.audio import SAMPLE_RATE, ms_to_samples, samples_to_ms
 from moodstream.schemas.records import (
     AcousticScore,
     AudioFrame,
@@ -29,6 +29,7 @@ from moodstream.schemas.records import (
     SessionEnded,
     SessionOptions,
     SessionSummary,
+    VadEvent,
 )
 from moodstream.schemas.websocket import (
     CLIENT_MESSAGE,
@@ -52,6 +53,9 @@ NEAR_END_MS = (350, 800)
 """Quiet audio after loud audio during which the endpointer may cut (it ends an utterance after 500 ms of silence by
 its VAD, whose silence starts within about ±150 ms of the energy's drop): batches are `audio_batch_near_end_ms` there,
 so the audio that ends an utterance waits less for its batch."""
+CUT_BEFORE_QUIET_MS = 500
+"""How long before the gateway's quiet began the endpointer's silence may have started (its 500 ms of silence by the
+VAD can begin in loud non-speech): a `vad.speech_end` this far back still ends the quiet run it arrives in."""
 PROVISIONAL = (PartialResult, AcousticScore)
 """Events about an utterance still open: once its final result is sent, any that arrive late are dropped."""
 
@@ -65,23 +69,35 @@ class QuietRun:
     def __init__(self) -> None:
         self.heard_loud = False
         self.quiet_samples = 0
+        self.cut = False
+        """The utterance this quiet follows has been cut (its `vad.speech_end` came back): no end is near."""
 
-    def feed(self, pcm: bytes) -> bool:
-        """Count `pcm` in; whether it was loud."""
+    def feed(self, pcm: bytes, channels: int = 1) -> bool:
+        """Count `pcm` (`channels` interleaved) in; whether it was loud."""
         samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32)
         if float(np.mean(samples * samples)) >= self.QUIET_POWER:
-            self.heard_loud, self.quiet_samples = True, 0
+            self.heard_loud, self.quiet_samples, self.cut = True, 0, False
             return True
-        self.quiet_samples += len(samples)
+        self.quiet_samples += len(samples) // channels  # time, not values: a call's frame holds both parties
         return False
+
+    def speech_ended(self, end_sample: int, next_sample: int) -> None:
+        """The endpointer cut speech that ended at `end_sample` (`next_sample`: the session sample after the audio
+        counted so far). If that speech is what this quiet follows, the rest of the quiet has no end to find: its
+        audio need not go in near-end records. An end from before this quiet (a late event of an earlier utterance)
+        changes nothing."""
+        quiet_from = next_sample - self.quiet_samples
+        if self.heard_loud and end_sample >= quiet_from - ms_to_samples(CUT_BEFORE_QUIET_MS):
+            self.cut = True
 
     def near_end(self) -> bool:
         quiet_ms = self.quiet_samples * 1000 / SAMPLE_RATE
-        return self.heard_loud and NEAR_END_MS[0] <= quiet_ms < NEAR_END_MS[1]
+        return self.heard_loud and not self.cut and NEAR_END_MS[0] <= quiet_ms < NEAR_END_MS[1]
 
     def long_quiet(self) -> bool:
-        """Quiet since the stream began, or for longer than an end of speech takes to be found: nothing is near."""
-        return not self.heard_loud or self.quiet_samples * 1000 >= NEAR_END_MS[1] * SAMPLE_RATE
+        """Quiet since the stream began, since the speech before it was cut, or for longer than an end of speech takes
+        to be found: nothing is near."""
+        return not self.heard_loud or self.cut or self.quiet_samples * 1000 >= NEAR_END_MS[1] * SAMPLE_RATE
 
 
 @dataclass(frozen=True)
@@ -319,7 +335,7 @@ class ClientProtocol:
         was_long_quiet = self.quiet.long_quiet()
         # speech starts after a long quiet: the quiet held so far goes at once, with this frame, so speech waits for
         # no batch (one record either way: a refused publish is always the latest)
-        onset = self.quiet.feed(pcm) and was_long_quiet and bool(self.batch)
+        onset = self.quiet.feed(pcm, self.channels) and was_long_quiet and bool(self.batch)
         limit_ms = self.batch_limit_ms()
         if not self.batch:
             self.batch_received_at_ms = at_ms
@@ -418,6 +434,9 @@ class ClientProtocol:
             return []
         if isinstance(record, ConnectionClaimed):
             return self.on_claim(record)
+        if isinstance(record, VadEvent) and record.type == "vad.speech_end" and self.channels == 1:
+            # a call's quiet is both parties' at once: one party's end says nothing of the other's
+            self.quiet.speech_ended(ms_to_samples(record.at_ms), self.next_sample)
         if isinstance(record, SessionSummary):  # not shown alone: it goes on session.ended
             self.summaries[(record.utterances, record.reason)] = record
             return self.end_if_complete([])

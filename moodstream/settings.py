@@ -151,9 +151,10 @@ class Settings(BaseSettings):
         200,
         ge=0,
         le=1000,
-        description="The batch while a session has been quiet since it started, or for longer than an end of speech "
-        "takes to find (800 ms): a listening party's audio in fewer records for broker and workers. The first loud "
-        "frame sends what is held at once, so speech is not delayed. At least `audio_batch_ms`; none when that is 0.",
+        description="The batch while a session has been quiet since it started, since the endpointer cut the speech "
+        "before the quiet (its vad.speech_end came back), or for longer than an end of speech takes to find (800 ms): "
+        "a listening party's audio in fewer records for broker and workers. The first loud frame sends what is held "
+        "at once, so speech is not delayed. At least `audio_batch_ms`; none when that is 0.",
     )
     burst_s: float = Field(10.0, ge=0, description="Seconds of audio a connection may send at once, before the rate.")
     record_dir: str | None = Field(

@@ -27,6 +27,7 @@ from moodstream.schemas.records import (
     SessionControl,
     SessionEnded,
     SessionSummary,
+    VadEvent,
 )
 from moodstream.schemas.websocket import StartMessage
 
@@ -129,6 +130,34 @@ def test_batches_shrink_only_while_an_end_of_speech_may_be_near() -> None:
     assert 2 in sizes  # 350-800 ms into the pause: 40 ms records, where the endpointer (500 ms of silence) cuts
     assert sizes[-1] == 10  # past 800 ms of pause: 200 ms records, nothing can end there
     assert sum(sizes) + len(protocol.batch) == len(audio)
+
+
+def speech_end(at_ms: float, seq: int = 0) -> VadEvent:
+    return VadEvent(type="vad.speech_end", session_id="s1", utterance_seq=seq, at_ms=at_ms)
+
+
+def test_once_the_utterance_is_cut_the_rest_of_its_pause_goes_in_long_quiet_records() -> None:
+    protocol = started()
+    batch_sizes(protocol, [LOUD] * 25 + [QUIET] * 20)  # 0.5 s of speech, 0.4 s of pause
+    assert batch_sizes(protocol, [QUIET] * 4) == [2, 2]  # near an end: 40 ms records
+    protocol.on_event(speech_end(500.0))  # the endpointer's cut of that speech comes back
+    assert batch_sizes(protocol, [QUIET] * 20) == [10, 10]  # nothing near any more: 200 ms records
+    assert batch_sizes(protocol, [QUIET, LOUD]) == [2]  # the next speech waits for no batch
+
+
+def test_a_late_speech_end_of_an_earlier_utterance_keeps_the_near_end_records() -> None:
+    protocol = started()
+    batch_sizes(protocol, [LOUD] * 25 + [QUIET] * 30 + [LOUD] * 25 + [QUIET] * 20)  # the second utterance's pause
+    protocol.on_event(speech_end(500.0))  # the first utterance's end, 1.1 s before this pause began
+    assert batch_sizes(protocol, [QUIET] * 4) == [2, 2]
+
+
+def test_one_partys_speech_end_keeps_a_calls_near_end_records() -> None:
+    protocol = started(start=CALL)
+    loud, quiet = (np.repeat(np.frombuffer(pcm, dtype="<i2"), 2).tobytes() for pcm in (LOUD, QUIET))
+    batch_sizes(protocol, [loud] * 25 + [quiet] * 20)
+    protocol.on_event(speech_end(500.0))  # the other party may still be talking
+    assert batch_sizes(protocol, [quiet] * 4) == [4, 4]  # 40 ms records (of 1280 bytes: `batch_sizes` counts 640)
 
 
 def test_a_long_quiet_goes_in_fewer_records_and_speech_after_it_waits_for_none() -> None:
