@@ -87,7 +87,8 @@ class QuietRun:
         audio need not go in near-end records. An end from before this quiet (a late event of an earlier utterance)
         changes nothing."""
         quiet_from = next_sample - self.quiet_samples
-        if self.heard_loud and end_sample >= quiet_from - ms_to_samples(CUT_BEFORE_QUIET_MS):
+        in_quiet = self.heard_loud and self.quiet_samples > 0  # a cut while loud audio goes on (max length): no
+        if in_quiet and end_sample >= quiet_from - ms_to_samples(CUT_BEFORE_QUIET_MS):
             self.cut = True
 
     def near_end(self) -> bool:

@@ -152,6 +152,14 @@ def test_a_late_speech_end_of_an_earlier_utterance_keeps_the_near_end_records() 
     assert batch_sizes(protocol, [QUIET] * 4) == [2, 2]
 
 
+def test_a_cut_while_the_speech_goes_on_keeps_the_next_pauses_near_end_records() -> None:
+    protocol = started()
+    batch_sizes(protocol, [LOUD] * 25)
+    protocol.on_event(speech_end(450.0))  # a cut at the longest utterance, in speech: no pause is over
+    batch_sizes(protocol, [QUIET] * 20)
+    assert batch_sizes(protocol, [QUIET] * 4) == [2, 2]
+
+
 def test_one_partys_speech_end_keeps_a_calls_near_end_records() -> None:
     protocol = started(start=CALL)
     loud, quiet = (np.repeat(np.frombuffer(pcm, dtype="<i2"), 2).tobytes() for pcm in (LOUD, QUIET))
