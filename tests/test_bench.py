@@ -212,7 +212,8 @@ def test_a_soak_interval_splits_its_latency_into_the_asr_call_the_rest_of_the_pi
     stats = SessionStats()
     for at_s, asr, pipeline, e2e in [(10.0, 100.0, 300.0, 340.0), (20.0, 120.0, 330.0, 360.0), (400.0, 900, 9e3, 9e4)]:
         stats.stages_ms.append(stage_split({"latencies_ms": {"asr": asr, "pipeline": pipeline}}, at_s, e2e))
-    assert stage_medians([stats], 0.0, 300.0) == {"asr": 110.0, "rest_of_pipeline": 205.0, "relay": 35.0}
+    split = {"asr": 110.0, "rest_of_pipeline": 205.0, "relay": 35.0, "beyond_asr": 240.0}
+    assert stage_medians([stats], 0.0, 300.0) == split
     assert stage_medians([stats], 500.0, 800.0) is None
 
 

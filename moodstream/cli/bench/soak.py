@@ -63,8 +63,9 @@ class SpeedProbe:
 
 def stage_medians(stats: list[SessionStats], start_s: float, end_s: float) -> dict[str, float] | None:
     """Medians of where the final results received in [start_s, end_s) spent their latency: the ASR call, the rest
-    of the pipeline (hops, queues, the other stages) and the relay from the worker to the client. A latency that
-    rises over a run shows here in the part that rises."""
+    of the pipeline (hops, queues, the other stages), the relay from the worker to the client, and everything but
+    the ASR call per result (`beyond_asr`: medians do not add, so this is not rest plus relay). A latency that rises
+    over a run shows here in the part that rises."""
     splits = [split for s in stats for split in s.stages_ms if start_s <= split.at_s < end_s]
     if not splits:
         return None
@@ -72,6 +73,7 @@ def stage_medians(stats: list[SessionStats], start_s: float, end_s: float) -> di
         "asr": [x.asr_ms for x in splits],
         "rest_of_pipeline": [x.pipeline_ms - x.asr_ms for x in splits],
         "relay": [x.e2e_ms - x.pipeline_ms for x in splits],
+        "beyond_asr": [x.e2e_ms - x.asr_ms for x in splits],  # what the stack adds to each utterance's ASR call
     }
     return {name: round(float(np.median(values)), 1) for name, values in parts.items()}
 
