@@ -247,7 +247,7 @@ class WhisperDecoder:
                 feeds[name] = feeds[name][parents]
             top, _ = self._run(feeds, [row[-1] for row in beam.tokens], position, 2 * beam_size)
             position += 1
-        best = max(ended, key=lambda scored: scored[0] / max(1, len(scored[1])))
+        best = max(ended, key=_per_token)
         return best[1], best[0] / (len(best[1]) + 1)
 
     @staticmethod
