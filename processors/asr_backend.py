@@ -20,7 +20,10 @@ class SpeechToText(Protocol):
 
     model_id: str
 
-    def transcribe(self, pcm: np.ndarray | bytes) -> Transcription: ...
+    def transcribe(self, pcm: np.ndarray | bytes, hurry: bool = False) -> Transcription:
+        """The final transcript; `hurry`: other finals wait behind this one (a core may trade some accuracy for
+        speed then, so that a busy worker does not fall behind)."""
+        ...
 
     def transcribe_partial(self, pcm: np.ndarray | bytes, settled: str = "") -> PartialTranscription:
         """The words so far; `settled`: words an earlier partial heard at the start of this audio (a core may give

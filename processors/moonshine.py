@@ -123,7 +123,8 @@ class MoonshineTranscriber:
         path = "greedy" if cut is None else "greedy-cut"
         return self.tokenizer.decode(cut or tokens).strip(), avg_logprob, path
 
-    def transcribe(self, pcm: np.ndarray | bytes) -> Transcription:
+    def transcribe(self, pcm: np.ndarray | bytes, hurry: bool = False) -> Transcription:
+        """The final transcript of an utterance; `hurry` changes nothing here (Moonshine decodes greedily always)."""
         started = time.perf_counter()
         audio = self._audio(pcm)
         text, avg_logprob, path = self._text(audio)

@@ -124,6 +124,9 @@ class TranscriberOptions:
     long_beam_size: int = 1
     """Beam width of windows longer than `short_window_s` (on 6-17 s read speech greedy costs ~0.4 WER points and
     saves a quarter of the time)."""
+    hurried_beam_size: int = 1
+    """Beam width of a final decoded in a hurry: others wait behind it, and a busy worker falls behind otherwise
+    (greedy on 120 telephone prompts: 79 ms against beam's 96, p95 108 against 159; WER 5.6% against 4.75%)."""
     trailing_silence_s: float = 8.0
     """Silence appended after a short utterance in the adaptive window (short windows loop without it)."""
     short_window_s: float = 10.0
@@ -313,7 +316,9 @@ class Transcriber:
         avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1) if tokens or given else -10.0
         return tokens, avg_logprob, result.no_speech_prob
 
-    def transcribe(self, pcm: np.ndarray | bytes) -> Transcription:
+    def transcribe(self, pcm: np.ndarray | bytes, hurry: bool = False) -> Transcription:
+        """The final transcript of an utterance; `hurry`: others wait behind it, so a short window decodes greedily
+        (`hurried_beam_size`) rather than by beam."""
         started = time.perf_counter()
         audio = _as_float(pcm)
         o = self.options
@@ -323,6 +328,8 @@ class Transcriber:
         budget = self._budget(duration)
         shifted = np.concatenate((np.zeros(lead, dtype=np.float32), audio)) if lead else audio
         beam = o.beam_size if window <= o.short_window_s else o.long_beam_size
+        if hurry:
+            beam = min(beam, o.hurried_beam_size)
         encoded = self._encode(shifted, window)
         voice_started = time.perf_counter()
         voice = self._voice(encoded, audio, lead / SAMPLE_RATE, duration)

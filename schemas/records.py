@@ -658,6 +658,10 @@ class WorkerHeartbeat(Record):
     models: dict[str, str] = {}
     handed_off: int = 0
     """Records this worker's stages have handed to its own next stages since it started (beside their topics)."""
+    finals: int = 0
+    """Utterances this worker's ASR has started to transcribe since it started."""
+    finals_hurried: int = 0
+    """Of those, the ones decoded in a hurry: other finals waited behind them (`MOODSTREAM_ASR_CATCH_UP`)."""
 
 
 class DeadLetter(Record):

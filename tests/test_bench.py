@@ -249,10 +249,17 @@ def test_a_capacity_round_reports_the_stacks_cpu_per_session_without_the_load_ge
 
     result = {
         "sessions": 10, "channel_sessions": 20, "e2e_ms_p95": 500.0, "lost": 0, "lag_trend_ms_per_min": 3.0,
-        "partials": 40, "reference_work_cpu_ms": 12.0,
+        "partials": 40, "finals_hurried_share": 0.25, "reference_work_cpu_ms": 12.0,
         "processes": {"worker-0": {"cpu_pct": 40.0}, "worker-1": {"cpu_pct": 38.0}, "broker": {"cpu_pct": 30.0},
                       "gateway": {"cpu_pct": 12.0}, LOAD_GENERATOR: {"cpu_pct": 9.0}},
     }  # fmt: skip
     row = capacity_round(result, ok=True)
     assert (row["stack_cpu_pct"], row["stack_cpu_pct_per_session"], row["ok"]) == (120.0, 6.0, True)
-    assert row["sessions"] == 10 and "processes" not in row
+    assert row["sessions"] == 10 and row["finals_hurried_share"] == 0.25 and "processes" not in row
+
+
+def test_the_hurried_share_counts_only_the_finals_of_the_run() -> None:
+    from moodstream.cli.bench.load import hurried_share
+
+    assert hurried_share((30, 2), (130, 27)) == {"finals_started": 100, "finals_hurried_share": 0.25}
+    assert hurried_share((5, 0), (5, 0)) == {"finals_started": 0, "finals_hurried_share": 0.0}

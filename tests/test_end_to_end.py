@@ -180,34 +180,40 @@ async def test_a_long_utterance_gets_live_partials_before_its_final_unless_the_s
     assert wer([live[final_at]["text"]], [partials[-1][1]["text"]]) <= 0.2
 
 
-def handed_off_by_worker(bootstrap: str, timeout_s: float = 4.0) -> dict[str, int]:
-    """Each worker's latest count of hand-offs, from its heartbeats (every 2 s) on the health topic."""
+def heartbeats_by_worker(bootstrap: str, timeout_s: float = 4.0) -> dict[str, WorkerHeartbeat]:
+    """Each worker's latest heartbeat (every 2 s) on the health topic."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"t-{time.time_ns()}"})
     consumer.assign([TopicPartition(HEALTH.name, p, OFFSET_BEGINNING) for p in range(HEALTH.partitions)])
-    latest: dict[str, tuple[float, int]] = {}
+    latest: dict[str, WorkerHeartbeat] = {}
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         msg = consumer.poll(0.2)
         if msg is None or msg.error():
             continue
         beat = decode(msg.value(), (WorkerHeartbeat,))
-        if beat.at_ms >= latest.get(beat.worker_id, (0.0, 0))[0]:
-            latest[beat.worker_id] = (beat.at_ms, beat.handed_off)
+        if beat.worker_id not in latest or beat.at_ms >= latest[beat.worker_id].at_ms:
+            latest[beat.worker_id] = beat
     consumer.close()
-    return {worker: count for worker, (_at, count) in latest.items()}
+    return latest
 
 
 async def test_a_worker_hands_an_utterance_to_its_own_next_stages_instead_of_waiting_for_the_broker(
     stack: Stack,
 ) -> None:
-    before = await asyncio.to_thread(handed_off_by_worker, stack.bootstrap)
+    before = await asyncio.to_thread(heartbeats_by_worker, stack.bootstrap)
     messages = await stream_pcm(stack.ws, load_pcm16(DATA / "three_prompts.wav"), realtime=False)
     finals = [m for m in messages if m["type"] == "utterance" and m["final"]]
     assert len(finals) == 3 and messages[-1]["type"] == "session.ended"
-    grew: dict[str, int] = {}
+    grew: dict[str, tuple[int, int]] = {}
     deadline = time.monotonic() + 20
-    while not grew and time.monotonic() < deadline:  # the next heartbeat carries the count
-        after = await asyncio.to_thread(handed_off_by_worker, stack.bootstrap)
-        grew = {worker: n - before.get(worker, 0) for worker, n in after.items() if n > before.get(worker, 0)}
+    while not grew and time.monotonic() < deadline:  # the next heartbeat carries the counts
+        after = await asyncio.to_thread(heartbeats_by_worker, stack.bootstrap)
+        old = {worker: (beat.handed_off, beat.finals) for worker, beat in before.items()}
+        grew = {
+            worker: (beat.handed_off - old.get(worker, (0, 0))[0], beat.finals - old.get(worker, (0, 0))[1])
+            for worker, beat in after.items()
+            if beat.finals - old.get(worker, (0, 0))[1] >= len(finals)
+        }
     # each utterance at least to the ASR and acoustic stages, its text and whole-utterance scores to fusion
-    assert sum(grew.values()) >= 4 * len(finals)
+    assert sum(handed for handed, _started in grew.values()) >= 4 * len(finals)
+    assert sum(started for _handed, started in grew.values()) == len(finals)  # the ASR counts each final it starts

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from moodstream.cli.bench.wer import normalize, wer
-from moodstream.processors.transcriber import Transcriber, cut_at_self_repeat
+from moodstream.processors.transcriber import Transcriber, TranscriberOptions, cut_at_self_repeat
 from moodstream.producers.audio import load_pcm16
 
 DATA = Path(__file__).parent / "data"
@@ -86,3 +86,26 @@ def test_wer_normalisation_writes_numbers_as_words() -> None:
     assert normalize("Press 3, then the 20th!") == ["press", "three", "then", "the", "twentieth"]
     assert wer(["press one for sales"], ["Press 1 for sales."]) == 0.0
     assert wer(["a b c d"], ["a x c"]) == 0.5
+
+
+def test_a_hurried_final_is_the_greedy_decode_and_keeps_the_words(transcriber: Transcriber) -> None:
+    """A final started with others behind it (the ASR stage's catch-up) decodes its short window greedily."""
+    greedy = Transcriber(TranscriberOptions(beam_size=1))
+    hurried = transcriber.transcribe(utterance(1), hurry=True)
+    assert hurried.text == greedy.transcribe(utterance(1)).text
+    assert hurried.avg_logprob == greedy.transcribe(utterance(1)).avg_logprob
+    assert wer([PROMPTS[1]["text"]], [hurried.text]) <= 0.1
+
+
+def test_the_asr_stage_hurries_a_final_only_while_others_wait_behind_it() -> None:
+    from moodstream.processors.stages.asr import FinalsQueue
+
+    queue = FinalsQueue(catch_up=True)
+    queue.add()
+    assert queue.take() is False  # alone: the full beam
+    queue.add(), queue.add(), queue.add()
+    assert [queue.take(), queue.take(), queue.take()] == [True, True, False]  # the last of a backlog waits for none
+    assert queue.counts() == {"finals": 4, "finals_hurried": 2}
+    off = FinalsQueue(catch_up=False)
+    off.add(), off.add()
+    assert [off.take(), off.take()] == [False, False] and off.counts()["finals_hurried"] == 0

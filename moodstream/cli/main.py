@@ -241,9 +241,21 @@ def bench_partials(data: Path, limit: int, min_speech: float, from_start: bool, 
     show_default=True,
     help="The ASR backend to measure (the reference is always faster-whisper's default with tiny.en).",
 )
+@click.option(
+    "--hurried",
+    is_flag=True,
+    help="Decode every file as a busy worker decodes a final with others waiting behind it (MOODSTREAM_ASR_CATCH_UP).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Only the JSON line.")
 def bench_asr(
-    data: Path, make_asterisk: int, seed: int, limit: int, min_seconds: float, backend: str, as_json: bool
+    data: Path,
+    make_asterisk: int,
+    seed: int,
+    limit: int,
+    min_seconds: float,
+    backend: str,
+    hurried: bool,
+    as_json: bool,
 ) -> None:
     """Production ASR vs faster-whisper's default transcribe(): WER and ms per utterance, one thread each."""
     from moodstream.cli.bench.asr import main as run
@@ -251,7 +263,7 @@ def bench_asr(
 
     if make_asterisk:
         make_asterisk_folder(data, make_asterisk, seed)
-    run(data, limit, as_json, backend, min_seconds)  # type: ignore[arg-type]  # click.Choice holds only the Literal's values
+    run(data, limit, as_json, backend, min_seconds, hurried)  # type: ignore[arg-type]  # click.Choice holds only the Literal's values
 
 
 @bench.command(name="acoustic")

@@ -55,6 +55,8 @@ class StageContext:
     settings: Settings
 
     loading: list[Preloaded[Any]] = field(default_factory=list)
+    counts: list[Callable[[], dict[str, int]]] = field(default_factory=list)
+    """Counters stages report in the worker's heartbeat (each callable gives heartbeat fields and their values)."""
     handoffs: Handoffs = field(init=False)
     _sending: dict[str, faust.TopicT] = field(default_factory=dict)
 

@@ -6,7 +6,9 @@ their topic, for analytics). Utterances and open utterances' audio come handed o
 (`runtime.handoff`) or from their topics; text scores go on to this worker's fusion the same way.
 
 One pool thread per worker process keeps threads × workers ≤ cores; utterances queue there in arrival order, so
-one long utterance delays the others on this worker by its own decode time (~0.2-0.4 s), never by more. Partials
+one long utterance delays the others on this worker by its own decode time (~0.2-0.4 s), never by more. A final that
+starts while others wait behind it decodes greedily (`FinalsQueue`, `MOODSTREAM_ASR_CATCH_UP`): a busy worker drains
+its backlog instead of adding a beam search's time to every final behind it. Partials
 (`partials.PartialTracker`) are decoded only while no final waits for the pool and the machine has CPU to spare
 (`MOODSTREAM_PARTIAL_MAX_CPU_PERCENT`): a busy machine's finals need every core, so under load partials thin out and
 stop, and a final waits at most for the one partial decode already running.
@@ -15,6 +17,7 @@ stop, and a final waits at most for the one partial decode already running.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -44,7 +47,7 @@ from moodstream.schemas.topics import EVENTS, PARTIAL_AUDIO, TEXT_SCORES, TRANSC
 T = TypeVar("T")
 
 
-def transcript_of(transcriber: SpeechToText, utterance: Utterance) -> Transcript:
+def transcript_of(transcriber: SpeechToText, utterance: Utterance, hurry: bool = False) -> Transcript:
     common = {
         "session_id": utterance.session_id,
         "utterance_seq": utterance.utterance_seq,
@@ -58,7 +61,7 @@ def transcript_of(transcriber: SpeechToText, utterance: Utterance) -> Transcript
     }
     if utterance.gated:  # the anti-hallucination gate: never decoded
         return Transcript(text="", rejected=True, reject_reason=f"gate:{utterance.gated}", compute_ms=0, **common)
-    result = transcriber.transcribe(utterance.pcm)
+    result = transcriber.transcribe(utterance.pcm, hurry=hurry)
     voice = result.voice
     return Transcript(
         text=result.text,
@@ -91,6 +94,38 @@ class CpuGauge:
         return self._percent
 
 
+class FinalsQueue:
+    """The finals handed to the ASR pool and not yet started: added on the event loop, taken on the pool thread. A
+    final that starts with others behind it is decoded in a hurry (`SpeechToText.transcribe`) when `catch_up` is
+    on: the pool then drains a backlog instead of letting every later final wait a full decode longer."""
+
+    def __init__(self, catch_up: bool) -> None:
+        self.catch_up = catch_up
+        self._lock = threading.Lock()
+        self._waiting = 0
+        self.started = 0
+        """Finals started since the worker started."""
+        self.hurried = 0
+        """Of those, the ones started in a hurry."""
+
+    def add(self) -> None:
+        with self._lock:
+            self._waiting += 1
+
+    def take(self) -> bool:
+        """A final starts; returns whether to hurry it."""
+        with self._lock:
+            self._waiting -= 1
+            self.started += 1
+            hurry = self.catch_up and self._waiting > 0
+            self.hurried += hurry
+            return hurry
+
+    def counts(self) -> dict[str, int]:
+        """The worker heartbeat's counters."""
+        return {"finals": self.started, "finals_hurried": self.hurried}
+
+
 class AsrShell:
     """The worker's ASR: finals first, partials in the gaps. Every method runs on the event loop."""
 
@@ -105,10 +140,13 @@ class AsrShell:
         self.cpu = CpuGauge()
         self.finals_waiting = 0
         """Finals handed to the pool and not yet done: while any waits, no partial is decoded."""
+        self.finals_queued = FinalsQueue(ctx.settings.asr_catch_up)
+        ctx.counts.append(self.finals_queued.counts)
 
     async def on_utterance(self, utterance: Utterance, partition: int) -> None:
         self.partials.finished(utterance.session_id, utterance.utterance_seq, utterance.channel)
         self.finals_waiting += 1
+        self.finals_queued.add()
         try:
             transcript, score = await self._run(self._final, utterance)
         finally:
@@ -117,7 +155,8 @@ class AsrShell:
         await self.ctx.emit(TRANSCRIPTS, transcript, transcript.session_id)
 
     def _final(self, utterance: Utterance) -> tuple[Transcript, TextScore]:
-        transcript = transcript_of(self.loading.get(), utterance)
+        hurry = self.finals_queued.take()  # the pool thread: this final starts now
+        transcript = transcript_of(self.loading.get(), utterance, hurry)
         return transcript, self.text.score(transcript)
 
     async def on_chunk(self, chunk: PartialAudio, _partition: int) -> None:

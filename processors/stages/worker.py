@@ -112,6 +112,7 @@ def register_heartbeat(context: StageContext, versions: ModelVersions) -> None:
             at_ms=now_ms(),
             models=models,
             handed_off=context.handoffs.handed_off,
+            **{name: value for counts in context.counts for name, value in counts().items()},
         )
         await context.emit(HEALTH, beat, settings.instance_id)
 

@@ -10,6 +10,8 @@ utterance ends do not line up across sessions, then ends the session. Measured a
 - lost: utterances the pipeline cut (``session.ended.utterances``) without a final result at the client;
   duplicates: final results the application saw twice (after the client library), and on the wire;
 - lag trend: least-squares slope of end-to-end latency over the run (ms per minute): growing lag means overload;
+- finals hurried: the share of finals the workers decoded greedily because others waited behind them (their
+  heartbeats count them; `MOODSTREAM_ASR_CATCH_UP`);
 - CPU (% of one core) and peak RSS of every process of the stack.
 """
 
@@ -27,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import psutil
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from moodstream.broker.embedded import EmbeddedBroker, ensure_topics, free_port
 from moodstream.broker.generations import Generations
@@ -36,7 +39,10 @@ from moodstream.cli.bench.processes import bench_env, spawn, stop, wait_http
 from moodstream.cli.bench.soak import SoakReport, SpeedProbe, stage_medians
 from moodstream.producers.audio import load_pcm16
 from moodstream.producers.client import ClientOptions, MoodstreamClient
+from moodstream.schemas import SchemaError, decode
 from moodstream.schemas.audio import SAMPLE_RATE
+from moodstream.schemas.records import WorkerHeartbeat
+from moodstream.schemas.topics import HEALTH
 from moodstream.settings import Settings
 
 LOAD_GENERATOR = "load-generator"
@@ -345,6 +351,34 @@ def call_of(pcm: bytes) -> bytes:
     return np.stack([voice, np.roll(voice, len(voice) // 2)], axis=1).tobytes()
 
 
+def worker_finals(bootstrap: str, read_s: float = 3.0) -> tuple[int, int]:
+    """(finals started, finals hurried) over the stack's workers, from each one's latest heartbeat (every 2 s)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{time.time_ns()}"})
+    consumer.assign([TopicPartition(HEALTH.name, p, OFFSET_BEGINNING) for p in range(HEALTH.partitions)])
+    latest: dict[str, WorkerHeartbeat] = {}
+    deadline = time.monotonic() + read_s
+    try:
+        while time.monotonic() < deadline:
+            message = consumer.poll(0.2)
+            if message is None or message.error():
+                continue
+            try:
+                beat = decode(message.value(), (WorkerHeartbeat,))
+            except SchemaError:
+                continue
+            if beat.at_ms >= getattr(latest.get(beat.worker_id), "at_ms", 0.0):
+                latest[beat.worker_id] = beat
+    finally:
+        consumer.close()
+    return sum(b.finals for b in latest.values()), sum(b.finals_hurried for b in latest.values())
+
+
+def hurried_share(before: tuple[int, int], after: tuple[int, int]) -> dict:
+    """The run's finals and the share of them hurried, from the workers' counts before and after it."""
+    started, hurried = after[0] - before[0], after[1] - before[1]
+    return {"finals_started": started, "finals_hurried_share": round(hurried / started, 3) if started > 0 else 0.0}
+
+
 def load(options: LoadOptions, stack: Stack | None = None) -> dict:
     pcm = load_pcm16(options.audio)
     pcm = call_of(pcm) if options.channels == 2 else pcm
@@ -356,6 +390,7 @@ def load(options: LoadOptions, stack: Stack | None = None) -> dict:
             pids["broker"] = stack.broker.process.pid
         if options.warmup_s > 0:
             asyncio.run(drive(stack.url, pcm, replace(options, duration_s=options.warmup_s, report_dir=None), None))
+        finals_before = worker_finals(stack.bootstrap)
         meter = ProcessMeter(pids)
         probe = SpeedProbe().start()  # how fast the machine was: runs of one setting differ with it
         soak = SoakReport(options.report_dir, options.interval_s, meter, probe) if options.report_dir else None
@@ -372,6 +407,7 @@ def load(options: LoadOptions, stack: Stack | None = None) -> dict:
         result["frame_ms"] = options.frame_ms
         result["partials_requested"] = options.partials
         result["processes"] = meter.result()
+        result |= hurried_share(finals_before, worker_finals(stack.bootstrap))
         return result
     finally:
         if own:
@@ -391,7 +427,7 @@ def capacity_round(result: dict, ok: bool) -> dict:
     left out) per channel-session compares two releases at the same round far more finely than the step a capacity
     run ends on (a step either way between runs of one release)."""
     kept = ("sessions", "channel_sessions", "e2e_ms_p95", "lost", "lag_trend_ms_per_min", "partials",
-            "reference_work_cpu_ms")  # fmt: skip
+            "finals_hurried_share", "reference_work_cpu_ms")  # fmt: skip
     stack_cpu = sum(p["cpu_pct"] for name, p in result["processes"].items() if name != LOAD_GENERATOR)
     per_session = stack_cpu / result["channel_sessions"] if result["channel_sessions"] else 0.0
     return {k: result[k] for k in kept} | {
