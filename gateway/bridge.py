@@ -290,6 +290,10 @@ class KafkaBridge:
             return
         age_s = max(0.0, time.time() - beat.at_ms / 1000)
         self._workers[beat.worker_id] = WorkerSeen(frozenset(beat.audio_partitions), time.monotonic() - age_s)
+        metrics.WORKER_FINALS.labels(worker=beat.worker_id).set(beat.finals)
+        metrics.WORKER_FINALS_HURRIED.labels(worker=beat.worker_id).set(beat.finals_hurried)
         gone = time.monotonic() - 10 * self.settings.worker_stale_s  # restarted workers: new ids, old ones never beat
         for worker in [w for w, seen in self._workers.items() if seen.seen_at < gone]:
             del self._workers[worker]
+            for gauge in (metrics.WORKER_FINALS, metrics.WORKER_FINALS_HURRIED):
+                gauge.remove(worker)

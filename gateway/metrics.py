@@ -26,3 +26,12 @@ E2E_SECONDS = Histogram(
     "Last frame of an utterance received to its result sent",
     buckets=(0.1, 0.25, 0.5, 0.75, 1.0, 1.2, 1.5, 2.0, 3.0, 5.0, 10.0),
 )
+WORKER_FINALS = Gauge(
+    "moodstream_worker_finals", "Finals a worker's ASR started since the worker started (its heartbeats)", ["worker"]
+)
+WORKER_FINALS_HURRIED = Gauge(
+    "moodstream_worker_finals_hurried",
+    "Of a worker's finals, those decoded greedily because others waited behind them (MOODSTREAM_ASR_CATCH_UP): a "
+    "share that grows says the workers run near capacity",
+    ["worker"],
+)

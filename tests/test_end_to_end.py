@@ -78,6 +78,7 @@ async def test_metrics_and_health_endpoints(stack: Stack) -> None:
         assert ready == {"ready": True, "checks": {"broker": True, "events_consumer": True, "workers": True}}
         body = (await client.get(f"{stack.http}/metrics")).text
         assert "moodstream_gateway_frame_ack_seconds_bucket" in body
+        assert "moodstream_worker_finals_hurried{worker=" in body  # from the workers' heartbeats
         page = await client.get(f"{stack.http}/")
         assert page.status_code == 200 and "/static/app.js" in page.text
         script = await client.get(f"{stack.http}/static/app.js")
