@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
+from moodstream.cli.bench.load import latest_heartbeats
 from moodstream.producers.audio import load_pcm16
 from moodstream.producers.client import stream_pcm
 from moodstream.schemas import decode
-from moodstream.schemas.records import DeadLetter, WorkerHeartbeat
-from moodstream.schemas.topics import AUDIO, DEAD_LETTER, HEALTH
+from moodstream.schemas.records import DeadLetter
+from moodstream.schemas.topics import AUDIO, DEAD_LETTER
 from tests.conftest import Stack, tone
 
 DATA = Path(__file__).parent / "data"
@@ -181,34 +182,17 @@ async def test_a_long_utterance_gets_live_partials_before_its_final_unless_the_s
     assert wer([live[final_at]["text"]], [partials[-1][1]["text"]]) <= 0.2
 
 
-def heartbeats_by_worker(bootstrap: str, timeout_s: float = 4.0) -> dict[str, WorkerHeartbeat]:
-    """Each worker's latest heartbeat (every 2 s) on the health topic."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"t-{time.time_ns()}"})
-    consumer.assign([TopicPartition(HEALTH.name, p, OFFSET_BEGINNING) for p in range(HEALTH.partitions)])
-    latest: dict[str, WorkerHeartbeat] = {}
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        msg = consumer.poll(0.2)
-        if msg is None or msg.error():
-            continue
-        beat = decode(msg.value(), (WorkerHeartbeat,))
-        if beat.worker_id not in latest or beat.at_ms >= latest[beat.worker_id].at_ms:
-            latest[beat.worker_id] = beat
-    consumer.close()
-    return latest
-
-
 async def test_a_worker_hands_an_utterance_to_its_own_next_stages_instead_of_waiting_for_the_broker(
     stack: Stack,
 ) -> None:
-    before = await asyncio.to_thread(heartbeats_by_worker, stack.bootstrap)
+    before = await asyncio.to_thread(latest_heartbeats, stack.bootstrap, 4.0)
     messages = await stream_pcm(stack.ws, load_pcm16(DATA / "three_prompts.wav"), realtime=False)
     finals = [m for m in messages if m["type"] == "utterance" and m["final"]]
     assert len(finals) == 3 and messages[-1]["type"] == "session.ended"
     grew: dict[str, tuple[int, int]] = {}
     deadline = time.monotonic() + 20
     while not grew and time.monotonic() < deadline:  # the next heartbeat carries the counts
-        after = await asyncio.to_thread(heartbeats_by_worker, stack.bootstrap)
+        after = await asyncio.to_thread(latest_heartbeats, stack.bootstrap, 4.0)
         old = {worker: (beat.handed_off, beat.finals) for worker, beat in before.items()}
         grew = {
             worker: (beat.handed_off - old.get(worker, (0, 0))[0], beat.finals - old.get(worker, (0, 0))[1])

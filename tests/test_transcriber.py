@@ -94,6 +94,7 @@ def test_a_hurried_final_is_the_greedy_decode_and_keeps_the_words(transcriber: T
     hurried = transcriber.transcribe(utterance(1), hurry=True)
     assert hurried.text == greedy.transcribe(utterance(1)).text
     assert hurried.avg_logprob == greedy.transcribe(utterance(1)).avg_logprob
+    assert hurried.avg_logprob != transcriber.transcribe(utterance(1)).avg_logprob  # the beam scores these words apart
     assert wer([PROMPTS[1]["text"]], [hurried.text]) <= 0.1
 
 

@@ -351,8 +351,8 @@ def call_of(pcm: bytes) -> bytes:
     return np.stack([voice, np.roll(voice, len(voice) // 2)], axis=1).tobytes()
 
 
-def worker_finals(bootstrap: str, read_s: float = 3.0) -> tuple[int, int]:
-    """(finals started, finals hurried) over the stack's workers, from each one's latest heartbeat (every 2 s)."""
+def latest_heartbeats(bootstrap: str, read_s: float = 3.0) -> dict[str, WorkerHeartbeat]:
+    """Each worker's latest heartbeat (they come every 2 s) on the health topic, read for `read_s` seconds."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{time.time_ns()}"})
     consumer.assign([TopicPartition(HEALTH.name, p, OFFSET_BEGINNING) for p in range(HEALTH.partitions)])
     latest: dict[str, WorkerHeartbeat] = {}
@@ -370,7 +370,13 @@ def worker_finals(bootstrap: str, read_s: float = 3.0) -> tuple[int, int]:
                 latest[beat.worker_id] = beat
     finally:
         consumer.close()
-    return sum(b.finals for b in latest.values()), sum(b.finals_hurried for b in latest.values())
+    return latest
+
+
+def worker_finals(bootstrap: str) -> tuple[int, int]:
+    """(finals started, finals hurried) over the stack's workers, from each one's latest heartbeat."""
+    beats = latest_heartbeats(bootstrap).values()
+    return sum(b.finals for b in beats), sum(b.finals_hurried for b in beats)
 
 
 def hurried_share(before: tuple[int, int], after: tuple[int, int]) -> dict:
