@@ -218,6 +218,29 @@ def cut_at_self_repeat(tokens: list[int]) -> list[int] | None:
     return None
 
 
+LOOP_TOKENS = 8
+"""A greedy decode stops once its last this-many tokens (or two periods, if longer) repeat one period (`is_looping`)."""
+
+
+def is_looping(tokens: list[int]) -> bool:
+    """Whether a decode's tail already loops: its last max(2k, `LOOP_TOKENS`) tokens repeat with some period k.
+
+    A decode that loops goes on to its budget and is then cut at its first period (`cut_at_self_repeat`, which cuts
+    whatever this finds), so the tokens after this point are decoded only to be thrown away. Speech repeats too ("no,
+    no, no", "thank you, thank you"), but it does not say four tokens or more twice over with nothing between, nor a
+    shorter phrase until it fills eight tokens: such a tail is a loop. (Only the onnxruntime decoder stops early;
+    CTranslate2 decodes in one call, and its loops run to the budget before they are cut.)
+    """
+    n = len(tokens)
+    for k in range(1, n // 2 + 1):
+        m = max(2 * k, LOOP_TOKENS)
+        if m > n:
+            return False
+        if tokens[n - m + k :] == tokens[n - m : n - k]:
+            return True
+    return False
+
+
 class Transcriber:
     """Whisper on one utterance (float32 or int16 PCM at 16 kHz). One call at a time per instance."""
 
@@ -296,8 +319,9 @@ class Transcriber:
         given = given or []
         if self.decoder is not None and (beam_size == 1 or self.encoder is not None):
             t = self.tokenizer
+            states = np.asarray(encoded)
             done = self.decoder.decode(
-                np.asarray(encoded), self.prompt, budget, t.no_speech, t.eot, t.timestamp_begin, given, beam_size
+                states, self.prompt, budget, t.no_speech, t.eot, t.timestamp_begin, given, beam_size, is_looping
             )
             return done.tokens, done.avg_logprob if done.tokens or given else -10.0, done.no_speech_prob
         result = self.model.generate(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -194,11 +195,14 @@ class WhisperDecoder:
         first_timestamp_id: int | None = None,
         given: list[int] | None = None,
         beam_size: int = 1,
+        stop_when: Callable[[list[int]], bool] | None = None,
     ) -> Decode:
         """The tokens after `prompt` and the `given` text tokens (a prefix taken as decoded: fed, not chosen) for
         encoder states [1, S, W], at most `budget` text tokens in all; timestamp tokens (from `first_timestamp_id` on)
         are never chosen. Greedy, or a beam search of `beam_size` sequences. The no-speech probability is read right
-        after start-of-transcript, as without a prefix."""
+        after start-of-transcript, as without a prefix. `stop_when(given + tokens)`, asked after each greedy token,
+        ends a greedy decode early (a loop that would run to the budget); the average log-probability is then over
+        the tokens chosen."""
         crossed = self._cross.run(None, {"states": np.asarray(states, dtype=np.float32)})
         feeds = dict(zip(self._cross_names, crossed, strict=True))
         empty = np.zeros((1, self.shape.heads, 0, self.shape.width // self.shape.heads), np.float32)
@@ -223,6 +227,8 @@ class WhisperDecoder:
         tokens: list[int] = []
         while token != end_id and len(sequence) + len(tokens) < last:
             tokens.append(token)
+            if stop_when is not None and stop_when(given + tokens):
+                break
             top, _ = self._run(feeds, [token], len(sequence) + len(tokens) - 1, 1)
             token, logprob_sum = int(top[0][0, 0]), logprob_sum + float(top[1][0, 0])
         return Decode(tokens, logprob_sum / (len(tokens) + 1), no_speech)

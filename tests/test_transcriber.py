@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from moodstream.cli.bench.wer import normalize, wer
-from moodstream.processors.transcriber import Transcriber, TranscriberOptions, cut_at_self_repeat
+from moodstream.processors.transcriber import Transcriber, TranscriberOptions, cut_at_self_repeat, is_looping
 from moodstream.producers.audio import load_pcm16
 
 DATA = Path(__file__).parent / "data"
@@ -80,6 +80,17 @@ def test_loop_detection_cuts_periodic_tails_only() -> None:
     assert cut_at_self_repeat([7, 8, 1, 2, 3, 4, 1, 2, 3, 4, 1, 2]) == [7, 8, 1, 2, 3, 4]
     assert cut_at_self_repeat([1, 2, 1]) is None  # "I think I": a short period must repeat whole
     assert cut_at_self_repeat([1, 2, 3, 4, 5, 6]) is None
+
+
+def test_a_decode_stops_at_a_loop_but_not_at_speech_that_repeats() -> None:
+    assert is_looping([7, 8, 1, 2, 3, 4, 1, 2, 3, 4])  # a sentence said twice over, nothing between
+    assert is_looping([5] * 8)
+    assert not is_looping([5] * 7)  # "no, no, no": speech repeats a word a few times
+    assert not is_looping([1, 2, 1, 2, 1, 2])  # "thank you, thank you, thank you"
+    assert not is_looping([1, 2, 3, 4, 1, 2, 3, 9])
+    assert not is_looping([])
+    for tail in ([7, 8, 1, 2, 3, 4, 1, 2, 3, 4], [5] * 8, [3, 1, 2, 1, 2, 1, 2, 1, 2]):
+        assert is_looping(tail) and cut_at_self_repeat(tail) is not None  # what stops the decode, the cut cuts
 
 
 def test_wer_normalisation_writes_numbers_as_words() -> None:

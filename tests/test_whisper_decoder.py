@@ -19,7 +19,9 @@ from moodstream.processors.transcriber import (
     TranscriberOptions,
     auto_engine,
     ctranslate2_uses_mkl,
+    cut_at_self_repeat,
     default_model_path,
+    is_looping,
 )
 from moodstream.processors.whisper_decoder import WhisperDecoder
 from moodstream.processors.whisper_encoder import WhisperEncoder
@@ -104,6 +106,19 @@ def test_the_budget_bounds_the_decode(reference: Transcriber, decoder: WhisperDe
     encoded = np.asarray(reference._encode(prompt_audio(1), 10))
     t = reference.tokenizer
     assert len(decoder.decode(encoded, reference.prompt, 4, t.no_speech, t.eot, t.timestamp_begin).tokens) == 4
+
+
+def test_a_looping_greedy_decode_stops_once_its_tail_repeats(reference: Transcriber, decoder: WhisperDecoder) -> None:
+    """On a window with no room after the speech, this prompt loops ("There are currently. There are currently. …")
+    to the budget; asked to stop at a loop, the decode ends after two periods with the same words once cut."""
+    encoded = np.asarray(reference._encode(prompt_audio(2), 2))
+    t = reference.tokenizer
+    full = decoder.decode(encoded, reference.prompt, 60, t.no_speech, t.eot, t.timestamp_begin)
+    early = decoder.decode(encoded, reference.prompt, 60, t.no_speech, t.eot, t.timestamp_begin, stop_when=is_looping)
+    assert len(full.tokens) == 60 and len(early.tokens) <= 10
+    assert early.tokens == full.tokens[: len(early.tokens)]
+    assert cut_at_self_repeat(early.tokens) == cut_at_self_repeat(full.tokens)
+    assert normalize(t.decode(cut_at_self_repeat(early.tokens) or [])) == ["there", "are", "currently"]
 
 
 def test_given_tokens_are_fed_at_once_and_the_decode_goes_on_as_if_it_had_chosen_them(
