@@ -53,6 +53,31 @@ def test_a_long_utterance_decodes_exactly_on_its_long_window(transcriber: Transc
     )
 
 
+def test_a_long_utterance_whose_decode_ends_after_its_first_sentence_is_transcribed_whole(
+    transcriber: Transcriber,
+) -> None:
+    """13.7 s of one telephone prompt, cut by the endpointer at its longest utterance: Whisper without timestamps
+    ends the text after the first of four sentences; the final goes on to faster-whisper's segments and keeps them."""
+    pcm = load_pcm16(DATA / "long_prompt.wav")
+    audio = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768
+    window = transcriber._window_s(len(audio) / RATE)
+    tokens, _, _ = transcriber._decode(transcriber._encode(audio, window), 200, beam_size=1)
+    assert normalize(transcriber.tokenizer.decode(tokens)) == "thank you for calling super awesome company".split()
+    for hurry in (False, True):
+        result = transcriber.transcribe(pcm, hurry=hurry)
+        assert result.path == "segments" and not result.rejected
+        words = normalize(result.text)
+        assert words[:6] == "thank you for calling super awesome".split()
+        assert {"extension", "partnership", "dial"} <= set(words) and len(words) >= 30
+        assert result.voice is not None  # the voice is still read from the adaptive window's encoder states
+
+
+def test_a_short_utterance_is_never_taken_as_ended_early(transcriber: Transcriber) -> None:
+    """A few words in a few seconds are speech: only a decode of `early_end_min_s` or more can end early."""
+    result = transcriber.transcribe(utterance(0))  # "Goodbye!": 2 tokens in 1.3 s
+    assert result.path == "adaptive" and result.text == "Goodbye!"
+
+
 def signals() -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
     t = np.arange(3 * RATE) / RATE
