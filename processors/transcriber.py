@@ -25,6 +25,9 @@ Design, by measurement (`moodstream bench asr`, asterisk prompts, one thread):
   Where such a CPU also has VNNI, the encoder and beam search run there too (`processors.whisper_encoder`), with
   signed int8 weights. On Intel's CPUs CTranslate2 runs on MKL and is the faster one.
 - A text still too repetitive after the cut is decoded again on the full 30 s window (the reference path).
+- Without timestamps, Whisper can end the text after the first sentence of a long utterance (greedy or beam, either
+  engine; faster-whisper's segments go on). A decode that ends with too few tokens for its audio is transcribed
+  that way instead (`TranscriberOptions.min_tokens_per_second`); a greedy decode stops once it loops (`is_looping`).
 
 The encoder states of the utterance's window are also read for the speaker's voice (`processors.voice_head`: pooled,
 with the utterance's prosody), when a head was fitted on this model's encoder: polarity, four-way emotion and arousal
