@@ -27,7 +27,8 @@ Design, by measurement (`moodstream bench asr`, asterisk prompts, one thread):
 - A text still too repetitive after the cut is decoded again on the full 30 s window (the reference path).
 - Without timestamps, Whisper can end the text after the first sentence of a long utterance (greedy or beam, either
   engine; faster-whisper's segments go on). A decode that ends with too few tokens for its audio is transcribed
-  that way instead (`TranscriberOptions.min_tokens_per_second`); a greedy decode stops once it loops (`is_looping`).
+  that way instead, and a partial's decode goes on past such an end (`TranscriberOptions.min_tokens_per_second`); a
+  greedy decode stops once it loops (`is_looping`).
 
 The encoder states of the utterance's window are also read for the speaker's voice (`processors.voice_head`: pooled,
 with the utterance's prosody), when a head was fitted on this model's encoder: polarity, four-way emotion and arousal
@@ -165,8 +166,9 @@ class TranscriberOptions:
     min_tokens_per_second: float = 1.5
     """A decode of at least `early_end_min_s` of audio that ends (end-of-text: no loop, budget left) with fewer tokens
     than this a second has ended early: without timestamps Whisper can end the text after a first sentence of
-    several (speech runs to 3-4 tokens a second; 1.6 the slowest seen on 130 read and telephone clips). Its text is
-    then taken from faster-whisper's own segment-by-segment transcription (`early_end_path`)."""
+    several (speech runs to 3-4 tokens a second; 1.6 the slowest seen on 130 read and telephone clips). A final's text
+    is then taken from faster-whisper's own segment-by-segment transcription; a partial's decode passes end-of-text
+    over until it has this many tokens a second (onnxruntime only: CTranslate2 cannot be told)."""
     early_end_min_s: float = 4.0
     """Shorter utterances are never taken as ended early (a word or two with room around it is speech too)."""
 
@@ -322,18 +324,19 @@ class Transcriber:
         return pool_states(np.asarray(self._encode(audio, self._window_s(duration)))[0], 0.0, duration)
 
     def _decode(
-        self, encoded: Encoded, budget: int, beam_size: int = 0, given: list[int] | None = None
+        self, encoded: Encoded, budget: int, beam_size: int = 0, given: list[int] | None = None, min_tokens: int = 0
     ) -> tuple[list[int], float, float]:
         """Token ids (after the `given` ones, a prefix taken as decoded), average log-prob and no-speech probability
-        of one decode."""
+        of one decode; a greedy one in onnxruntime does not end before `min_tokens` (CTranslate2 cannot be told)."""
         beam_size = beam_size or self.options.beam_size
         given = given or []
         if self.decoder is not None and (beam_size == 1 or self.encoder is not None):
             t = self.tokenizer
             states = np.asarray(encoded)
             done = self.decoder.decode(
-                states, self.prompt, budget, t.no_speech, t.eot, t.timestamp_begin, given, beam_size, is_looping
-            )
+                states, self.prompt, budget, t.no_speech, t.eot, t.timestamp_begin, given, beam_size, is_looping,
+                min_tokens,
+            )  # fmt: skip
             return done.tokens, done.avg_logprob if done.tokens or given else -10.0, done.no_speech_prob
         result = self.model.generate(
             encoded,
@@ -438,7 +441,12 @@ class Transcriber:
         window = min(FULL_WINDOW_S, max(o.min_window_s, math.ceil(duration + o.partial_trailing_silence_s)))
         given = self.tokenizer.encode(" " + settled.strip()) if settled.strip() else []
         encoded = self._encode(audio, window)
-        tokens, avg_logprob, no_speech = self._decode(encoded, self._budget(duration), o.partial_beam_size, given)
+        # the words so far of speech still going on: a decode that would end with too few tokens for this much audio
+        # ended after a first sentence (a final takes faster-whisper's segments then; too dear for every partial)
+        floor = int(o.min_tokens_per_second * duration) if duration >= o.early_end_min_s else 0
+        tokens, avg_logprob, no_speech = self._decode(
+            encoded, self._budget(duration), o.partial_beam_size, given, min(floor, self._budget(duration))
+        )
         tokens = cut_at_self_repeat(given + tokens) or given + tokens
         text = self.tokenizer.decode(tokens).strip()
         heard = self._reject_reason(text, avg_logprob, no_speech, compression_ratio(text)) is None  # the final's guard

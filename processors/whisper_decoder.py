@@ -196,13 +196,15 @@ class WhisperDecoder:
         given: list[int] | None = None,
         beam_size: int = 1,
         stop_when: Callable[[list[int]], bool] | None = None,
+        min_tokens: int = 0,
     ) -> Decode:
         """The tokens after `prompt` and the `given` text tokens (a prefix taken as decoded: fed, not chosen) for
         encoder states [1, S, W], at most `budget` text tokens in all; timestamp tokens (from `first_timestamp_id` on)
         are never chosen. Greedy, or a beam search of `beam_size` sequences. The no-speech probability is read right
         after start-of-transcript, as without a prefix. `stop_when(given + tokens)`, asked after each greedy token,
         ends a greedy decode early (a loop that would run to the budget); the average log-probability is then over
-        the tokens chosen."""
+        the tokens chosen. A greedy decode passes end-of-text over for the next likeliest token while fewer than
+        `min_tokens` (the given ones included) are out."""
         crossed = self._cross.run(None, {"states": np.asarray(states, dtype=np.float32)})
         feeds = dict(zip(self._cross_names, crossed, strict=True))
         empty = np.zeros((1, self.shape.heads, 0, self.shape.width // self.shape.heads), np.float32)
@@ -217,21 +219,33 @@ class WhisperDecoder:
         self._feed_given(feeds, sequence[1:-1], 1)
         if len(sequence) > 1:  # the first chosen token: no blank or end-of-text first unless a prefix came before
             feeds["mask"] = masks["rest"] if given else masks["first"]
-            top, _ = self._run(feeds, [sequence[-1]], len(sequence) - 1, 2 * beam_size if beam_size > 1 else 1)
+            top, _ = self._run(feeds, [sequence[-1]], len(sequence) - 1, 2 * beam_size if beam_size > 1 else 2)
         feeds["mask"] = masks["rest"]
         last = min(len(prompt) + max(budget, len(given) + 1), self.max_tokens)
         if beam_size > 1:
             tokens, avg_logprob = self._beam_search(feeds, top, len(sequence), last, end_id, beam_size)
             return Decode(tokens, avg_logprob, no_speech)
-        token, logprob_sum = int(top[0][0, 0]), float(top[1][0, 0])
+        tokens, avg_logprob = self._greedy(feeds, top, len(sequence), last, end_id, given, stop_when, min_tokens)
+        return Decode(tokens, avg_logprob, no_speech)
+
+    def _greedy(
+        self, feeds: dict[str, np.ndarray], top: tuple[np.ndarray, np.ndarray], start: int, last: int, end_id: int,
+        given: list[int], stop_when: Callable[[list[int]], bool] | None, min_tokens: int,
+    ) -> tuple[list[int], float]:  # fmt: skip
+        """Greedy from the first choice's `top` (each row's likeliest tokens first): the tokens and their average
+        log-probability (end-of-text's, or the token the length ran out on, counted; not itself a token)."""
         tokens: list[int] = []
-        while token != end_id and len(sequence) + len(tokens) < last:
+        logprob_sum = 0.0
+        while True:
+            passed_over = top[0][0, 0] == end_id and len(given) + len(tokens) < min_tokens and top[0].shape[1] > 1
+            token, logprob = int(top[0][0, int(passed_over)]), float(top[1][0, int(passed_over)])
+            logprob_sum += logprob
+            if token == end_id or start + len(tokens) >= last:
+                return tokens, logprob_sum / (len(tokens) + 1)
             tokens.append(token)
             if stop_when is not None and stop_when(given + tokens):
-                break
-            top, _ = self._run(feeds, [token], len(sequence) + len(tokens) - 1, 1)
-            token, logprob_sum = int(top[0][0, 0]), logprob_sum + float(top[1][0, 0])
-        return Decode(tokens, logprob_sum / (len(tokens) + 1), no_speech)
+                return tokens, logprob_sum / (len(tokens) + 1)
+            top, _ = self._run(feeds, [token], start + len(tokens) - 1, 2 if min_tokens else 1)
 
     def _beam_search(
         self, feeds: dict[str, np.ndarray], top: tuple[np.ndarray, np.ndarray], start: int, last: int, end_id: int,

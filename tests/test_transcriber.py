@@ -72,6 +72,16 @@ def test_a_long_utterance_whose_decode_ends_after_its_first_sentence_is_transcri
         assert result.voice is not None  # the voice is still read from the adaptive window's encoder states
 
 
+def test_a_partial_of_long_speech_goes_on_past_its_first_sentence(transcriber: Transcriber) -> None:
+    """Live captions of the same prompt as it is spoken: the words so far of 11 s are its first three sentences,
+    from the start or after settled words, not the first sentence again and again."""
+    pcm = load_pcm16(DATA / "long_prompt.wav")[: 11 * RATE * 2]
+    for settled in ("", "Thank you for calling Super Awesome Company."):
+        words = normalize(transcriber.transcribe_partial(pcm, settled).text)
+        assert words[:4] == ["thank", "you", "for", "calling"]
+        assert {"products", "extension", "dial"} <= set(words), words
+
+
 def test_a_short_utterance_is_never_taken_as_ended_early(transcriber: Transcriber) -> None:
     """A few words in a few seconds are speech: only a decode of `early_end_min_s` or more can end early."""
     result = transcriber.transcribe(utterance(0))  # "Goodbye!": 2 tokens in 1.3 s
