@@ -382,7 +382,7 @@ class Transcriber:
             reference = self._encode(audio, FULL_WINDOW_S)
             tokens, avg_logprob, no_speech = self._decode(reference, 220, o.beam_size)  # the reference path
             path, window, text = "full-window", FULL_WINDOW_S, self.tokenizer.decode(tokens).strip()
-        elif cut is None and len(tokens) < budget and self._ended_early(len(tokens), duration):
+        elif cut is None and len(tokens) < budget and self._ended_early(len(tokens), duration, no_speech):
             text, avg_logprob, no_speech = self._segments(audio)
             path, window = "segments", FULL_WINDOW_S
         ratio = compression_ratio(text)
@@ -402,9 +402,12 @@ class Transcriber:
             voice_ms=round(voice_ms, 3),
         )
 
-    def _ended_early(self, tokens: int, seconds: float) -> bool:
+    def _ended_early(self, tokens: int, seconds: float, no_speech: float) -> bool:
+        """Whether a decode that ended stopped short of speech it heard: it heard some (a token, and no-speech not
+        over its threshold; silence or noise that passed the gate ends at once and is rejected as before)."""
         o = self.options
-        return seconds >= o.early_end_min_s and tokens < o.min_tokens_per_second * seconds
+        heard = tokens > 0 and no_speech <= o.no_speech_threshold
+        return heard and seconds >= o.early_end_min_s and tokens < o.min_tokens_per_second * seconds
 
     def _segments(self, audio: np.ndarray) -> tuple[str, float, float]:
         """Text, average log-prob and no-speech probability of faster-whisper's own transcription (30 s windows,

@@ -82,6 +82,15 @@ def test_a_partial_of_long_speech_goes_on_past_its_first_sentence(transcriber: T
         assert {"products", "extension", "dial"} <= set(words), words
 
 
+def test_long_silence_and_noise_are_rejected_without_the_segments_path(transcriber: Transcriber) -> None:
+    """8 s of non-speech that got past the gate ends its decode at once, as speech cut short does, but is heard as no
+    speech: it is rejected from its own decode, not sent down faster-whisper's dearer path."""
+    rng = np.random.default_rng(0)
+    for audio in (np.zeros(8 * RATE), rng.standard_normal(8 * RATE) * 0.05):
+        result = transcriber.transcribe((audio * 32767).astype("<i2").tobytes())
+        assert result.rejected and result.path != "segments", result
+
+
 def test_a_short_utterance_is_never_taken_as_ended_early(transcriber: Transcriber) -> None:
     """A few words in a few seconds are speech: only a decode of `early_end_min_s` or more can end early."""
     result = transcriber.transcribe(utterance(0))  # "Goodbye!": 2 tokens in 1.3 s
