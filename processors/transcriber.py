@@ -327,7 +327,8 @@ class Transcriber:
         self, encoded: Encoded, budget: int, beam_size: int = 0, given: list[int] | None = None, min_tokens: int = 0
     ) -> tuple[list[int], float, float]:
         """Token ids (after the `given` ones, a prefix taken as decoded), average log-prob and no-speech probability
-        of one decode; a greedy one in onnxruntime does not end before `min_tokens` (CTranslate2 cannot be told)."""
+        of one decode; a greedy one in onnxruntime that hears speech (no-speech within the guard's threshold) does not
+        end before `min_tokens` (CTranslate2 cannot be told)."""
         beam_size = beam_size or self.options.beam_size
         given = given or []
         if self.decoder is not None and (beam_size == 1 or self.encoder is not None):
@@ -335,7 +336,7 @@ class Transcriber:
             states = np.asarray(encoded)
             done = self.decoder.decode(
                 states, self.prompt, budget, t.no_speech, t.eot, t.timestamp_begin, given, beam_size, is_looping,
-                min_tokens,
+                lambda no_speech: min_tokens if no_speech <= self.options.no_speech_threshold else 0,
             )  # fmt: skip
             return done.tokens, done.avg_logprob if done.tokens or given else -10.0, done.no_speech_prob
         result = self.model.generate(

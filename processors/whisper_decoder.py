@@ -196,7 +196,7 @@ class WhisperDecoder:
         given: list[int] | None = None,
         beam_size: int = 1,
         stop_when: Callable[[list[int]], bool] | None = None,
-        min_tokens: int = 0,
+        min_tokens: Callable[[float], int] | None = None,
     ) -> Decode:
         """The tokens after `prompt` and the `given` text tokens (a prefix taken as decoded: fed, not chosen) for
         encoder states [1, S, W], at most `budget` text tokens in all; timestamp tokens (from `first_timestamp_id` on)
@@ -204,7 +204,7 @@ class WhisperDecoder:
         after start-of-transcript, as without a prefix. `stop_when(given + tokens)`, asked after each greedy token,
         ends a greedy decode early (a loop that would run to the budget); the average log-probability is then over
         the tokens chosen. A greedy decode passes end-of-text over for the next likeliest token while fewer than
-        `min_tokens` (the given ones included) are out."""
+        `min_tokens(no-speech probability)` (the given ones included) are out."""
         crossed = self._cross.run(None, {"states": np.asarray(states, dtype=np.float32)})
         feeds = dict(zip(self._cross_names, crossed, strict=True))
         empty = np.zeros((1, self.shape.heads, 0, self.shape.width // self.shape.heads), np.float32)
@@ -225,7 +225,8 @@ class WhisperDecoder:
         if beam_size > 1:
             tokens, avg_logprob = self._beam_search(feeds, top, len(sequence), last, end_id, beam_size)
             return Decode(tokens, avg_logprob, no_speech)
-        tokens, avg_logprob = self._greedy(feeds, top, len(sequence), last, end_id, given, stop_when, min_tokens)
+        floor = min_tokens(no_speech) if min_tokens is not None else 0
+        tokens, avg_logprob = self._greedy(feeds, top, len(sequence), last, end_id, given, stop_when, floor)
         return Decode(tokens, avg_logprob, no_speech)
 
     def _greedy(
