@@ -91,6 +91,13 @@ def test_long_silence_and_noise_are_rejected_without_the_segments_path(transcrib
         assert result.rejected and result.path != "segments", result
 
 
+def test_the_floor_on_a_decodes_tokens_holds_only_where_it_hears_speech(transcriber: Transcriber) -> None:
+    """Silence that a decode hears as no speech ends at once whatever the floor (nothing to make words up from)."""
+    silence = transcriber._encode(np.zeros(8 * RATE, np.float32), 10)
+    tokens, _, no_speech = transcriber._decode(silence, 90, 1, None, min_tokens=12)
+    assert no_speech > transcriber.options.no_speech_threshold and len(tokens) <= 2
+
+
 def test_a_short_utterance_is_never_taken_as_ended_early(transcriber: Transcriber) -> None:
     """A few words in a few seconds are speech: only a decode of `early_end_min_s` or more can end early."""
     result = transcriber.transcribe(utterance(0))  # "Goodbye!": 2 tokens in 1.3 s
