@@ -169,6 +169,9 @@ def test_the_asr_stage_hurries_a_final_only_while_others_wait_behind_it() -> Non
     queue.add(), queue.add(), queue.add()
     assert [queue.take(), queue.take(), queue.take()] == [True, True, False]  # the last of a backlog waits for none
     assert queue.counts() == {"finals": 4, "finals_hurried": 2}
+    queue.add(), queue.add()
+    assert queue.take(decodes=False) is False and queue.take() is False  # gated: leaves the queue, counts nothing
+    assert queue.counts() == {"finals": 5, "finals_hurried": 2}
     off = FinalsQueue(catch_up=False)
     off.add(), off.add()
     assert [off.take(), off.take()] == [False, False] and off.counts()["finals_hurried"] == 0

@@ -112,12 +112,13 @@ class FinalsQueue:
         with self._lock:
             self._waiting += 1
 
-    def take(self) -> bool:
-        """A final starts; returns whether to hurry it."""
+    def take(self, decodes: bool = True) -> bool:
+        """A final starts; returns whether to hurry it. One the gate rejected (`decodes` false) leaves the queue
+        uncounted: it is never transcribed."""
         with self._lock:
             self._waiting -= 1
-            self.started += 1
-            hurry = self.catch_up and self._waiting > 0
+            hurry = decodes and self.catch_up and self._waiting > 0
+            self.started += decodes
             self.hurried += hurry
             return hurry
 
@@ -155,7 +156,7 @@ class AsrShell:
         await self.ctx.emit(TRANSCRIPTS, transcript, transcript.session_id)
 
     def _final(self, utterance: Utterance) -> tuple[Transcript, TextScore]:
-        hurry = self.finals_queued.take()  # the pool thread: this final starts now
+        hurry = self.finals_queued.take(decodes=not utterance.gated)  # the pool thread: this final starts now
         transcript = transcript_of(self.loading.get(), utterance, hurry)
         return transcript, self.text.score(transcript)
 
