@@ -99,8 +99,12 @@ def test_the_floor_on_a_decodes_tokens_holds_only_where_it_hears_speech(transcri
 
 
 def test_a_short_utterance_is_never_taken_as_ended_early(transcriber: Transcriber) -> None:
-    """A few words in a few seconds are speech: only a decode of `early_end_min_s` or more can end early."""
-    result = transcriber.transcribe(utterance(0))  # "Goodbye!": 2 tokens in 1.3 s
+    """A word with room around it is speech: only a decode of `early_end_min_s` or more can end early. "Goodbye!"
+    in 3.5 s is under the 1.5 tokens a second that a longer utterance would be sent on for."""
+    pcm = np.frombuffer(utterance(0), dtype="<i2")
+    padded = np.concatenate([pcm, np.zeros(int(3.5 * RATE) - len(pcm), dtype="<i2")])
+    assert transcriber.options.early_end_min_s > len(padded) / RATE
+    result = transcriber.transcribe(padded.tobytes())
     assert result.path == "adaptive" and result.text == "Goodbye!"
 
 
