@@ -64,6 +64,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+MAX_FLOOR_ROUNDS = 4
+"""Most decodes CTranslate2 runs again to get a partial past an early end (each one adds at least a token)."""
 FULL_WINDOW_S = 30
 SILENCE_PHRASES = (
     "thank you",
@@ -168,7 +170,7 @@ class TranscriberOptions:
     than this a second has ended early: without timestamps Whisper can end the text after a first sentence of
     several (speech runs to 3-4 tokens a second; 1.6 the slowest seen on 130 read and telephone clips). A final's text
     is then taken from faster-whisper's own segment-by-segment transcription; a partial's decode passes end-of-text
-    over until it has this many tokens a second (onnxruntime only: CTranslate2 cannot be told)."""
+    over until it has this many tokens a second."""
     early_end_min_s: float = 4.0
     """Shorter utterances are never taken as ended early (a word or two with room around it is speech too)."""
 
@@ -326,24 +328,49 @@ class Transcriber:
     def _decode(
         self, encoded: Encoded, budget: int, beam_size: int = 0, given: list[int] | None = None, min_tokens: int = 0
     ) -> tuple[list[int], float, float]:
-        """Token ids (after the `given` ones, a prefix taken as decoded), average log-prob and no-speech probability
-        of one decode; a greedy one in onnxruntime that hears speech (no-speech within the guard's threshold) does not
-        end before `min_tokens` (CTranslate2 cannot be told)."""
+        """Token ids (after the `given` ones, a prefix taken as decoded; `budget` counts both), average log-prob and
+        no-speech probability of one decode; one that hears speech (no-speech within the guard's threshold) does not
+        end before `min_tokens` (the given ones included)."""
         beam_size = beam_size or self.options.beam_size
         given = given or []
-        if self.decoder is not None and (beam_size == 1 or self.encoder is not None):
-            t = self.tokenizer
-            states = np.asarray(encoded)
-            done = self.decoder.decode(
-                states, self.prompt, budget, t.no_speech, t.eot, t.timestamp_begin, given, beam_size, is_looping,
-                lambda no_speech: min_tokens if no_speech <= self.options.no_speech_threshold else 0,
-            )  # fmt: skip
-            return done.tokens, done.avg_logprob if done.tokens or given else -10.0, done.no_speech_prob
+        if self.decoder is None or (beam_size > 1 and self.encoder is None):
+            return self._decode_ctranslate2(encoded, budget, beam_size, given, min_tokens)
+        t = self.tokenizer
+        done = self.decoder.decode(
+            np.asarray(encoded), self.prompt, budget, t.no_speech, t.eot, t.timestamp_begin, given, beam_size,
+            is_looping, lambda no_speech: min_tokens if no_speech <= self.options.no_speech_threshold else 0,
+        )  # fmt: skip
+        return done.tokens, done.avg_logprob if done.tokens or given else -10.0, done.no_speech_prob
+
+    def _decode_ctranslate2(
+        self, encoded: Encoded, budget: int, beam_size: int, given: list[int], min_tokens: int
+    ) -> tuple[list[int], float, float]:
+        """`_decode` in CTranslate2, which cannot be told to pass end-of-text over: a decode that ended short of
+        `min_tokens` is decoded again with what it found as its prefix. Whisper's blank suppression forbids
+        end-of-text at the first step after a prefix, so each round goes on past the end the one before came to."""
+        tokens, avg_logprob, no_speech = self._generate(encoded, budget, beam_size, given)
+        heard = no_speech <= self.options.no_speech_threshold
+        for _ in range(MAX_FLOOR_ROUNDS):
+            decoded = given + tokens
+            if not (heard and decoded and len(decoded) < min(min_tokens, budget)):
+                break
+            more, avg_logprob, _ = self._generate(encoded, budget, beam_size, decoded)
+            if not more:
+                break
+            tokens = tokens + more
+        return tokens, avg_logprob, no_speech
+
+    def _generate(
+        self, encoded: Encoded, budget: int, beam_size: int, given: list[int]
+    ) -> tuple[list[int], float, float]:
+        """One CTranslate2 decode: the tokens after `given`, their average log-prob and the no-speech probability."""
         result = self.model.generate(
             encoded,
             [self.prompt + given],
             beam_size=beam_size,
-            max_length=len(self.prompt) + max(budget, len(given) + 1),
+            # CTranslate2's Whisper returns at most half of max_length tokens (the given ones included), measured on
+            # 4.x with either CPU backend: twice the budget lets a decode have the tokens the budget allows
+            max_length=2 * max(budget, len(given) + 1),
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=True,

@@ -23,6 +23,12 @@ def transcriber() -> Transcriber:
     return Transcriber()
 
 
+@pytest.fixture(scope="module", params=["ctranslate2", "onnxruntime-decoder"])
+def greedy_engine(request: pytest.FixtureRequest) -> Transcriber:
+    """Each engine a greedy decode can run on, whichever this CPU's `auto` picks (CTranslate2 on Intel's)."""
+    return Transcriber(TranscriberOptions(engine=request.param))
+
+
 def utterance(index: int) -> bytes:
     start, end = PROMPTS[index]["speech_ms"]
     return PCM[(start - 200) * 16 : (end + 200) * 16].tobytes()  # the endpointer's 200 ms padding
@@ -72,14 +78,27 @@ def test_a_long_utterance_whose_decode_ends_after_its_first_sentence_is_transcri
         assert result.voice is not None  # the voice is still read from the adaptive window's encoder states
 
 
-def test_a_partial_of_long_speech_goes_on_past_its_first_sentence(transcriber: Transcriber) -> None:
+def test_a_partial_of_long_speech_goes_on_past_its_first_sentence(greedy_engine: Transcriber) -> None:
     """Live captions of the same prompt as it is spoken: the words so far of 11 s are its first three sentences,
-    from the start or after settled words, not the first sentence again and again."""
+    from the start or after settled words, not the first sentence again and again (on either engine)."""
     pcm = load_pcm16(DATA / "long_prompt.wav")[: 11 * RATE * 2]
     for settled in ("", "Thank you for calling Super Awesome Company."):
-        words = normalize(transcriber.transcribe_partial(pcm, settled).text)
+        words = normalize(greedy_engine.transcribe_partial(pcm, settled).text)
         assert words[:4] == ["thank", "you", "for", "calling"]
         assert {"products", "extension", "dial"} <= set(words), words
+
+
+def test_a_decode_has_the_tokens_its_budget_allows(greedy_engine: Transcriber) -> None:
+    """A budget counts tokens on either engine (CTranslate2's Whisper stops at half its `max_length`): 11.7 s of
+    read speech runs to 42 tokens, so a budget of 30 ends it at 30, greedy or by beam, with or without a prefix."""
+    audio = np.frombuffer(load_pcm16(DATA / "read_sentence.wav"), dtype="<i2").astype(np.float32) / 32768
+    encoded = greedy_engine._encode(audio, 15)
+    whole, _, _ = greedy_engine._decode(encoded, 100, 1)
+    assert len(whole) > 40
+    assert len(greedy_engine._decode(encoded, 30, 1)[0]) == 30
+    assert len(greedy_engine._decode(encoded, 30, 1, whole[:10])[0]) == 20
+    if greedy_engine.decoder is None:  # beam search runs in CTranslate2 unless the whole model is in onnxruntime
+        assert len(greedy_engine._decode(encoded, 30, 5)[0]) == 30
 
 
 def test_long_silence_and_noise_are_rejected_without_the_segments_path(transcriber: Transcriber) -> None:
