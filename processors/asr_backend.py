@@ -8,7 +8,7 @@ from typing import Protocol, get_args
 import numpy as np
 
 from moodstream.processors.transcriber import PartialTranscription, Transcription
-from moodstream.settings import AsrBackend
+from moodstream.settings import AsrBackend, AsrEngine
 
 ASR_BACKENDS: tuple[AsrBackend, ...] = get_args(AsrBackend)
 """whisper: Whisper tiny.en (CTranslate2 int8), or the CTranslate2 Whisper folder in `MOODSTREAM_ASR_MODEL_PATH`;
@@ -31,8 +31,11 @@ class SpeechToText(Protocol):
         ...
 
 
-def load_asr(backend: AsrBackend = "whisper", model_path: Path | None = None, threads: int = 1) -> SpeechToText:
-    """The speech-to-text core of `backend`; `model_path` picks another model folder of the same kind."""
+def load_asr(
+    backend: AsrBackend = "whisper", model_path: Path | None = None, threads: int = 1, engine: AsrEngine = "auto"
+) -> SpeechToText:
+    """The speech-to-text core of `backend`; `model_path` picks another model folder of the same kind; `engine`:
+    where Whisper runs (`TranscriberOptions.engine`)."""
     if backend == "moonshine-tiny":
         from moodstream.processors.moonshine import MODEL_DIR, MoonshineOptions, MoonshineTranscriber
 
@@ -40,5 +43,5 @@ def load_asr(backend: AsrBackend = "whisper", model_path: Path | None = None, th
     if backend == "whisper":
         from moodstream.processors.transcriber import Transcriber, TranscriberOptions
 
-        return Transcriber(TranscriberOptions(model_path=model_path, cpu_threads=threads))
+        return Transcriber(TranscriberOptions(model_path=model_path, cpu_threads=threads, engine=engine))
     raise ValueError(f"unknown ASR backend {backend!r}: one of {', '.join(ASR_BACKENDS)}")

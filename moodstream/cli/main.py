@@ -9,7 +9,7 @@ from typing import get_args
 import click
 
 from moodstream.logs import setup_logging
-from moodstream.settings import AsrBackend, Settings
+from moodstream.settings import AsrBackend, AsrEngine, Settings
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -210,12 +210,19 @@ def bench_text(tsv: Path, model_dir: Path | None, context: bool, as_json: bool) 
     is_flag=True,
     help="Decode every partial from the utterance's start (no settled words given to the decoder), for comparison.",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(get_args(AsrEngine)),
+    default="auto",
+    show_default=True,
+    help="Where Whisper runs (MOODSTREAM_ASR_ENGINE): measure another CPU's choice here, e.g. ctranslate2 (Intel's).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Only the JSON line.")
-def bench_partials(data: Path, limit: int, min_speech: float, from_start: bool, as_json: bool) -> None:
+def bench_partials(data: Path, limit: int, min_speech: float, from_start: bool, engine: str, as_json: bool) -> None:
     """Partial transcripts on long speech: how many, how early, how close the last is to the final, flicker, cost."""
     from moodstream.cli.bench.partials import main as run
 
-    run(data, limit, min_speech, from_start, as_json)
+    run(data, limit, min_speech, from_start, as_json, engine)  # type: ignore[arg-type]  # click.Choice holds only the Literal's values
 
 
 @bench.command(name="asr")
@@ -246,6 +253,13 @@ def bench_partials(data: Path, limit: int, min_speech: float, from_start: bool, 
     is_flag=True,
     help="Decode every file as a busy worker decodes a final with others waiting behind it (MOODSTREAM_ASR_CATCH_UP).",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(get_args(AsrEngine)),
+    default="auto",
+    show_default=True,
+    help="Where Whisper runs (MOODSTREAM_ASR_ENGINE): measure another CPU's choice here, e.g. ctranslate2 (Intel's).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Only the JSON line.")
 def bench_asr(
     data: Path,
@@ -255,6 +269,7 @@ def bench_asr(
     min_seconds: float,
     backend: str,
     hurried: bool,
+    engine: str,
     as_json: bool,
 ) -> None:
     """Production ASR vs faster-whisper's default transcribe(): WER and ms per utterance, one thread each."""
@@ -263,7 +278,7 @@ def bench_asr(
 
     if make_asterisk:
         make_asterisk_folder(data, make_asterisk, seed)
-    run(data, limit, as_json, backend, min_seconds, hurried)  # type: ignore[arg-type]  # click.Choice holds only the Literal's values
+    run(data, limit, as_json, backend, min_seconds, hurried, engine)  # type: ignore[arg-type]  # click.Choice holds only the Literal's values
 
 
 @bench.command(name="acoustic")

@@ -131,9 +131,9 @@ class AsrShell:
     """The worker's ASR: finals first, partials in the gaps. Every method runs on the event loop."""
 
     def __init__(self, ctx: StageContext) -> None:
-        backend, path = ctx.settings.asr_backend, ctx.settings.asr_model_path
+        backend, path, engine = ctx.settings.asr_backend, ctx.settings.asr_model_path, ctx.settings.asr_engine
         self.ctx = ctx
-        self.loading = ctx.preload(lambda: load_asr(backend, Path(path) if path else None))
+        self.loading = ctx.preload(lambda: load_asr(backend, Path(path) if path else None, engine=engine))
         self.text_model = ctx.preload(TextClassifier)
         self.text = TextReader(self.text_model.get)  # touched only from the one pool thread
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asr")

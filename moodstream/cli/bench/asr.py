@@ -23,7 +23,7 @@ from moodstream.processors.asr_backend import load_asr
 from moodstream.processors.transcriber import Transcriber
 from moodstream.producers.audio import load_pcm16
 from moodstream.schemas.audio import SAMPLE_RATE
-from moodstream.settings import AsrBackend
+from moodstream.settings import AsrBackend, AsrEngine
 
 
 def make_asterisk_folder(out: Path, count: int = 120, seed: int = 1) -> Path:
@@ -62,17 +62,22 @@ def read_folder(data: Path) -> list[tuple[Path, str]]:
 
 
 def run(
-    data: Path, limit: int = 0, backend: AsrBackend = "whisper", min_seconds: float = 0.0, hurried: bool = False
+    data: Path,
+    limit: int = 0,
+    backend: AsrBackend = "whisper",
+    min_seconds: float = 0.0,
+    hurried: bool = False,
+    engine: AsrEngine = "auto",
 ) -> dict:
     """WER and time per file of `backend` against faster-whisper's default; `hurried`: every final decoded as a busy
-    worker decodes one with others waiting behind it."""
+    worker decodes one with others waiting behind it; `engine`: where Whisper runs."""
     pairs = [(read_audio(path), text) for path, text in read_folder(data)]
     pairs = [(audio, text) for audio, text in pairs if len(audio) >= min_seconds * SAMPLE_RATE][: limit or None]
     if not pairs:
         unusable("asr", f"no file in {data} has a transcript and {min_seconds:g} s of audio")
     audios = [audio for audio, _ in pairs]
     references = [text for _, text in pairs]
-    transcriber = load_asr(backend, threads=1)
+    transcriber = load_asr(backend, threads=1, engine=engine)
     transcriber.transcribe(audios[0])  # warm-up
     ours, our_ms, paths = [], [], {}
     rejected = 0
@@ -105,6 +110,7 @@ def run(
         "rejected_by_guard": rejected,
         "threads": 1,
         "hurried": hurried,
+        "engine": engine,
     }
     result["cost_ratio"] = round(result["ms_mean"] / result["default_ms_mean"], 4)
     seconds = [len(a) / SAMPLE_RATE for a in audios]
@@ -148,6 +154,7 @@ def main(
     backend: AsrBackend = "whisper",
     min_seconds: float = 0.0,
     hurried: bool = False,
+    engine: AsrEngine = "auto",
 ) -> None:
-    result = run(data, limit, backend, min_seconds, hurried)
+    result = run(data, limit, backend, min_seconds, hurried, engine)
     report(result, as_json)

@@ -29,6 +29,7 @@ from moodstream.processors.vad import SileroStream, load_silero
 from moodstream.producers.audio import load_pcm16
 from moodstream.schemas.audio import samples_to_ms
 from moodstream.schemas.records import PartialAudio
+from moodstream.settings import AsrEngine
 
 FRAME_BYTES = 3200  # 100 ms: what the gateway joins client frames into
 
@@ -136,22 +137,24 @@ def summarise(traces: list[UtteranceTrace], min_speech_ms: float) -> dict:
     }
 
 
-def run(data: Path, limit: int, min_speech_s: float, from_start: bool = False) -> dict:
+def run(data: Path, limit: int, min_speech_s: float, from_start: bool = False, engine: AsrEngine = "auto") -> dict:
     files = list_files(data)[: limit or None]
     if not files:
         unusable("partials", f"no audio files listed in {data}")
-    transcriber = Transcriber(TranscriberOptions(cpu_threads=1))
+    transcriber = Transcriber(TranscriberOptions(cpu_threads=1, engine=engine))
     vad_model = load_silero()
     options = PartialOptions(unsettled_words=None) if from_start else PartialOptions()
     traces = []
     for index, path in enumerate(files):
         print(f"{index + 1}/{len(files)} {path.name}", file=sys.stderr, flush=True)
         traces += trace_file(path, transcriber, vad_model, options)
-    return {"benchmark": "partials", "files": len(files), "model": transcriber.model_id,
+    return {"benchmark": "partials", "files": len(files), "model": transcriber.model_id, "engine": engine,
             "unsettled_words": options.unsettled_words, **summarise(traces, min_speech_s * 1000)}  # fmt: skip
 
 
-def main(data: Path, limit: int, min_speech_s: float, from_start: bool, as_json: bool) -> None:
+def main(
+    data: Path, limit: int, min_speech_s: float, from_start: bool, as_json: bool, engine: AsrEngine = "auto"
+) -> None:
     if not data.is_dir():
         unusable("partials", f"{data} is not a folder")
-    report(run(data, limit, min_speech_s, from_start), as_json)
+    report(run(data, limit, min_speech_s, from_start, engine), as_json)
