@@ -196,6 +196,16 @@ def bench_text(tsv: Path, model_dir: Path | None, context: bool, as_json: bool) 
     run(tsv, model_dir, context, as_json)
 
 
+engine_option = click.option(
+    "--engine",
+    type=click.Choice(get_args(AsrEngine)),
+    default="auto",
+    show_default=True,
+    help="Where Whisper runs (MOODSTREAM_ASR_ENGINE): measure another CPU's choice here, e.g. ctranslate2 (Intel's).",
+)
+"""The ASR benches' engine, one definition for each command that takes it."""
+
+
 @bench.command(name="partials")
 @click.option(
     "--data",
@@ -210,13 +220,7 @@ def bench_text(tsv: Path, model_dir: Path | None, context: bool, as_json: bool) 
     is_flag=True,
     help="Decode every partial from the utterance's start (no settled words given to the decoder), for comparison.",
 )
-@click.option(
-    "--engine",
-    type=click.Choice(get_args(AsrEngine)),
-    default="auto",
-    show_default=True,
-    help="Where Whisper runs (MOODSTREAM_ASR_ENGINE): measure another CPU's choice here, e.g. ctranslate2 (Intel's).",
-)
+@engine_option
 @click.option("--json", "as_json", is_flag=True, help="Only the JSON line.")
 def bench_partials(data: Path, limit: int, min_speech: float, from_start: bool, engine: str, as_json: bool) -> None:
     """Partial transcripts on long speech: how many, how early, how close the last is to the final, flicker, cost."""
@@ -253,13 +257,7 @@ def bench_partials(data: Path, limit: int, min_speech: float, from_start: bool, 
     is_flag=True,
     help="Decode every file as a busy worker decodes a final with others waiting behind it (MOODSTREAM_ASR_CATCH_UP).",
 )
-@click.option(
-    "--engine",
-    type=click.Choice(get_args(AsrEngine)),
-    default="auto",
-    show_default=True,
-    help="Where Whisper runs (MOODSTREAM_ASR_ENGINE): measure another CPU's choice here, e.g. ctranslate2 (Intel's).",
-)
+@engine_option
 @click.option("--json", "as_json", is_flag=True, help="Only the JSON line.")
 def bench_asr(
     data: Path,
