@@ -279,6 +279,9 @@ class Transcriber:
             self.model_id = f"whisper-tiny.en:{self.options.compute_type}"
         self.voice_head = self._matching_head() if self.options.voice_head else None
         self.decoder, self.encoder = self._onnx_models(Path(path))
+        self.engine = "onnxruntime" if self.encoder else "onnxruntime-decoder" if self.decoder else "ctranslate2"
+        """Where this transcriber's Whisper runs, `options.engine` resolved on this CPU (`auto_engine`)."""
+        logger.info("ASR: %s on %s (engine %s)", self.model_id, self.engine, self.options.engine)
 
     def _onnx_models(self, path: Path) -> tuple[WhisperDecoder | None, WhisperEncoder | None]:
         """The onnxruntime decoder and encoder the options ask for (an encoder only with a decoder: its states are

@@ -26,7 +26,9 @@ def transcriber() -> Transcriber:
 @pytest.fixture(scope="module", params=["ctranslate2", "onnxruntime-decoder"])
 def greedy_engine(request: pytest.FixtureRequest) -> Transcriber:
     """Each engine a greedy decode can run on, whichever this CPU's `auto` picks (CTranslate2 on Intel's)."""
-    return Transcriber(TranscriberOptions(engine=request.param))
+    transcriber = Transcriber(TranscriberOptions(engine=request.param))
+    assert transcriber.engine == request.param  # pinned, not `auto`'s choice for this CPU
+    return transcriber
 
 
 def utterance(index: int) -> bytes:

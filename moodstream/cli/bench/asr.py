@@ -110,7 +110,7 @@ def run(
         "rejected_by_guard": rejected,
         "threads": 1,
         "hurried": hurried,
-        "engine": engine,
+        "engine": getattr(transcriber, "engine", engine),  # what `auto` chose on this CPU
     }
     result["cost_ratio"] = round(result["ms_mean"] / result["default_ms_mean"], 4)
     seconds = [len(a) / SAMPLE_RATE for a in audios]

@@ -148,7 +148,7 @@ def run(data: Path, limit: int, min_speech_s: float, from_start: bool = False, e
     for index, path in enumerate(files):
         print(f"{index + 1}/{len(files)} {path.name}", file=sys.stderr, flush=True)
         traces += trace_file(path, transcriber, vad_model, options)
-    return {"benchmark": "partials", "files": len(files), "model": transcriber.model_id, "engine": engine,
+    return {"benchmark": "partials", "files": len(files), "model": transcriber.model_id, "engine": transcriber.engine,
             "unsettled_words": options.unsettled_words, **summarise(traces, min_speech_s * 1000)}  # fmt: skip
 
 
