@@ -18,8 +18,9 @@ from moodstream.broker.generations import Generations
 from moodstream.schemas.audio import ms_to_bytes
 
 AsrBackend = Literal["whisper", "moonshine-tiny"]
-AsrEngine = Literal["auto", "ctranslate2", "onnxruntime-decoder", "onnxruntime"]
 """Speech-to-text cores the ASR stage can run (`moodstream.processors.asr_backend`)."""
+AsrEngine = Literal["auto", "ctranslate2", "onnxruntime-decoder", "onnxruntime"]
+"""Where Whisper's int8 products can run (`moodstream.processors.transcriber.TranscriberOptions.engine`)."""
 
 
 class Settings(BaseSettings):

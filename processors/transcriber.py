@@ -350,7 +350,8 @@ class Transcriber:
     ) -> tuple[list[int], float, float]:
         """`_decode` in CTranslate2, which cannot be told to pass end-of-text over: a decode that ended short of
         `min_tokens` is decoded again with what it found as its prefix. Whisper's blank suppression forbids
-        end-of-text at the first step after a prefix, so each round goes on past the end the one before came to."""
+        end-of-text at the first step after a prefix, so each round goes on past the end the one before came to.
+        The average log-prob is the last round's (what the guard reads: how sure the decoder was where it stopped)."""
         tokens, avg_logprob, no_speech = self._generate(encoded, budget, beam_size, given)
         heard = no_speech <= self.options.no_speech_threshold
         for _ in range(MAX_FLOOR_ROUNDS):
