@@ -65,7 +65,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MAX_FLOOR_ROUNDS = 4
-"""Most decodes CTranslate2 runs again to get a partial past an early end (each one adds at least a token)."""
+"""Most times a CTranslate2 decode passes an end-of-text over to reach a partial's floor."""
+LOOP_STEP = 16
+"""Tokens each CTranslate2 greedy call after the first may add before the decode is asked again whether it loops."""
 FULL_WINDOW_S = 30
 SILENCE_PHRASES = (
     "thank you",
@@ -243,8 +245,8 @@ def is_looping(tokens: list[int]) -> bool:
     A decode that loops goes on to its budget and is then cut at its first period (`cut_at_self_repeat`, which cuts
     whatever this finds), so the tokens after this point are decoded only to be thrown away. Speech repeats too ("no,
     no, no", "thank you, thank you"), but it does not say four tokens or more twice over with nothing between, nor a
-    shorter phrase until it fills eight tokens: such a tail is a loop. (Only the onnxruntime decoder stops early;
-    CTranslate2 decodes in one call, and its loops run to the budget before they are cut.)
+    shorter phrase until it fills eight tokens: such a tail is a loop. (The onnxruntime decoder asks after each
+    token; CTranslate2 decodes in calls and asks after each, `Transcriber._decode_ctranslate2`.)
     """
     n = len(tokens)
     for k in range(1, n // 2 + 1):
@@ -348,43 +350,56 @@ class Transcriber:
     def _decode_ctranslate2(
         self, encoded: Encoded, budget: int, beam_size: int, given: list[int], min_tokens: int
     ) -> tuple[list[int], float, float]:
-        """`_decode` in CTranslate2, which cannot be told to pass end-of-text over: a decode that ended short of
-        `min_tokens` is decoded again with what it found as its prefix. Whisper's blank suppression forbids
-        end-of-text at the first step after a prefix, so each round goes on past the end the one before came to.
-        The average log-prob is the last round's (what the guard reads: how sure the decoder was where it stopped)."""
-        tokens, avg_logprob, no_speech = self._generate(encoded, budget, beam_size, given)
-        heard = no_speech <= self.options.no_speech_threshold
-        for _ in range(MAX_FLOOR_ROUNDS):
-            decoded = given + tokens
-            if not (heard and decoded and len(decoded) < min(min_tokens, budget)):
+        """`_decode` in CTranslate2, which can be told neither to stop at a loop nor to pass end-of-text over, so it
+        decodes in calls: the first up to half the budget (read speech needs 3-4 tokens a second of a budget of 10;
+        a loop is seen there, `_loops`, and stops); one that reached its length without looping goes on, greedy
+        from what it has (`LOOP_STEP` tokens a call), a beam search once more on the whole budget (its hypotheses
+        cannot be carried from call to call). A greedy decode that heard speech and ended short of `min_tokens` goes
+        on too: blank suppression forbids end-of-text at a call's first step, so the call passes the end over."""
+        first = min(budget, len(given) + max(LOOP_TOKENS, (budget - len(given)) // 2 + 1))
+        tokens, logprob_sum, no_speech = self._generate(encoded, first, beam_size, given, first_step=True)
+        decoded = given + tokens
+        if beam_size > 1:
+            cut_short = len(decoded) >= first and first < budget  # the call ran to its length, not to an end
+            if cut_short and not _loops(decoded):
+                tokens, logprob_sum, _ = self._generate(encoded, budget, beam_size, given, first_step=True)
+            return tokens, logprob_sum / (len(tokens) + 1) if tokens or given else -10.0, no_speech
+        heard, cap, passes = no_speech <= self.options.no_speech_threshold, first, 0
+        while len(decoded) < budget and not _loops(decoded):
+            ended = len(decoded) < cap
+            passing = ended and heard and len(decoded) < min_tokens and passes < MAX_FLOOR_ROUNDS
+            if (ended and not passing) or not decoded:
                 break
-            more, avg_logprob, _ = self._generate(encoded, budget, beam_size, decoded)
+            passes += passing
+            cap = min(budget, len(decoded) + LOOP_STEP)
+            more, more_sum, _ = self._generate(encoded, cap, 1, decoded, first_step=passing)
             if not more:
                 break
-            tokens = tokens + more
-        return tokens, avg_logprob, no_speech
+            tokens, logprob_sum, decoded = tokens + more, logprob_sum + more_sum, decoded + more
+        return tokens, logprob_sum / (len(tokens) + 1) if tokens or given else -10.0, no_speech
 
     def _generate(
-        self, encoded: Encoded, budget: int, beam_size: int, given: list[int]
+        self, encoded: Encoded, length: int, beam_size: int, given: list[int], first_step: bool
     ) -> tuple[list[int], float, float]:
-        """One CTranslate2 decode: the tokens after `given`, their average log-prob and the no-speech probability."""
+        """One CTranslate2 call: the tokens after `given` (`length` tokens at most, the given ones counted), their
+        summed log-prob (end-of-text's too) and the no-speech probability. `first_step`: blank suppression at the
+        call's first step, as at a decode's start (no end-of-text there); off, the call goes on as if never cut."""
         result = self.model.generate(
             encoded,
             [self.prompt + given],
             beam_size=beam_size,
             # CTranslate2's Whisper returns at most half of max_length tokens (the given ones included), measured on
-            # 4.x with either CPU backend: twice the budget lets a decode have the tokens the budget allows
-            max_length=2 * max(budget, len(given) + 1),
+            # 4.x with either CPU backend: twice the length lets a call have the tokens it is given
+            max_length=2 * max(length, len(given) + 1),
             return_scores=True,
             return_no_speech_prob=True,
-            suppress_blank=True,
+            suppress_blank=first_step,
             suppress_tokens=[-1],
         )[0]
         tokens = result.sequences_ids[0]
         if given and tokens[: len(given)] == given:  # CTranslate2 returns the prefix with what followed it
             tokens = tokens[len(given) :]
-        avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1) if tokens or given else -10.0
-        return tokens, avg_logprob, result.no_speech_prob
+        return tokens, result.scores[0] * len(tokens), result.no_speech_prob
 
     def transcribe(self, pcm: np.ndarray | bytes, hurry: bool = False) -> Transcription:
         """The final transcript of an utterance; `hurry`: others wait behind it, so a short window decodes greedily
@@ -501,6 +516,12 @@ class Transcriber:
         if " ".join(words) in o.silence_phrases and (no_speech > o.suspicious_no_speech or avg_logprob < -0.5):
             return "silence_phrase"
         return None
+
+
+def _loops(tokens: list[int]) -> bool:
+    """Whether a CTranslate2 decode stops at the end of a call: its tail loops (`is_looping`), or the cut would cut
+    it there (a period too long for `is_looping` yet; one call more would only be cut away)."""
+    return is_looping(tokens) or cut_at_self_repeat(tokens) is not None
 
 
 def spoken_words(text: str) -> list[str]:

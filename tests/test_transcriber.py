@@ -102,6 +102,19 @@ def test_a_decode_has_the_tokens_its_budget_allows(greedy_engine: Transcriber) -
     assert len(greedy_engine._decode(encoded, 30, 5)[0]) == 30  # beam search: in CTranslate2 on both engines
 
 
+def test_a_looping_decode_stops_well_before_its_budget_on_either_engine(greedy_engine: Transcriber) -> None:
+    """With no room after the speech this prompt loops ("There are currently. There are currently. …"): greedy or
+    by beam, the decode stops by half its budget and one (onnxruntime's greedy decode after two periods), and the
+    cut leaves the same words."""
+    audio = np.frombuffer(utterance(2), dtype="<i2").astype(np.float32) / 32768
+    encoded = greedy_engine._encode(audio, 2)
+    for beam in (1, 5):
+        tokens, _, _ = greedy_engine._decode(encoded, 60, beam)
+        assert is_looping(tokens) and len(tokens) <= 60 // 2 + 1, (beam, len(tokens))
+        words = normalize(greedy_engine.tokenizer.decode(cut_at_self_repeat(tokens) or []))
+        assert words == ["there", "are", "currently"]
+
+
 def test_long_silence_and_noise_are_rejected_without_the_segments_path(transcriber: Transcriber) -> None:
     """8 s of non-speech that got past the gate ends its decode at once, as speech cut short does, but is heard as no
     speech: it is rejected from its own decode, not sent down faster-whisper's dearer path."""
