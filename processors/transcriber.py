@@ -246,7 +246,7 @@ def is_looping(tokens: list[int]) -> bool:
     whatever this finds), so the tokens after this point are decoded only to be thrown away. Speech repeats too ("no,
     no, no", "thank you, thank you"), but it does not say four tokens or more twice over with nothing between, nor a
     shorter phrase until it fills eight tokens: such a tail is a loop. (The onnxruntime decoder asks after each
-    token; CTranslate2 decodes in calls and asks after each, `Transcriber._decode_ctranslate2`.)
+    token; CTranslate2 decodes in calls and asks the cut itself after each, `Transcriber._decode_ctranslate2`.)
     """
     n = len(tokens)
     for k in range(1, n // 2 + 1):
@@ -343,7 +343,7 @@ class Transcriber:
         t = self.tokenizer
         done = self.decoder.decode(
             np.asarray(encoded), self.prompt, budget, t.no_speech, t.eot, t.timestamp_begin, given, beam_size,
-            is_looping, lambda no_speech: min_tokens if no_speech <= self.options.no_speech_threshold else 0,
+            is_looping, lambda no_speech: min_tokens if self._hears_speech(no_speech) else 0,
         )  # fmt: skip
         return done.tokens, done.avg_logprob if done.tokens or given else -10.0, done.no_speech_prob
 
@@ -352,7 +352,7 @@ class Transcriber:
     ) -> tuple[list[int], float, float]:
         """`_decode` in CTranslate2, which can be told neither to stop at a loop nor to pass end-of-text over, so it
         decodes in calls: the first up to half the budget (read speech needs 3-4 tokens a second of a budget of 10;
-        a loop is seen there, `_loops`, and stops); one that reached its length without looping goes on, greedy
+        a decode the cut would cut there loops, and stops); one that reached its length without looping goes on, greedy
         from what it has (`LOOP_STEP` tokens a call), a beam search once more on the whole budget (its hypotheses
         cannot be carried from call to call). A greedy decode that heard speech and ended short of `min_tokens` goes
         on too: blank suppression forbids end-of-text at a call's first step, so the call passes the end over."""
@@ -361,11 +361,11 @@ class Transcriber:
         decoded = given + tokens
         if beam_size > 1:
             cut_short = len(decoded) >= first and first < budget  # the call ran to its length, not to an end
-            if cut_short and not _loops(decoded):
+            if cut_short and cut_at_self_repeat(decoded) is None:
                 tokens, logprob_sum, _ = self._generate(encoded, budget, beam_size, given, first_step=True)
             return tokens, logprob_sum / (len(tokens) + 1) if tokens or given else -10.0, no_speech
-        heard, cap, passes = no_speech <= self.options.no_speech_threshold, first, 0
-        while len(decoded) < budget and not _loops(decoded):
+        heard, cap, passes = self._hears_speech(no_speech), first, 0
+        while len(decoded) < budget and cut_at_self_repeat(decoded) is None:
             ended = len(decoded) < cap
             passing = ended and heard and len(decoded) < min_tokens and passes < MAX_FLOOR_ROUNDS
             if (ended and not passing) or not decoded:
@@ -453,8 +453,13 @@ class Transcriber:
         """Whether a decode that ended stopped short of speech it heard: it heard some (a token, and no-speech not
         over its threshold; silence or noise that passed the gate ends at once and is rejected as before)."""
         o = self.options
-        heard = tokens > 0 and no_speech <= o.no_speech_threshold
+        heard = tokens > 0 and self._hears_speech(no_speech)
         return heard and seconds >= o.early_end_min_s and tokens < o.min_tokens_per_second * seconds
+
+    def _hears_speech(self, no_speech: float) -> bool:
+        """Whether a decode heard speech: its no-speech probability within the guard's threshold. Only then may it
+        be taken as ended early or be kept from ending (silence and noise end at once and are rejected)."""
+        return no_speech <= self.options.no_speech_threshold
 
     def _segments(self, audio: np.ndarray) -> tuple[str, float, float]:
         """Text, average log-prob and no-speech probability of faster-whisper's own transcription (30 s windows,
@@ -516,12 +521,6 @@ class Transcriber:
         if " ".join(words) in o.silence_phrases and (no_speech > o.suspicious_no_speech or avg_logprob < -0.5):
             return "silence_phrase"
         return None
-
-
-def _loops(tokens: list[int]) -> bool:
-    """Whether a CTranslate2 decode stops at the end of a call: its tail loops (`is_looping`), or the cut would cut
-    it there (a period too long for `is_looping` yet; one call more would only be cut away)."""
-    return is_looping(tokens) or cut_at_self_repeat(tokens) is not None
 
 
 def spoken_words(text: str) -> list[str]:
