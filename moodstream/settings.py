@@ -308,11 +308,16 @@ class Settings(BaseSettings):
         return config
 
 
+def env_var(name: str) -> str:
+    """The environment variable setting `name` is read from."""
+    return "KAFKA_BOOTSTRAP_SERVERS" if name == "kafka_bootstrap_servers" else f"MOODSTREAM_{name.upper()}"
+
+
 def settings_table() -> str:
     """Markdown table of every setting (the README's configuration section is this output)."""
     rows = ["| env var | default | meaning |", "| --- | --- | --- |"]
     for name, field in Settings.model_fields.items():
-        env = "KAFKA_BOOTSTRAP_SERVERS" if name == "kafka_bootstrap_servers" else f"MOODSTREAM_{name.upper()}"
+        env = env_var(name)
         default = field.default
         if field.default_factory:
             default = "~/.cache/moodstream" if name == "data_dir" else "random"

@@ -263,3 +263,35 @@ def test_the_hurried_share_counts_only_the_finals_of_the_run() -> None:
 
     assert hurried_share((30, 2), (130, 27)) == {"finals_started": 100, "finals_hurried_share": 0.25}
     assert hurried_share((5, 0), (5, 0)) == {"finals_started": 0, "finals_hurried_share": 0.0}
+
+
+def test_a_set_option_reaches_every_process_of_the_stack_and_the_callers_own_settings_do_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from moodstream.cli.bench.load import Stack
+    from moodstream.cli.bench.processes import stack_settings
+
+    monkeypatch.setenv("MOODSTREAM_PARTIAL_INTERVAL_MS", "0")  # the caller's shell: a benchmark measures the defaults
+    monkeypatch.setenv("MOODSTREAM_KAFKA_FETCH_WAIT_MS", "30")  # broker tuning is the machine's, and is kept
+    settings = stack_settings(["audio_batch_ms=200", "MOODSTREAM_ASR_CATCH_UP=false", "max_sessions=8"])
+    env = Stack(workers=1, settings=settings).env()
+    assert (env["MOODSTREAM_AUDIO_BATCH_MS"], env["MOODSTREAM_ASR_CATCH_UP"]) == ("200", "false")
+    assert env["MOODSTREAM_MAX_SESSIONS"] == "8"  # over the bench's own 1000
+    assert "MOODSTREAM_PARTIAL_INTERVAL_MS" not in env and env["MOODSTREAM_KAFKA_FETCH_WAIT_MS"] == "30"
+    assert "MOODSTREAM_AUDIO_BATCH_MS" not in Stack(workers=1).env()
+
+
+@pytest.mark.parametrize(
+    ("pair", "says"),
+    [
+        ("audio_batch_ms", "not KEY=VALUE"),
+        ("audio_batch=200", "not KEY=VALUE"),
+        ("audio_batch_ms=soon", "MOODSTREAM_AUDIO_BATCH_MS"),
+        ("port=9000", "the benchmark sets it"),
+        ("KAFKA_BOOTSTRAP_SERVERS=elsewhere:9092", "the benchmark sets it"),
+    ],
+)
+def test_a_set_option_that_is_no_setting_or_a_bad_value_stops_the_bench_before_it_starts(pair: str, says: str) -> None:
+    done = CliRunner().invoke(main, ["bench", "load", "--set", pair, "--json"])
+    assert done.exit_code == 2 and done.stdout == ""
+    assert "--set" in done.stderr and says in done.stderr

@@ -484,6 +484,22 @@ CHANNELS_OPTION = click.option(
 )  # fmt: skip
 
 
+def _stack_settings(_context: click.Context, _param: click.Parameter, pairs: tuple[str, ...]) -> dict[str, str]:
+    from moodstream.cli.bench.processes import stack_settings
+
+    try:
+        return stack_settings(pairs)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+
+
+SET_OPTION = click.option(
+    "--set", "settings", multiple=True, metavar="KEY=VALUE", callback=_stack_settings,
+    help="A setting for the stack's processes, e.g. audio_batch_ms=200 (repeatable). Without it a benchmark runs the "
+    "defaults whatever MOODSTREAM_ variables are set (MOODSTREAM_KAFKA_* apart); the JSON lists what was set.",
+)  # fmt: skip
+
+
 WARMUP_OPTION = click.option(
     "--warmup", type=float, default=20.0, show_default=True,
     help="Seconds the sessions stream first, not counted (models' first calls, group join).",
@@ -499,12 +515,13 @@ WARMUP_OPTION = click.option(
 )
 @click.option("--calls", type=int, default=4, show_default=True, help="Calls built and streamed (two speakers each).")
 @WORKERS_OPTION
+@SET_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Only the JSON line.")
-def bench_calls(data: Path, calls: int, workers: int, as_json: bool) -> None:
+def bench_calls(data: Path, calls: int, workers: int, settings: dict[str, str], as_json: bool) -> None:
     """Two-party stereo calls in real time: each party's WER in the call against the party streamed alone."""
     from moodstream.cli.bench.calls import main as run
 
-    run(data, calls, workers, as_json)
+    run(data, calls, workers, settings, as_json)
 
 
 @bench.command(name="load")
@@ -518,6 +535,7 @@ def bench_calls(data: Path, calls: int, workers: int, as_json: bool) -> None:
 @INTERVAL_OPTION
 @WARMUP_OPTION
 @CHANNELS_OPTION
+@SET_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Only the JSON line.")
 def bench_load(
     sessions: int,
@@ -530,13 +548,14 @@ def bench_load(
     interval: float,
     warmup: float,
     channels: int,
+    settings: dict[str, str],
     as_json: bool,
 ) -> None:
     """N real-time sessions of real speech through the whole stack: latency, losses, lag, CPU and RSS."""
     from moodstream.cli.bench.load import DEFAULT_AUDIO, LoadOptions, run_load
 
     options = LoadOptions(sessions, duration, workers, audio or DEFAULT_AUDIO, frame_ms, partials, report, interval,
-                          warmup, channels)  # fmt: skip
+                          warmup, channels, settings)  # fmt: skip
     run_load(options, as_json)
 
 
@@ -547,36 +566,42 @@ def bench_load(
 @click.option("--report", type=click.Path(path_type=Path), default=Path("soak-report"), show_default=True,
               help="Folder for intervals.jsonl and soak.png, written as the run goes.")  # fmt: skip
 @INTERVAL_OPTION
+@SET_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Only the JSON line.")
-def bench_soak(sessions: int, duration: float, workers: int, report: Path, interval: float, as_json: bool) -> None:
+def bench_soak(
+    sessions: int, duration: float, workers: int, report: Path, interval: float, settings: dict[str, str], as_json: bool
+) -> None:
     """`bench load` for an hour with a report per interval (p95, results, CPU and RSS per process) and a plot."""
     from moodstream.cli.bench.load import LoadOptions, run_load
 
-    run_load(LoadOptions(sessions, duration, workers, report_dir=report, interval_s=interval), as_json)
+    options = LoadOptions(sessions, duration, workers, report_dir=report, interval_s=interval, settings=settings)
+    run_load(options, as_json)
 
 
 @bench.command(name="idle")
 @click.option("--seconds", type=float, default=60.0, show_default=True, help="Seconds with no client connected.")
 @click.option("--workers", type=int, default=Settings.model_fields["workers"].default, show_default=True,
               help="Processor worker processes (default: as many as `moodstream up` starts).")  # fmt: skip
+@SET_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Only the JSON line.")
-def bench_idle(seconds: float, workers: int, as_json: bool) -> None:
+def bench_idle(seconds: float, workers: int, settings: dict[str, str], as_json: bool) -> None:
     """The whole stack at rest: each process's CPU while nobody talks, and the next session's first result."""
     from moodstream.cli.bench.idle import run_idle
 
-    run_idle(seconds, workers, as_json)
+    run_idle(seconds, workers, settings, as_json)
 
 
 @bench.command(name="faults")
 @click.option("--sessions", type=int, default=4, show_default=True, help="Concurrent real-time clients.")
 @click.option("--broker-outage", type=float, default=10.0, show_default=True, help="Seconds the broker is away.")
+@SET_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Only the JSON line.")
-def bench_faults(sessions: int, broker_outage: float, as_json: bool) -> None:
+def bench_faults(sessions: int, broker_outage: float, settings: dict[str, str], as_json: bool) -> None:
     """Kill a worker, restart the gateway, take the broker away, while sessions stream: losses, duplicates, recovery."""
     from moodstream.cli.bench.faults import FaultOptions
     from moodstream.cli.bench.faults import main as run
 
-    run(FaultOptions(sessions=sessions, broker_outage_s=broker_outage), as_json)
+    run(FaultOptions(sessions=sessions, broker_outage_s=broker_outage, settings=settings), as_json)
 
 
 @bench.command(name="capacity")
@@ -591,6 +616,7 @@ def bench_faults(sessions: int, broker_outage: float, as_json: bool) -> None:
 @PARTIALS_OPTION
 @WARMUP_OPTION
 @CHANNELS_OPTION
+@SET_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Only the JSON line.")
 def bench_capacity(
     start: int,
@@ -604,6 +630,7 @@ def bench_capacity(
     partials: bool,
     warmup: float,
     channels: int,
+    settings: dict[str, str],
     as_json: bool,
 ) -> None:
     """The largest N with p95 end-to-end within the bar, nothing lost and no growing lag (each round on a fresh stack,
@@ -611,5 +638,5 @@ def bench_capacity(
     from moodstream.cli.bench.load import DEFAULT_AUDIO, LoadOptions, run_capacity
 
     options = LoadOptions(duration_s=duration, workers=workers, audio=audio or DEFAULT_AUDIO, frame_ms=frame_ms,
-                          partials=partials, warmup_s=warmup, channels=channels)  # fmt: skip
+                          partials=partials, warmup_s=warmup, channels=channels, settings=settings)  # fmt: skip
     run_capacity(options, start, step, p95_ms, max_lag_slope, as_json)

@@ -24,7 +24,7 @@ import psutil
 from moodstream.broker import processes
 from moodstream.broker.embedded import EmbeddedBroker, ensure_topics
 from moodstream.broker.rotation import EMBEDDED_ROTATION_S, TopicKeeper, generation_specs
-from moodstream.settings import Settings
+from moodstream.settings import Settings, env_var
 
 log = logging.getLogger("moodstream.up")
 
@@ -75,7 +75,7 @@ class Stack:
         env["KAFKA_BOOTSTRAP_SERVERS"] = self.settings.kafka_bootstrap_servers or ""
         for name, value in self.settings.model_dump().items():
             if name not in ("kafka_bootstrap_servers", "instance_id") and value is not None:
-                env[f"MOODSTREAM_{name.upper()}"] = str(value)
+                env[env_var(name)] = str(value)
         env.pop("MOODSTREAM_INSTANCE_ID", None)
         return env
 

@@ -135,11 +135,11 @@ async def measure_call(url: str, call: Call) -> dict:
     return row
 
 
-def main(data: Path, calls: int, workers: int, as_json: bool) -> None:
+def main(data: Path, calls: int, workers: int, settings: dict[str, str], as_json: bool) -> None:
     if not data.is_dir():
         unusable("calls", f"no data folder {data}")
     built = build_calls(read_clips(data), calls)
-    stack = Stack(workers).start()
+    stack = Stack(workers, settings=settings).start()
     try:
         rows = [asyncio.run(measure_call(stack.url, call)) for call in built]
     finally:
@@ -155,6 +155,7 @@ def main(data: Path, calls: int, workers: int, as_json: bool) -> None:
             "summaries_match": all(r["summary_counts_match"] for r in rows),
             "call_seconds": [round(len(c.channels[0]) / SAMPLE_RATE, 1) for c in built],
             "workers": workers,
+            "settings": settings,
             "per_call": rows,
         },
         as_json,

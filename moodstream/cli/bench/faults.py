@@ -44,6 +44,8 @@ class FaultOptions:
     """How long it stays away."""
     late_ms: float = 1200.0
     """A result later than this (end-to-end) counts as not yet recovered."""
+    settings: dict[str, str] = field(default_factory=dict)
+    """Environment variables for the stack's processes on top of the defaults (`--set`)."""
 
 
 @dataclass
@@ -120,7 +122,7 @@ async def run(stack: FaultStack, options: FaultOptions) -> list[SessionStats]:
 
 
 def faults(options: FaultOptions) -> dict:
-    stack = FaultStack(workers=2)
+    stack = FaultStack(workers=2, settings=options.settings)
     stack.start()
     try:
         stats = asyncio.run(run(stack, options))
@@ -142,6 +144,7 @@ def faults(options: FaultOptions) -> dict:
         "broker_outage_s": options.broker_outage_s,
         "marks_s": m,
         "processes_running_at_end": alive,
+        "settings": options.settings,
     }
     return result
 

@@ -36,10 +36,11 @@ def one_session(stack: Stack, pcm: bytes, workers: int) -> list[SessionStats]:
     return asyncio.run(drive(stack.url, pcm, options, None))
 
 
-def idle(seconds: float, workers: int) -> dict:
+def idle(seconds: float, workers: int, settings: dict[str, str] | None = None) -> dict:
     pcm = load_pcm16(DEFAULT_AUDIO)
     scratch = tempfile.TemporaryDirectory(prefix="moodstream-idle-")
-    stack = Stack(workers, history_db=f"sqlite:///{scratch.name}/history.sqlite3").start()
+    history_db = f"sqlite:///{scratch.name}/history.sqlite3"
+    stack = Stack(workers, history_db=history_db, settings=dict(settings or {})).start()
     try:
         warm = one_session(stack, pcm, workers)
         pids = {name: p.pid for name, p in stack.processes.items()} | {"topic-keeper": os.getpid()}
@@ -61,8 +62,9 @@ def idle(seconds: float, workers: int) -> dict:
         "total_cpu_pct": round(sum(v for v in cpu.values() if v is not None), 1),
         "first_result_e2e_ms_warm": first_result_ms(warm),
         "first_result_e2e_ms_after_rest": first_result_ms(after),
+        "settings": dict(settings or {}),
     }
 
 
-def run_idle(seconds: float, workers: int, as_json: bool) -> None:
-    report(idle(seconds, workers), as_json)
+def run_idle(seconds: float, workers: int, settings: dict[str, str], as_json: bool) -> None:
+    report(idle(seconds, workers, settings), as_json)

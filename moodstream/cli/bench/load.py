@@ -76,6 +76,8 @@ class LoadOptions:
     channels: int = 1
     """Channels each client sends: 2 makes every client a two-party call (the recording on the left, the same
     recording half a pass later on the right, so the parties overlap); a call counts as two sessions."""
+    settings: dict[str, str] = field(default_factory=dict)
+    """Environment variables for the stack's processes on top of the defaults (`--set`; `stack_settings`)."""
 
 
 @dataclass(frozen=True)
@@ -114,19 +116,25 @@ class Stack:
     history_db: str | None = None
     """Run the history store too, writing here (`moodstream up` runs it; the load benches leave it out, so their
     figures compare with releases before it)."""
+    settings: dict[str, str] = field(default_factory=dict)
+    """Environment variables for every process it starts, over its own (`--set`; `stack_settings`)."""
     bootstrap: str = ""
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     broker: EmbeddedBroker | None = None
     keeper: TopicKeeper | None = None
     port: int = 0
 
-    def spawn(self, name: str, *args: str) -> None:
-        settings = {
+    def env(self) -> dict[str, str]:
+        """The environment of each process it starts: the defaults, the bench's own settings, then `settings`."""
+        own = {
             "MOODSTREAM_MAX_SESSIONS": "1000",
             "MOODSTREAM_RESUME_SECRET": "bench-resume-secret",
             "MOODSTREAM_TOPIC_ROTATION_S": str(self.rotation_s),
         }
-        self.processes[name] = spawn(list(args), bench_env(self.bootstrap, **settings))
+        return bench_env(self.bootstrap, **(own | self.settings))
+
+    def spawn(self, name: str, *args: str) -> None:
+        self.processes[name] = spawn(list(args), self.env())
 
     def start_broker(self) -> None:
         self.broker = EmbeddedBroker().start()
@@ -389,7 +397,7 @@ def load(options: LoadOptions, stack: Stack | None = None) -> dict:
     pcm = load_pcm16(options.audio)
     pcm = call_of(pcm) if options.channels == 2 else pcm
     own = stack is None
-    stack = stack or Stack(options.workers).start()
+    stack = stack or Stack(options.workers, settings=options.settings).start()
     try:
         pids = {name: p.pid for name, p in stack.processes.items()} | {LOAD_GENERATOR: os.getpid()}
         if stack.broker and stack.broker.process:
@@ -412,6 +420,7 @@ def load(options: LoadOptions, stack: Stack | None = None) -> dict:
         result["warmup_s"] = options.warmup_s
         result["frame_ms"] = options.frame_ms
         result["partials_requested"] = options.partials
+        result["settings"] = options.settings
         result["processes"] = meter.result()
         result |= hurried_share(finals_before, worker_finals(stack.bootstrap))
         return result
@@ -465,6 +474,7 @@ def run_capacity(options: LoadOptions, start: int, step: int, p95_ms: float, max
         "warmup_s": options.warmup_s,
         "frame_ms": options.frame_ms,
         "partials_requested": options.partials,
+        "settings": options.settings,
         "bar": {"e2e_ms_p95": p95_ms, "lost": 0, "lag_trend_ms_per_min_max": max_slope},
         "runs": tried,
     }
