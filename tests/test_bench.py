@@ -295,3 +295,17 @@ def test_a_set_option_that_is_no_setting_or_a_bad_value_stops_the_bench_before_i
     done = CliRunner().invoke(main, ["bench", "load", "--set", pair, "--json"])
     assert done.exit_code == 2 and done.stdout == ""
     assert "--set" in done.stderr and says in done.stderr
+
+
+def test_a_load_session_the_gateway_refuses_counts_as_an_error_and_a_loss_not_a_traceback() -> None:
+    import asyncio
+
+    from moodstream.broker.embedded import free_port
+    from moodstream.cli.bench.load import LoadOptions, SessionStats, one_session, summarise
+
+    stats = SessionStats()
+    url = f"ws://127.0.0.1:{free_port()}/ws/analyze"  # nothing listens: refused as a full gateway would refuse
+    asyncio.run(one_session(url, b"\0" * 640, LoadOptions(duration_s=1.0), 0.0, stats))
+    result = summarise(1, 1.0, [stats])
+    assert result["lost"] == 1 and result["utterances"] == 0
+    assert [code.split(":")[0] for code in result["errors"]] == ["refused"]

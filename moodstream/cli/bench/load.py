@@ -38,7 +38,7 @@ from moodstream.cli.bench import report
 from moodstream.cli.bench.processes import bench_env, spawn, stop, wait_http
 from moodstream.cli.bench.soak import SoakReport, SpeedProbe, stage_medians
 from moodstream.producers.audio import load_pcm16
-from moodstream.producers.client import ClientOptions, MoodstreamClient
+from moodstream.producers.client import ClientOptions, MoodstreamClient, SessionFailed
 from moodstream.schemas import SchemaError, decode
 from moodstream.schemas.audio import SAMPLE_RATE
 from moodstream.schemas.records import WorkerHeartbeat
@@ -224,7 +224,11 @@ async def one_session(url: str, pcm: bytes, options: LoadOptions, run_start: flo
     session_options = {"partials": options.partials} | ({"channels": 2} if options.channels == 2 else {})
     client_options = ClientOptions(backoff_s=0.2, frame_ms=options.frame_ms, session_options=session_options)
     client = MoodstreamClient(url, client_options)
-    await client.connect()
+    try:
+        await client.connect()
+    except (OSError, SessionFailed) as refused:  # a limit of the gateway's (one a `--set` chose, say): counted
+        stats.errors.append(f"refused: {refused}")  # as an error, and as a loss (the session never ended)
+        return
     sender = asyncio.create_task(stream_looped(client, pcm, options.duration_s, options.frame_ms))
     async for message in client.messages():
         now_ms = time.time() * 1000
