@@ -273,6 +273,7 @@ def test_a_set_option_reaches_every_process_of_the_stack_and_the_callers_own_set
 
     monkeypatch.setenv("MOODSTREAM_PARTIAL_INTERVAL_MS", "0")  # the caller's shell: a benchmark measures the defaults
     monkeypatch.setenv("MOODSTREAM_KAFKA_FETCH_WAIT_MS", "30")  # broker tuning is the machine's, and is kept
+    monkeypatch.setenv("MOODSTREAM_LEVEL_WINDOW_MS", "soon")  # dropped too, so it cannot fail what --set names
     settings = stack_settings(["audio_batch_ms=200", "MOODSTREAM_ASR_CATCH_UP=false", "max_sessions=8"])
     env = Stack(workers=1, settings=settings).env()
     assert (env["MOODSTREAM_AUDIO_BATCH_MS"], env["MOODSTREAM_ASR_CATCH_UP"]) == ("200", "false")

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterable
+from typing import Annotated
 
 import pydantic
 
@@ -45,11 +46,12 @@ def stack_settings(pairs: Iterable[str]) -> dict[str, str]:
         if name in STACK_OWNED:
             raise ValueError(f"{key}: the benchmark sets it for each process it starts")
         chosen[name] = value
-    try:
-        Settings.model_validate(chosen)
-    except pydantic.ValidationError as error:
-        problems = "; ".join(f"{env_var(str(e['loc'][0]))}: {e['msg']}" for e in error.errors())
-        raise ValueError(problems) from None
+    for name, value in chosen.items():  # field by field: the model would read the caller's variables too
+        field = Settings.model_fields[name]
+        try:
+            pydantic.TypeAdapter(Annotated[field.annotation, field]).validate_python(value)
+        except pydantic.ValidationError as error:
+            raise ValueError(f"{env_var(name)}={value}: {error.errors()[0]['msg']}") from None
     return {env_var(name): value for name, value in chosen.items()}
 
 
