@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from moodstream.broker.generations import Generations
@@ -176,7 +176,18 @@ class Settings(BaseSettings):
         description="A worker hands each record its stages send to its own next stage at once, beside the topic "
         "(which stays the record and every other worker's path); false: every record waits for the broker.",
     )
-    level_window_ms: int = Field(500, ge=20, description="Audio-level stage: ms of audio per level event.")
+    level_window_ms: int = Field(
+        500,
+        ge=0,
+        description="Audio-level stage: ms of audio per level event (at least 20); 0: no level events, for clients "
+        "that show no meter (each event is a record for the worker, the broker and the gateway).",
+    )
+    live_voice: bool = Field(
+        True,
+        description="Acoustic windows: the voice's provisional mood every 500 ms while someone speaks (`acoustic` "
+        "events), also pooled into the utterance's acoustic score; false: none, for deployments that show no live "
+        "mood (with the level events off too, 8.6% of the stack's CPU at 20 sessions: docs/decisions/0016).",
+    )
     partial_interval_ms: int = Field(
         1000,
         ge=0,
@@ -292,6 +303,13 @@ class Settings(BaseSettings):
         if self.kafka_ssl_cafile:
             config["ssl.ca.location"] = self.kafka_ssl_cafile
         return config
+
+    @field_validator("level_window_ms")
+    @classmethod
+    def _level_window_is_off_or_long_enough(cls, ms: int) -> int:
+        if 0 < ms < 20:  # a meter of a few ms would send a record per frame
+            raise ValueError("0 (no level events) or at least 20")
+        return ms
 
     def aiokafka_config(self) -> dict[str, Any]:
         """The same connection settings for an aiokafka client (workers, the gateway's events consumer)."""

@@ -32,7 +32,8 @@ def _dbfs(value: float) -> float:
 
 
 class LevelMeter:
-    """Per-session state: accumulates energy and peak until a window of ``window_ms`` is complete."""
+    """Per-session state: accumulates energy and peak until a window of ``window_ms`` is complete; ``window_ms`` 0:
+    no readings at all (a meter nobody shows)."""
 
     def __init__(self, window_ms: int = 500) -> None:
         self.window_samples = SAMPLE_RATE * window_ms // 1000
@@ -47,6 +48,8 @@ class LevelMeter:
 
     def feed(self, pcm: bytes, start_sample: int) -> list[LevelReading]:
         """Add a frame; returns the readings of the windows it completes (usually none or one)."""
+        if self.window_samples == 0:
+            return []
         if self._count == 0:
             self._start = start_sample
         samples = np.frombuffer(pcm, dtype="<i2")

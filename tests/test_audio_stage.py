@@ -132,7 +132,7 @@ class OneWorkerStack:
 
 
 @contextlib.asynccontextmanager
-async def one_worker_stack(rotation_s: float) -> AsyncIterator[OneWorkerStack]:
+async def one_worker_stack(rotation_s: float, **settings: str) -> AsyncIterator[OneWorkerStack]:
     generations = Generations(rotation_s)
     with EmbeddedBroker() as broker:
         config = {"bootstrap.servers": broker.bootstrap}
@@ -142,7 +142,10 @@ async def one_worker_stack(rotation_s: float) -> AsyncIterator[OneWorkerStack]:
         # the replacement's model load and group join (on a slow 2-core box past the 20 s default).
         grace_s = str(60.0 if generations.enabled else Settings().session_end_grace_s)
         env = process_env(
-            broker.bootstrap, MOODSTREAM_TOPIC_ROTATION_S=str(rotation_s), MOODSTREAM_SESSION_END_GRACE_S=grace_s
+            broker.bootstrap,
+            MOODSTREAM_TOPIC_ROTATION_S=str(rotation_s),
+            MOODSTREAM_SESSION_END_GRACE_S=grace_s,
+            **settings,
         )
         port = free_port()
         first = spawn(["worker"], env)
@@ -158,6 +161,19 @@ async def one_worker_stack(rotation_s: float) -> AsyncIterator[OneWorkerStack]:
 
 def final_texts(messages: list[dict]) -> dict[int, str]:
     return {m["utterance_seq"]: m["text"] for m in messages if m["type"] == "utterance" and m["final"]}
+
+
+@pytest.mark.stack  # starts its own processes
+async def test_a_stack_without_the_meter_and_the_live_voice_still_sends_every_result_with_its_voice() -> None:
+    async with one_worker_stack(0.0, MOODSTREAM_LEVEL_WINDOW_MS="0", MOODSTREAM_LIVE_VOICE="false") as stack:
+        messages = await asyncio.wait_for(stack.stream(), 90)
+    kinds = {m["type"] for m in messages}
+    assert "level" not in kinds and "acoustic" not in kinds  # no meter, no provisional voice
+    assert ("vad.speech_end", 2) in vad_events(messages)
+    finals = [m for m in messages if m["type"] == "utterance" and m["final"]]
+    assert sorted(m["utterance_seq"] for m in finals) == [0, 1, 2]
+    assert_same_words({m["utterance_seq"]: m["text"] for m in finals})
+    assert all(m["audio_sentiment"] and m["arousal"] is not None for m in finals)  # the voice of each utterance
 
 
 @pytest.mark.parametrize("rotation_s", [0.0, 8.0], ids=["fixed-topics", "rotating-topics"])

@@ -288,6 +288,7 @@ def test_a_set_option_reaches_every_process_of_the_stack_and_the_callers_own_set
         ("audio_batch_ms", "not KEY=VALUE"),
         ("audio_batch=200", "not KEY=VALUE"),
         ("audio_batch_ms=soon", "MOODSTREAM_AUDIO_BATCH_MS"),
+        ("level_window_ms=5", "0 (no level events) or at least 20"),
         ("port=9000", "the benchmark sets it"),
         ("KAFKA_BOOTSTRAP_SERVERS=elsewhere:9092", "the benchmark sets it"),
     ],

@@ -56,6 +56,16 @@ def test_utterance_boundaries_match_the_prompts(model) -> None:
     assert all(len(w.pcm) == 16000 for w in windows)
 
 
+def test_without_acoustic_windows_the_same_utterances_are_cut(model) -> None:
+    def events(options: EndpointerOptions) -> list:
+        endpointer = Endpointer(SileroStream(model), options)
+        return run(endpointer, SPEECH) + endpointer.flush()
+
+    with_windows, without = events(EndpointerOptions()), events(EndpointerOptions(acoustic_window_ms=0))
+    assert not any(isinstance(e, AcousticChunk) for e in without)
+    assert [e for e in with_windows if not isinstance(e, AcousticChunk)] == without
+
+
 def test_frame_size_does_not_change_the_result(model) -> None:
     def cuts(frame_ms: int) -> list[tuple[int, int]]:
         endpointer = Endpointer(SileroStream(model))

@@ -33,3 +33,8 @@ def test_frames_that_straddle_windows_split_exactly() -> None:
     assert [(r.start_ms, r.end_ms) for r in readings] == [(0.0, 20.0), (20.0, 40.0)]
     rest = meter.flush()
     assert rest is not None and (rest.start_ms, rest.end_ms) == (40.0, 50.0)
+
+
+def test_a_meter_of_no_window_reads_nothing() -> None:
+    meter = LevelMeter(0)
+    assert meter.feed(tone(1.0, 0.5), 0) == [] and meter.flush() is None

@@ -67,8 +67,10 @@ class AudioShell:
         return AudioSession(record.session_id, *self.new_channel(), checkpoint)
 
     def new_channel(self) -> tuple[Endpointer, LevelMeter]:
-        options = EndpointerOptions(partial_interval_ms=self.ctx.settings.partial_interval_ms)
-        return Endpointer(SileroStream(self.model.get()), options), LevelMeter(self.ctx.settings.level_window_ms)
+        settings = self.ctx.settings
+        windows = EndpointerOptions.acoustic_window_ms if settings.live_voice else 0
+        options = EndpointerOptions(partial_interval_ms=settings.partial_interval_ms, acoustic_window_ms=windows)
+        return Endpointer(SileroStream(self.model.get()), options), LevelMeter(settings.level_window_ms)
 
     async def handle(self, stream: faust.StreamT, event: faust.EventT, record: AudioFrame | SessionControl) -> None:
         sid, partition = record.session_id, event.message.partition

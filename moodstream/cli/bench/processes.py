@@ -6,9 +6,10 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterable
-from typing import Annotated
+from typing import Any
 
 import pydantic
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from moodstream.broker import processes
 from moodstream.settings import Settings, env_var
@@ -46,13 +47,23 @@ def stack_settings(pairs: Iterable[str]) -> dict[str, str]:
         if name in STACK_OWNED:
             raise ValueError(f"{key}: the benchmark sets it for each process it starts")
         chosen[name] = value
-    for name, value in chosen.items():  # field by field: the model would read the caller's variables too
-        field = Settings.model_fields[name]
-        try:
-            pydantic.TypeAdapter(Annotated[field.annotation, field]).validate_python(value)
-        except pydantic.ValidationError as error:
-            raise ValueError(f"{env_var(name)}={value}: {error.errors()[0]['msg']}") from None
+    try:
+        GivenSettings(**chosen)
+    except pydantic.ValidationError as error:
+        problems = "; ".join(f"{env_var(str(e['loc'][0]))}: {e['msg']}" for e in error.errors())
+        raise ValueError(problems) from None
     return {env_var(name): value for name, value in chosen.items()}
+
+
+class GivenSettings(Settings):
+    """The settings model reading only what it is given: `--set` values are the stack's, the caller's variables are
+    not (the bench drops them), so a bad one there must not fail them."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource, *_others: Any, **_named: Any
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
 
 
 def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
