@@ -186,7 +186,7 @@ class Settings(BaseSettings):
         True,
         description="Acoustic windows: the voice's provisional mood every 500 ms while someone speaks (`acoustic` "
         "events), also pooled into the utterance's acoustic score; false: none, for deployments that show no live "
-        "mood (with the level events off too, 8.6% of the stack's CPU at 20 sessions: docs/decisions/0016).",
+        "mood (each window is a record for a worker, the broker and the gateway, and a call of the acoustic model).",
     )
     partial_interval_ms: int = Field(
         1000,

@@ -299,11 +299,11 @@ def test_a_set_option_that_is_no_setting_or_a_bad_value_stops_the_bench_before_i
     assert "--set" in done.stderr and says in done.stderr
 
 
-def test_a_load_session_the_gateway_refuses_counts_as_an_error_and_a_loss_not_a_traceback() -> None:
+def test_a_refused_load_session_is_an_error_and_a_loss_in_strict_json_not_a_traceback() -> None:
     import asyncio
 
     from moodstream.broker.embedded import free_port
-    from moodstream.cli.bench.load import LoadOptions, SessionStats, one_session, summarise
+    from moodstream.cli.bench.load import LoadOptions, SessionStats, one_session, passes, summarise
 
     stats = SessionStats()
     url = f"ws://127.0.0.1:{free_port()}/ws/analyze"  # nothing listens: refused as a full gateway would refuse
@@ -311,3 +311,5 @@ def test_a_load_session_the_gateway_refuses_counts_as_an_error_and_a_loss_not_a_
     result = summarise(1, 1.0, [stats])
     assert result["lost"] == 1 and result["utterances"] == 0
     assert [code.split(":")[0] for code in result["errors"]] == ["refused"]
+    assert result["e2e_ms_p95"] is None and not passes(result, 1200.0, 100.0)
+    json.dumps(result, allow_nan=False)  # a run without results still prints strict JSON (no NaN)
