@@ -185,8 +185,9 @@ class Settings(BaseSettings):
     live_voice: bool = Field(
         True,
         description="Acoustic windows: the voice's provisional mood every 500 ms while someone speaks (`acoustic` "
-        "events), also pooled into the utterance's acoustic score; false: none, for deployments that show no live "
-        "mood (each window is a record for a worker, the broker and the gateway, and a call of the acoustic model).",
+        "events), also half of the acoustic model's score of the utterance; false: none (that score is then the "
+        "whole utterance's alone), for deployments that show no live mood (each window is a record for a worker, the "
+        "broker and the gateway, and a call of the acoustic model).",
     )
     partial_interval_ms: int = Field(
         1000,
